@@ -1,0 +1,49 @@
+# minist — the few commands people run. `make help` lists them.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned for the install here (it lies on this machine's disk); the package itself asks for a range.
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+NB_OUT ?= build/notebooks
+
+.PHONY: help setup tutorial lab test lint bench figures teacher data clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(VENV)/.installed ## create .venv and install minist with its dev tools (once)
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install $(TORCH_PIN)
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
+
+tutorial: setup ## run every notebook top to bottom (offline default) → build/notebooks/*.ipynb and *.html
+	$(BIN)/minist notebooks --out $(NB_OUT)
+
+lab: setup ## open the notebooks interactively in JupyterLab
+	$(BIN)/jupyter lab notebooks/
+
+lint: setup ## ruff
+	$(BIN)/ruff check minist tests
+
+test: setup lint ## lint, the unit tests, and every notebook in quick mode
+	MINIST_QUICK=1 $(BIN)/python -m pytest -n 2 tests
+	MINIST_QUICK=1 $(BIN)/python -m pytest -n 2 --nbmake --nbmake-timeout=900 notebooks
+
+bench: setup ## print the benchmark table (data speed, teacher speed and accuracy)
+	$(BIN)/minist bench
+
+figures: setup ## redraw the README's figures into docs/
+	$(BIN)/minist figures --out docs
+
+teacher: setup ## retrain the shipped mini teacher (≈30 min on 2 CPU cores) and copy it to data/
+	$(BIN)/minist train-teacher --ship
+
+data: setup ## rebuild data/fashion_mnist_subset.npz from the Debian package dataset-fashion-mnist
+	$(BIN)/minist data make-subset --source debian
+
+clean: ## remove build outputs (not the venv)
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,183 @@
+"""The few commands people run: ``minist <command> --help`` for each.
+
+    minist train-teacher [--epochs 12 ...] [--resume] [--ship]
+    minist train-student [--beta 0.08 ...] [--resume] [--ship]
+    minist data make-subset | cache | show
+    minist bench
+    minist notebooks [--quick] [--out build/notebooks]
+    minist figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import time
+from pathlib import Path
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> None:
+    """One ``--flag`` per dataclass field, typed by its default (config is code; the CLI overrides it)."""
+    for f in dataclasses.fields(cls):
+        default = f.default
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
+        elif default is None:
+            parser.add_argument(flag, type=_none_or_number, default=None)
+        else:
+            parser.add_argument(flag, type=type(default), default=default, help=f"(default: {default})")
+
+
+def _none_or_number(s: str):
+    for t in (int, float):
+        try:
+            return t(s)
+        except ValueError:
+            pass
+    return s
+
+
+def _dataclass_from_args(cls, args):
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def cmd_train_teacher(args) -> int:
+    from .train import TeacherTrainConfig, train_teacher
+    from .utils import data_dir
+    cfg = _dataclass_from_args(TeacherTrainConfig, args)
+    model, meta = train_teacher(cfg, resume=args.resume)
+    out = Path(cfg.out) / "teacher.pt"
+    print(f"val accuracy {meta['val_accuracy']:.2f} %  ({meta['train_seconds']:.0f} s of training) → {out}")
+    if args.ship:
+        dest = data_dir() / "teacher_mini.pt"
+        shutil.copyfile(out, dest.with_suffix(".tmp"))
+        dest.with_suffix(".tmp").replace(dest)
+        print(f"shipped → {dest}")
+    return 0
+
+
+def cmd_train_student(args) -> int:
+    from . import pretrained
+    from .train import StudentTrainConfig, train_student
+    from .utils import data_dir
+    cfg = _dataclass_from_args(StudentTrainConfig, args)
+    teacher = pretrained.teacher(cfg.preset)
+    student, meta = train_student(cfg, teacher, resume=args.resume)
+    v = meta["val"]
+    out = Path(cfg.out) / "student.pt"
+    print(f"β = {cfg.beta}: accuracy {v['accuracy']:.2f} % at {v['kb_mean']:.3f} KB/image ({v['bpp']:.3f} bpp, "
+          f"{v['header_bytes']} B header) on {v['n']} val images, real bytes → {out}")
+    if args.ship:
+        dest = data_dir() / pretrained.student_file(cfg.preset, cfg.beta)
+        shutil.copyfile(out, dest.with_suffix(".tmp"))
+        dest.with_suffix(".tmp").replace(dest)
+        print(f"shipped → {dest}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .utils import data_dir
+    if args.action == "make-subset":
+        from .data.fashion import SUBSET_FILE, make_subset
+        out = args.out or data_dir() / SUBSET_FILE
+        path = make_subset(args.source, out, args.per_class_train, args.per_class_test)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    elif args.action == "cache":
+        from .data.synth import cached
+        for task in ("classification", "detection"):
+            t = time.time()
+            ds = cached("val", task, refresh=args.refresh, size=args.size)
+            print(f"{task}: {len(ds)} val images cached in {time.time() - t:.1f} s, sha256 {ds.digest()[:16]}…")
+    elif args.action == "show":
+        import matplotlib
+        matplotlib.use("Agg")
+        from . import data as mdata
+        from .plots import show_samples
+        ds = mdata.load("fashion-on-photos", split=args.split, task=args.task, cache=False)
+        fig = show_samples(ds, n=args.n)
+        fig.savefig(args.out, dpi=110)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import main as bench_main
+    return bench_main(quick=args.quick, which=args.which)
+
+
+def cmd_notebooks(args) -> int:
+    from .notebooks import run_all
+    return run_all(out=args.out, quick=args.quick, pattern=args.only, timeout=args.timeout)
+
+
+def cmd_figures(args) -> int:
+    from .figures import make_all
+    for p in make_all(args.out):
+        print(f"wrote {p}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import StudentTrainConfig, TeacherTrainConfig
+    p = argparse.ArgumentParser(prog="minist", description="minist: supervised compression for split computing")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train-teacher", help="train the mini teacher on Fashion-on-Photos")
+    add_dataclass_args(t, TeacherTrainConfig)
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    t.add_argument("--ship", action="store_true", help="copy the result to data/teacher_mini.pt")
+    t.set_defaults(fn=cmd_train_teacher)
+
+    s = sub.add_parser("train-student", help="train an Entropic Student (stage 1 + stage 2) at one β")
+    add_dataclass_args(s, StudentTrainConfig)
+    s.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    s.add_argument("--ship", action="store_true", help="copy the result to data/student_mini_beta<β>.pt")
+    s.set_defaults(fn=cmd_train_student)
+
+    d = sub.add_parser("data", help="make the shipped Fashion-MNIST subset, the val cache, or a sample grid")
+    d.add_argument("action", choices=("make-subset", "cache", "show"))
+    d.add_argument("--source", default="debian", help="Fashion-MNIST source for make-subset (default: debian)")
+    d.add_argument("--out", default=None)
+    d.add_argument("--per-class-train", type=int, default=800)
+    d.add_argument("--per-class-test", type=int, default=200)
+    d.add_argument("--size", type=int, default=128)
+    d.add_argument("--refresh", action="store_true")
+    d.add_argument("--split", default="val")
+    d.add_argument("--task", default="classification")
+    d.add_argument("--n", type=int, default=16)
+    d.set_defaults(fn=cmd_data)
+
+    b = sub.add_parser("bench", help="print the benchmark table (data, teacher, accuracy)")
+    b.add_argument("which", nargs="?", default="all", choices=("all", "foundation", "student"))
+    b.add_argument("--quick", action="store_true")
+    b.set_defaults(fn=cmd_bench)
+
+    n = sub.add_parser("notebooks", help="execute every notebook top to bottom; write .ipynb and .html")
+    n.add_argument("--out", default="build/notebooks")
+    n.add_argument("--quick", action="store_true", help="set MINIST_QUICK=1 (what CI runs)")
+    n.add_argument("--only", default="*.ipynb", help="glob of notebooks to run")
+    n.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    n.set_defaults(fn=cmd_notebooks)
+
+    f = sub.add_parser("figures", help="draw the README's figures from the project's code and data")
+    f.add_argument("--out", default="docs")
+    f.set_defaults(fn=cmd_figures)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "data" and args.action == "show" and args.out is None:
+        args.out = "samples.png"
+    try:
+        return args.fn(args) or 0
+    except (ValueError, FileNotFoundError, TypeError) as e:
+        print(f"minist: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Measuring: accuracy, and what each way of splitting the network would send.
+
+The paper's motivating observation (DESIGN §1): sending an intermediate
+feature map of the unmodified teacher costs *more* bytes than sending the input
+image compressed, because early ResNet stages widen the tensor (ResNet-50's
+``layer1``: 256×56×56 values vs 224×224×3 pixels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import codecs
+from .models.teacher import Teacher
+from .train import evaluate_accuracy
+
+__all__ = ["evaluate_accuracy", "split_point_sizes", "input_codec_sizes"]
+
+SPLIT_POINTS = ("input", "stem", "layer1", "layer2", "layer3", "layer4")
+PRECISIONS = {"float32": 4.0, "float16": 2.0, "8-bit": 1.0}
+
+
+@torch.no_grad()
+def split_point_sizes(teacher: Teacher, x: torch.Tensor) -> list[dict]:
+    """Bytes per image to send the tensor at each split point, at each precision.
+
+    ``input`` is the normalised image tensor (3×H×W values), which a naive split
+    at the very start would send. Sizes ignore headers: they are lower bounds.
+    """
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    feats = teacher.features(x, ("stem", "layer1", "layer2", "layer3", "layer4"))
+    rows = [{"split": "input", "shape": tuple(x.shape[1:]), "values": int(np.prod(x.shape[1:]))}]
+    rows += [{"split": k, "shape": tuple(v.shape[1:]), "values": int(np.prod(v.shape[1:]))} for k, v in feats.items()]
+    for r in rows:
+        for name, nbytes in PRECISIONS.items():
+            r[name] = r["values"] * nbytes
+    return rows
+
+
+def input_codec_sizes(images, qualities=(95, 75, 50, 25, 10)) -> list[dict]:
+    """Mean bytes per image for the raw 8-bit image, PNG, and JPEG/WebP at each quality."""
+    images = list(images)
+    h, w = images[0].shape[-2:]
+    rows = [{"codec": "raw RGB (8-bit)", "quality": None, "bytes": 3.0 * h * w},
+            {"codec": "PNG", "quality": None, "bytes": float(np.mean([len(codecs.encode(x, "png")) for x in images]))}]
+    for fmt in ("jpeg", "webp"):
+        for q in qualities:
+            sizes = [len(codecs.encode(x, fmt, q)) for x in images]
+            rows.append({"codec": fmt.upper() if fmt == "jpeg" else "WebP", "quality": q,
+                         "bytes": float(np.mean(sizes))})
+    return rows
+
+
+@torch.no_grad()
+def codec_accuracy(model, dataset, fmt: str, quality: int, limit: int | None = None) -> tuple[float, float]:
+    """Teacher accuracy (%) on images decoded from JPEG/WebP, and mean bytes per image (batch 1)."""
+    model.eval()
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    correct, total_bytes = 0, 0
+    for i in range(n):
+        x, y = dataset[i]
+        xr, nbytes = codecs.roundtrip(x, fmt, quality)
+        correct += int(model(xr.unsqueeze(0)).argmax(1).item() == y)
+        total_bytes += nbytes
+    return 100.0 * correct / n, total_bytes / n
+
+
+@torch.no_grad()
+def evaluate_student(student, dataset, progress: bool = False, limit: int | None = None) -> dict:
+    """Accuracy at real bytes (DESIGN §4): compress → bytes → decompress → decoder → tail, batch 1.
+
+    Returns accuracy (%), mean/std KB per image (1 KB = 1024 B), bpp, the payload's
+    share, our header bytes, and the estimated bits Σ −log2 p for comparison.
+    """
+    from tqdm.auto import tqdm
+
+    from .models import entropy
+    student.eval()
+    device_part, server_part = student.split()
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    correct, sizes, est_bits = 0, [], 0.0
+    hw = None
+    for i in tqdm(range(n), desc="real bytes", disable=not progress or None, leave=False):
+        x, y = dataset[i]
+        x = x.unsqueeze(0).to(next(student.parameters()).device)
+        hw = tuple(x.shape[-2:])
+        data = device_part(x)
+        logits = server_part(data)
+        correct += int(logits.argmax(1).item() == int(y))
+        sizes.append(len(data))
+        _, lik = student.entropy_bottleneck(student.encode(x), training=False)
+        est_bits += float(entropy.rate_bits(lik))
+    sizes_t = torch.tensor(sizes, dtype=torch.float64)
+    mean_bytes = float(sizes_t.mean())
+    payload_bytes = mean_bytes - entropy.HEADER_BYTES
+    return {"accuracy": 100.0 * correct / n, "n": n, "bytes_mean": mean_bytes,
+            "kb_mean": mean_bytes / 1024, "kb_std": float(sizes_t.std()) / 1024 if n > 1 else 0.0,
+            "bpp": 8 * mean_bytes / (hw[0] * hw[1]), "header_bytes": entropy.HEADER_BYTES,
+            "payload_bytes_mean": payload_bytes, "estimated_bits_mean": est_bits / n,
+            "payload_to_estimate": 8 * payload_bytes / max(est_bits / n, 1e-9)}

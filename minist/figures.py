@@ -1,0 +1,39 @@
+"""The README's figures, drawn from the project's own code and shipped data (``minist figures``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def make_all(out="docs") -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import data as mdata
+    from . import pretrained
+    from .evaluate import input_codec_sizes, split_point_sizes
+    from .plots import plot_split_sizes, show_samples
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    val = mdata.load("fashion-on-photos", split="val", task="classification")
+    teacher = pretrained.teacher("mini")
+    images = [val[i][0] for i in range(50)]
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    plot_split_sizes(split_point_sizes(teacher, images[0]), input_codec_sizes(images), ax=ax,
+                     title="Mini teacher, 128×128 Fashion-on-Photos: bytes per image at each split point")
+    fig.tight_layout()
+    paths = [out / "split_sizes.png"]
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+    det = mdata.load("fashion-on-photos", split="val", task="detection", val_length=200)
+    fig = show_samples(val, n=8, ncols=8, scale=1.3)
+    paths.append(out / "samples_classification.png")
+    fig.savefig(paths[-1], dpi=80)
+    plt.close(fig)
+    fig = show_samples(det, n=8, ncols=8, scale=1.3)
+    paths.append(out / "samples_detection.png")
+    fig.savefig(paths[-1], dpi=80)
+    plt.close(fig)
+    return paths

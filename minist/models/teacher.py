@@ -1,0 +1,166 @@
+"""The teacher: a ResNet with named stages, so the student can take its tail.
+
+Both presets expose the same stages, ``stem`` (stride 4) → ``layer1`` … ``layer4``
+→ ``head`` (global average pool + fc), and :meth:`Teacher.features` returns the
+outputs of any of them: distillation reads ``layer1`` … ``layer4``, and the
+student (DESIGN §2) replaces ``stem`` + ``layer1`` with its bottleneck.
+
+* ``paper``: torchvision ResNet-50 (He et al. 2016), 224×224 ImageNet images.
+* ``mini``: the same layout with one BasicBlock per stage and widths
+  32-64-128-256, sized to train on a laptop CPU on 128×128 Fashion-on-Photos.
+
+Models take images in [0, 1] and normalise inside, so codecs, teacher and
+student all see the same pixels.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
+
+STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class TeacherConfig:
+    """Architecture of a teacher. ``widths``/``blocks`` are per stage (layer1 … layer4)."""
+
+    preset: str = "mini"
+    num_classes: int = 10
+    image_size: int = 128
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: tuple[int, ...] = (1, 1, 1, 1)
+    stem_width: int = 32
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def preset_config(cls, preset: str, **overrides) -> TeacherConfig:
+        presets = {
+            "mini": dict(),
+            "paper": dict(preset="paper", num_classes=1000, image_size=224, widths=(256, 512, 1024, 2048),
+                          blocks=(3, 4, 6, 3), stem_width=64),
+        }
+        if preset not in presets:
+            raise ValueError(f"unknown teacher preset {preset!r}; choose one of {sorted(presets)}")
+        return cls(**{**presets[preset], **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TeacherConfig:
+        d = dict(d)
+        for k in ("widths", "blocks", "mean", "std"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def _layer(inplanes: int, planes: int, blocks: int, stride: int, block=BasicBlock) -> nn.Sequential:
+    """A ResNet stage, as torchvision's ``ResNet._make_layer`` builds it."""
+    out = planes * block.expansion
+    down = None
+    if stride != 1 or inplanes != out:
+        down = nn.Sequential(conv1x1(inplanes, out, stride), nn.BatchNorm2d(out))
+    layers = [block(inplanes, planes, stride, down)]
+    layers += [block(out, planes) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
+class Teacher(nn.Module):
+    """A ResNet as named stages; ``forward`` maps images in [0, 1] to logits."""
+
+    def __init__(self, config: TeacherConfig):
+        super().__init__()
+        self.config = config
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
+        if config.preset == "paper":
+            from torchvision.models import resnet50
+            r = resnet50(weights=None, num_classes=config.num_classes)
+            self.stem = nn.Sequential(OrderedDict(conv1=r.conv1, bn1=r.bn1, relu=r.relu, maxpool=r.maxpool))
+            self.layer1, self.layer2, self.layer3, self.layer4 = r.layer1, r.layer2, r.layer3, r.layer4
+            self.head = nn.Sequential(OrderedDict(avgpool=r.avgpool, flatten=nn.Flatten(1), fc=r.fc))
+            return
+        w, s = config.widths, config.stem_width
+        self.stem = nn.Sequential(OrderedDict(   # stride 4, like ResNet-50's conv1 + maxpool
+            conv1=nn.Conv2d(3, s, 5, stride=2, padding=2, bias=False), bn1=nn.BatchNorm2d(s),
+            relu=nn.ReLU(inplace=True), maxpool=nn.MaxPool2d(3, stride=2, padding=1)))
+        self.layer1 = _layer(s, w[0], config.blocks[0], 1)
+        self.layer2 = _layer(w[0], w[1], config.blocks[1], 2)
+        self.layer3 = _layer(w[1], w[2], config.blocks[2], 2)
+        self.layer4 = _layer(w[2], w[3], config.blocks[3], 2)
+        self.head = nn.Sequential(OrderedDict(avgpool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(1),
+                                              fc=nn.Linear(w[3], config.num_classes)))
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.modules():   # zero-init the last BN of each block (Goyal et al. 2017)
+            if isinstance(m, (BasicBlock, Bottleneck)):
+                nn.init.zeros_((m.bn2 if isinstance(m, BasicBlock) else m.bn3).weight)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x)
+        return (x - self.mean) / self.std
+
+    def features(self, x: torch.Tensor, names=("layer1", "layer2", "layer3", "layer4", "head")) -> dict:
+        """Outputs of the named stages for images ``x`` (B, 3, H, W) in [0, 1]."""
+        unknown = set(names) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages are {STAGES}")
+        out, h = {}, self.normalize(x)
+        last = max(STAGES.index(n) for n in names)
+        for name in STAGES[: last + 1]:
+            h = getattr(self, name)(h)
+            if name in names:
+                out[name] = h
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x, ("head",))["head"]   # (B, num_classes)
+
+
+def check_images(x: torch.Tensor) -> None:
+    """Raise a clear error unless ``x`` is a float batch (B, 3, H, W) of images in [0, 1]."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor of images, got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}; "
+                         "add a batch dimension with x.unsqueeze(0)")
+    if not x.is_floating_point():
+        raise TypeError(f"expected float images in [0, 1], got dtype {x.dtype}; use x.float() / 255")
+    if x.shape[-1] < 32 or x.shape[-2] < 32:
+        raise ValueError(f"images must be at least 32×32 (the teacher downsamples by 32), got {tuple(x.shape[-2:])}")
+
+
+def build_teacher(preset: str = "mini", **overrides) -> Teacher:
+    return Teacher(TeacherConfig.preset_config(preset, **overrides))
+
+
+def load_imagenet_resnet50() -> Teacher:
+    """The ``paper`` teacher with torchvision's ImageNet weights (``IMAGENET1K_V1``, top-1 76.13 %)."""
+    from torchvision.models import ResNet50_Weights, resnet50
+    try:
+        r = resnet50(weights=ResNet50_Weights.IMAGENET1K_V1)
+    except Exception as e:
+        raise RuntimeError(
+            "Could not get torchvision's ResNet-50 ImageNet weights (they download on first use into "
+            f"$TORCH_HOME; error: {e}). Online, run once with internet; offline, copy "
+            "resnet50-0676ba61.pth into $TORCH_HOME/hub/checkpoints/.") from e
+    t = build_teacher("paper")
+    t.load_state_dict(from_torchvision_resnet(r.state_dict()), strict=True)
+    return t.eval()
+
+
+def from_torchvision_resnet(state_dict: dict) -> dict:
+    """Rename a torchvision ResNet state dict to the teacher's stages (conv1 → stem.conv1, fc → head.fc)."""
+    prefix = {"conv1": "stem.", "bn1": "stem.", "fc": "head."}
+    return {prefix.get(k.split(".")[0], "") + k: v for k, v in state_dict.items()}

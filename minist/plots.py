@@ -1,0 +1,93 @@
+"""Figures, drawn the field's way: rate on x, accuracy on y, one colour per method."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+# one colour per method, the same in every notebook
+METHOD_COLORS = {
+    "teacher": "#444444", "raw": "#999999", "PNG": "#8c564b", "JPEG": "#1f77b4", "WebP": "#ff7f0e",
+    "float32": "#d62728", "float16": "#e377c2", "8-bit": "#9467bd", "Entropic Student": "#2ca02c",
+}
+
+
+def _as_uint8(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def draw_sample(x: torch.Tensor, y, classes=None, alpha: float = 0.45) -> torch.Tensor:
+    """One image (3, H, W) in [0, 1] with its boxes and masks (detection targets) drawn on; uint8."""
+    img = _as_uint8(x)
+    if isinstance(y, dict):
+        if "masks" in y and len(y["masks"]):
+            img = draw_segmentation_masks(img, y["masks"].bool(), alpha=alpha)
+        if "boxes" in y and len(y["boxes"]):
+            names = None
+            if classes is not None and "labels" in y:
+                names = [classes[int(k) - 1] for k in y["labels"]]
+            img = draw_bounding_boxes(img, y["boxes"], labels=names, colors="yellow", width=1)
+    return img
+
+
+def show_samples(dataset, n: int = 16, ncols: int = 8, classes=None, start: int = 0, scale: float = 1.6):
+    """A grid of ``n`` samples with their labels, boxes and masks overlaid; returns the figure."""
+    classes = classes or getattr(dataset, "classes", None)
+    n = min(n, len(dataset))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * scale, nrows * scale * 1.1), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, ax in zip(range(start, start + n), axes.flat):
+        x, y = dataset[i]
+        ax.imshow(draw_sample(x, y, classes).permute(1, 2, 0).numpy())
+        if not isinstance(y, dict):
+            ax.set_title(classes[int(y)] if classes else str(int(y)), fontsize=8)
+        else:
+            ax.set_title(f"{len(y.get('labels', []))} objects", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_split_sizes(split_rows: list[dict], codec_rows: list[dict], ax=None, title: str | None = None):
+    """Bytes per image at each split point (float32/float16/8-bit) next to the input's codecs.
+
+    Log-scale bars: the dashed line is the raw 8-bit image; anything above it is
+    worse than sending the uncompressed picture.
+    """
+    import seaborn as sns
+    sns.set_theme(style="whitegrid", context="notebook")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4.2))
+    labels = [r["split"] for r in split_rows]
+    xs = np.arange(len(labels))
+    width = 0.26
+    for j, prec in enumerate(("float32", "float16", "8-bit")):
+        vals = [r[prec] / 1024 for r in split_rows]
+        ax.bar(xs + (j - 1) * width, vals, width, label=f"feature as {prec}", color=METHOD_COLORS[prec])
+    raw = next(r["bytes"] for r in codec_rows if r["codec"].startswith("raw")) / 1024
+    ax.axhline(raw, color=METHOD_COLORS["raw"], ls="--", lw=1.5, label=f"raw image, 8-bit ({raw:.0f} KB)")
+    base = len(labels)
+    codec_x, codec_labels = [], []
+    for k, r in enumerate(r for r in codec_rows if not r["codec"].startswith("raw")):
+        name = r["codec"] + (f" q{r['quality']}" if r["quality"] is not None else "")
+        codec_x.append(base + 0.5 + k * 0.55)
+        codec_labels.append(name)
+        fam = r["codec"] if r["codec"] in METHOD_COLORS else "PNG"
+        ax.bar(codec_x[-1], r["bytes"] / 1024, 0.45, color=METHOD_COLORS[fam], label=fam)
+    ax.set_yscale("log")
+    ax.set_xticks(list(xs) + codec_x)
+    ax.set_xticklabels(labels + codec_labels, rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("KB per image to send (1 KB = 1024 B, log scale)")
+    ax.set_title(title or "Splitting the unmodified teacher sends more than the image itself")
+    handles, names = ax.get_legend_handles_labels()
+    seen, h2, n2 = set(), [], []
+    for h, n in zip(handles, names):
+        if n not in seen and not n.startswith("_"):
+            seen.add(n)
+            h2.append(h)
+            n2.append(n)
+    ax.legend(h2, n2, fontsize=8, ncol=2, loc="upper right")
+    return ax

@@ -1,0 +1,65 @@
+"""Shipped models: ``minist.pretrained.teacher("mini")``, ``student("mini", beta=None)``.
+
+Each file in ``data/`` is made by one documented command (see ``data/README.md``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from .utils import data_dir
+
+PRESETS = ("mini", "paper")
+TEACHER_FILES = {"mini": "teacher_mini.pt"}
+DEFAULT_BETA = {"mini": 0.08}
+
+
+def _check(preset: str) -> None:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
+
+
+def teacher(preset: str = "mini", with_meta: bool = False):
+    """The teacher of ``preset`` in eval mode: ``mini`` from ``data/``, ``paper`` = ImageNet ResNet-50."""
+    from .models.teacher import load_imagenet_resnet50
+    from .train import load_teacher
+    _check(preset)
+    if preset == "paper":
+        model = load_imagenet_resnet50()
+        meta = {"val_accuracy": 76.13, "source": "torchvision IMAGENET1K_V1 (top-1 as published)"}
+        return (model, meta) if with_meta else model
+    path = data_dir() / TEACHER_FILES[preset]
+    if not path.is_file():
+        raise FileNotFoundError(f"the shipped {preset} teacher {path} is missing; make it with "
+                                "`minist train-teacher --ship` (see data/README.md)")
+    model, meta = load_teacher(path)
+    return (model, meta) if with_meta else model
+
+
+def student_file(preset: str, beta: float) -> str:
+    return f"student_{preset}_beta{beta:g}.pt"
+
+
+def betas(preset: str = "mini") -> list[float]:
+    """The β values of the students shipped in ``data/`` for ``preset`` (sorted)."""
+    _check(preset)
+    found = []
+    for p in data_dir().glob(f"student_{preset}_beta*.pt"):
+        m = re.fullmatch(rf"student_{preset}_beta(.+)\.pt", p.name)
+        if m:
+            found.append(float(m.group(1)))
+    return sorted(found)
+
+
+def student(preset: str = "mini", beta: float | None = None, with_meta: bool = False):
+    """A shipped Entropic Student (eval mode, coding tables built); ``beta=None`` → the default β."""
+    from .train import load_student
+    _check(preset)
+    shipped = betas(preset)
+    if beta is None:
+        beta = DEFAULT_BETA.get(preset)
+    if beta not in shipped:
+        raise FileNotFoundError(f"no shipped {preset} student at β = {beta}; shipped: {shipped or 'none'}. "
+                                "Train one with `minist train-student --beta B --ship`.")
+    model, meta = load_student(data_dir() / student_file(preset, beta))
+    return (model, meta) if with_meta else model

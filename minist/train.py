@@ -1,0 +1,375 @@
+"""Training loops. This chapter: the teacher (cross-entropy, SGD, warm-up + cosine LR).
+
+Every loop shares the same habits: a tqdm progress bar, evaluation each epoch,
+an atomic checkpoint after each epoch (``last.pt``: weights, optimiser,
+scheduler, epoch, RNG) so ``resume=True`` continues where a crash stopped, and a
+final weights-only checkpoint with metadata (config, data fingerprint, accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .data.synth import FashionOnPhotos, FashionOnPhotosConfig, cached
+from .models.teacher import Teacher, TeacherConfig
+from .utils import get_device, set_seed
+
+
+@dataclass
+class TeacherTrainConfig:
+    """How the mini teacher is trained (``minist train-teacher`` exposes every field)."""
+
+    preset: str = "mini"
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.05
+    warmup_epochs: float = 0.5
+    image_size: int = 128
+    train_length: int = 16_000      # fresh images per epoch
+    val_length: int = 2_000
+    data_seed: int = 0
+    seed: int = 0
+    workers: int = 1
+    max_steps: int | None = None    # stop early (quick mode, smoke tests); resume goes on at the next epoch
+    device: str | None = None
+    out: str = "runs/teacher-mini"
+
+    def data_config(self) -> FashionOnPhotosConfig:
+        return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed,
+                                     train_length=self.train_length, val_length=self.val_length)
+
+
+def warmup_cosine(optimizer, warmup_steps: int, total_steps: int):
+    """Linear warm-up to the base LR, then cosine decay to 0, stepped every batch."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, dataset, batch_size: int = 250, device=None, desc: str = "eval") -> float:
+    """Top-1 accuracy (in %) of ``model`` on a classification dataset of (x, label)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    correct = total = 0
+    for x, y in tqdm(loader, desc=desc, leave=False, disable=None):
+        pred = model(x.to(device)).argmax(1).cpu()
+        correct += (pred == y).sum().item()
+        total += len(y)
+    model.train(was_training)
+    return 100.0 * correct / total
+
+
+RUN_CONTROL = ("max_steps", "workers", "device", "out")   # may change between a run and its resume
+
+
+def _recipe(cfg: dict) -> dict:
+    return {k: v for k, v in cfg.items() if k not in RUN_CONTROL}
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state()}
+
+
+def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: TeacherConfig | None = None,
+                  progress: bool = True) -> tuple[Teacher, dict]:
+    """Train the mini teacher on Fashion-on-Photos; returns the model and its metadata."""
+    if cfg.preset != "mini":
+        raise ValueError("train_teacher trains the 'mini' preset; the 'paper' teacher is torchvision's "
+                         "ImageNet ResNet-50 (minist.models.teacher.load_imagenet_resnet50)")
+    set_seed(cfg.seed)
+    device = get_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    mcfg = model_config or TeacherConfig.preset_config("mini", image_size=cfg.image_size)
+    model = Teacher(mcfg).to(device).to(memory_format=torch.channels_last)
+
+    dcfg = cfg.data_config()
+    train_set = FashionOnPhotos("train", "classification", dcfg)
+    val_set = cached("val", "classification", **asdict(dcfg))
+    steps_per_epoch = len(train_set) // cfg.batch_size
+    total = cfg.epochs * steps_per_epoch
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                          weight_decay=cfg.weight_decay)
+    sched = warmup_cosine(opt, int(cfg.warmup_epochs * steps_per_epoch), total)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    history, start_epoch, step = [], 0, 0
+
+    last = out / "last.pt"
+    if resume and last.is_file():
+        state = checkpoint.load(last, kind="teacher-train-state")
+        if _recipe(state["config"]) != _recipe(asdict(cfg)):
+            raise ValueError(f"{last} was made with a different training config; "
+                             "start a new run (another --out) or pass the same settings")
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        start_epoch, step, history = state["epoch"], state["step"], state["history"]
+
+    t0 = time.time()
+    for epoch in range(start_epoch, cfg.epochs):
+        train_set.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                             num_workers=cfg.workers, persistent_workers=False)
+        model.train()
+        tic, seen, run_loss = time.time(), 0, 0.0
+        bar = tqdm(loader, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", disable=not progress or None)
+        for x, y in bar:
+            x = x.to(device).contiguous(memory_format=torch.channels_last)
+            loss = loss_fn(model(x), y.to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            seen += len(y)
+            run_loss = 0.9 * run_loss + 0.1 * loss.item() if seen > len(y) else loss.item()
+            bar.set_postfix(loss=f"{run_loss:.3f}", lr=f"{sched.get_last_lr()[0]:.3g}")
+            if cfg.max_steps is not None and step >= cfg.max_steps:
+                break
+        epoch_seconds = time.time() - tic
+        acc = evaluate_accuracy(model, val_set, device=device)
+        history.append({"epoch": epoch + 1, "loss": run_loss, "val_accuracy": acc,
+                        "seconds": epoch_seconds, "images_per_second": seen / epoch_seconds})
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}: loss {run_loss:.3f}  val acc {acc:.2f} %  "
+                       f"({seen / epoch_seconds:.0f} img/s)")
+        checkpoint.save(last, kind="teacher-train-state", config=asdict(cfg), state_dict=model.state_dict(),
+                        optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=_rng_state(),
+                        epoch=epoch + 1, step=step, history=history)
+        if cfg.max_steps is not None and step >= cfg.max_steps:
+            break
+
+    meta = {"val_accuracy": history[-1]["val_accuracy"] if history else None,
+            "val_set": {"name": "fashion-on-photos", "task": "classification", "split": "val",
+                        "config": asdict(dcfg), "sha256": val_set.digest()},
+            "train": asdict(cfg), "history": history, "steps": step,
+            "train_seconds": sum(h["seconds"] for h in history), "wall_seconds": time.time() - t0,
+            "device": str(device), "torch": str(torch.__version__)}
+    save_teacher(out / "teacher.pt", model, meta)
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    return model.eval(), meta
+
+
+def save_teacher(path, model: Teacher, meta: dict) -> Path:
+    return checkpoint.save(path, kind="teacher", config=model.config.to_dict(),
+                           state_dict=model.to(memory_format=torch.contiguous_format).state_dict(), meta=meta)
+
+
+def load_teacher(path) -> tuple[Teacher, dict]:
+    """A teacher from a weights-only checkpoint, in eval mode, with its metadata."""
+    ck = checkpoint.load(path, kind="teacher")
+    model = Teacher(TeacherConfig.from_dict(ck["config"]))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+    return model.eval(), ck["meta"]
+
+
+# ---- the Entropic Student: stage 1 (feature distillation + β·rate), stage 2 (KD) ------------------------
+
+@dataclass
+class StudentTrainConfig:
+    """The two-stage recipe of DESIGN §3, with epochs scaled for the mini setting."""
+
+    preset: str = "mini"
+    beta: float = 0.08               # weight of the rate term: larger β → fewer bits
+    channels: int = 12               # C, latent channels
+    stage1_epochs: int = 5
+    stage1_batch_size: int = 64
+    stage1_lr: float = 1e-3          # Adam; ×0.1 at 50 % and 80 % of stage 1 (paper: epochs 5 and 8 of 10)
+    aux_lr: float = 1e-3             # the prior's quantile (auxiliary) loss, stepped every iteration
+    stage2_epochs: int = 3
+    stage2_batch_size: int = 128
+    stage2_lr: float = 1e-3          # SGD, momentum 0.9, weight decay 5e-4; ×0.1 at 50 %
+    alpha: float = 0.5               # 0.5 · CE + 0.5 · τ² · KL
+    tau: float = 1.0
+    image_size: int = 128
+    train_length: int = 8_000        # fresh images per epoch
+    val_length: int = 2_000
+    eval_length: int = 500           # images scored at real bytes after each epoch
+    data_seed: int = 0
+    seed: int = 0
+    workers: int = 1
+    max_steps: int | None = None     # per stage (quick mode, smoke tests)
+    device: str | None = None
+    out: str = "runs/student-mini"
+
+    def data_config(self) -> FashionOnPhotosConfig:
+        return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed,
+                                     train_length=self.train_length, val_length=self.val_length)
+
+
+def _milestone_scheduler(optimizer, steps_per_epoch: int, epochs: int, fractions):
+    """×0.1 at the given fractions of the stage, stepped every batch."""
+    milestones = sorted({max(1, round(f * epochs)) * steps_per_epoch for f in fractions})
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+
+
+def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = False, progress: bool = True,
+                  callback=None, final_eval: bool = True):
+    """Train an Entropic Student from ``teacher``; returns ``(student, meta)`` with real-byte results.
+
+    ``callback(stage, step, logs)``, if given, sees every step's loss terms (per image), e.g. to plot them.
+    ``final_eval=False`` skips scoring the whole val set at the end (``meta["val"]`` is then the last
+    per-epoch evaluation on ``eval_length`` images).
+    """
+    from .evaluate import evaluate_student
+    from .losses import kd_loss, stage1_loss
+    from .models.bottleneck import BottleneckConfig
+    from .models.student import EntropicStudent
+
+    if cfg.beta < 0:
+        raise ValueError(f"beta must be ≥ 0, got {cfg.beta}")
+    set_seed(cfg.seed)
+    device = get_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    teacher = teacher.to(device).eval().requires_grad_(False)
+    bcfg = BottleneckConfig.preset_config(cfg.preset, channels=cfg.channels)
+    student = EntropicStudent(teacher, bcfg).to(device)
+
+    dcfg = cfg.data_config()
+    train_set = FashionOnPhotos("train", "classification", dcfg)
+    val_set = cached("val", "classification", **asdict(dcfg))
+    eval_set = torch.utils.data.Subset(val_set, range(min(cfg.eval_length, len(val_set))))
+
+    stages = [(1, cfg.stage1_epochs, cfg.stage1_batch_size), (2, cfg.stage2_epochs, cfg.stage2_batch_size)]
+    history, done = [], 0          # ``done``: epochs finished over both stages
+    last = out / "last.pt"
+    state = None
+    if resume and last.is_file():
+        state = checkpoint.load(last, kind="student-train-state")
+        if _recipe(state["config"]) != _recipe(asdict(cfg)):
+            raise ValueError(f"{last} was made with a different training config; "
+                             "start a new run (another --out) or pass the same settings")
+        history, done = state["history"], state["epoch"]
+
+    t0 = time.time()
+    for stage, epochs, batch_size in stages:
+        first = done - (cfg.stage1_epochs if stage == 2 else 0)
+        if first >= epochs:
+            continue
+        if state is not None:             # resuming: the weights of the last finished epoch
+            student.load_state_dict(state["state_dict"])
+        student.set_stage(stage)
+        steps = len(train_set) // batch_size
+        if stage == 1:
+            main_params = [p for n, p in student.named_parameters() if p.requires_grad and not n.endswith("quantiles")]
+            opt = torch.optim.Adam(main_params, lr=cfg.stage1_lr)
+            aux_opt = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=cfg.aux_lr)
+            sched = _milestone_scheduler(opt, steps, epochs, (0.5, 0.8))
+        else:
+            opt = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=cfg.stage2_lr,
+                                  momentum=0.9, weight_decay=5e-4)
+            aux_opt = None
+            sched = _milestone_scheduler(opt, steps, epochs, (0.5,))
+        if state is not None and state["stage"] == stage:
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            if aux_opt is not None:
+                aux_opt.load_state_dict(state["aux_optimizer"])
+            torch.set_rng_state(state["rng"]["torch"])
+        state = None
+
+        for epoch in range(max(first, 0), epochs):
+            train_set.set_epoch(done)
+            loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True,
+                                                 num_workers=cfg.workers)
+            student.train()
+            tic, seen, terms = time.time(), 0, {}
+            bar = tqdm(loader, desc=f"stage {stage} epoch {epoch + 1}/{epochs}", disable=not progress or None)
+            for step, (x, y) in enumerate(bar):
+                x, y = x.to(device), y.to(device)
+                if stage == 1:
+                    with torch.no_grad():
+                        t_feats = teacher.features(x, ("layer1", "layer2", "layer3", "layer4"))
+                    o = student(x)
+                    parts = stage1_loss(o["features"], t_feats, o["likelihoods"], cfg.beta)
+                    loss = parts["loss"]
+                    logs = {"distortion": parts["distortion"].item() / len(x), "bits": parts["bits"].item() / len(x)}
+                else:
+                    with torch.no_grad():
+                        t_logits = teacher(x)
+                    o = student(x)
+                    loss = kd_loss(o["logits"], t_logits, y, cfg.alpha, cfg.tau)
+                    logs = {"kd": loss.item()}
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                if aux_opt is not None:
+                    aux = student.aux_loss()
+                    aux_opt.zero_grad(set_to_none=True)
+                    aux.backward()
+                    aux_opt.step()
+                    logs["aux"] = aux.item()
+                seen += len(x)
+                for k, v in logs.items():
+                    terms.setdefault(k, []).append(v)
+                if callback is not None:
+                    callback(stage, step, logs)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
+                if cfg.max_steps is not None and step + 1 >= cfg.max_steps:
+                    break
+            seconds = time.time() - tic
+            student.update(force=True)
+            res = evaluate_student(student, eval_set, progress=False)
+            done += 1
+            rec = {"stage": stage, "epoch": epoch + 1, "seconds": seconds, "images_per_second": seen / seconds,
+                   **{f"train_{k}": sum(v) / len(v) for k, v in terms.items()}, **res}
+            history.append(rec)
+            if progress:
+                tqdm.write(f"stage {stage} epoch {epoch + 1}: accuracy {res['accuracy']:.2f} % at "
+                           f"{res['kb_mean']:.3f} KB ({res['bpp']:.3f} bpp), {seen / seconds:.0f} img/s")
+            checkpoint.save(last, kind="student-train-state", config=asdict(cfg), state_dict=student.state_dict(),
+                            optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                            aux_optimizer=aux_opt.state_dict() if aux_opt else {}, rng=_rng_state(),
+                            stage=stage, epoch=done, history=history)
+
+    student.set_stage(2)
+    student.eval()
+    final = evaluate_student(student, val_set, progress=progress) if final_eval else history[-1]
+    meta = {"beta": cfg.beta, "val": final, "val_set": {"config": asdict(dcfg), "sha256": val_set.digest()},
+            "train": asdict(cfg), "history": history, "device": str(device), "torch": str(torch.__version__),
+            "train_seconds": sum(h["seconds"] for h in history), "wall_seconds": time.time() - t0}
+    save_student(out / "student.pt", student, meta)
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    return student, meta
+
+
+def save_student(path, student, meta: dict, half: bool = False) -> Path:
+    """A weights-only student checkpoint (CDF tables included) with its configs and metadata."""
+    config = {"teacher": student.teacher_config.to_dict(), "bottleneck": student.config.to_dict()}
+    return checkpoint.save(path, kind="student", config=config, state_dict=student.state_dict(), meta=meta, half=half)
+
+
+def load_student(path):
+    """A student from :func:`save_student`, in eval mode (stage 2, tables loaded), with its metadata."""
+    from .models.bottleneck import BottleneckConfig
+    from .models.student import EntropicStudent
+    ck = checkpoint.load(path, kind="student")
+    teacher = Teacher(TeacherConfig.from_dict(ck["config"]["teacher"]))
+    student = EntropicStudent(teacher, BottleneckConfig(**ck["config"]["bottleneck"]))
+    student.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+    student.stage = 2
+    for name in ("encoder", "entropy_bottleneck"):
+        getattr(student, name).requires_grad_(False)
+    return student.eval(), ck["meta"]

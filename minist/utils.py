@@ -1,0 +1,64 @@
+"""One way to get a device, one way to seed, one place for paths."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """Return ``prefer`` if given, else the best available of cuda, mps, cpu."""
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def quick_mode() -> bool:
+    """True when ``MINIST_QUICK`` is set to a non-empty value other than ``0``.
+
+    Notebooks and benchmarks shrink their work in quick mode so CI can execute
+    them in seconds to minutes (nbdev's ``IN_TEST`` idea).
+    """
+    return os.environ.get("MINIST_QUICK", "") not in ("", "0", "false", "False")
+
+
+def data_dir() -> Path:
+    """The project's ``data/`` folder (shipped subsets, checkpoints, results).
+
+    ``MINIST_DATA`` overrides it; otherwise it is the ``data/`` beside the
+    package in a source checkout (``pip install -e .``).
+    """
+    env = os.environ.get("MINIST_DATA")
+    path = Path(env) if env else Path(__file__).resolve().parents[1] / "data"
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"minist's data folder was not found at {path}. Install minist from a source "
+            "checkout with `pip install -e .`, or set MINIST_DATA to the checkout's data/ folder."
+        )
+    return path
+
+
+def cache_dir() -> Path:
+    """Where generated data (e.g. the cached validation set) is kept.
+
+    ``MINIST_CACHE`` overrides the default ``~/.cache/minist``.
+    """
+    env = os.environ.get("MINIST_CACHE")
+    path = Path(env) if env else Path.home() / ".cache" / "minist"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from minist import codecs
+from minist.cli import main
+from minist.evaluate import input_codec_sizes, split_point_sizes
+from minist.models.teacher import build_teacher
+
+
+def test_codec_round_trips_and_sizes():
+    x = torch.rand(3, 64, 64)
+    for fmt in ("jpeg", "webp", "png"):
+        y, n = codecs.roundtrip(x, fmt, 90)
+        assert y.shape == x.shape and n == len(codecs.encode(x, fmt, 90))
+    png, _ = codecs.roundtrip(x, "png")
+    assert torch.allclose(png, (x * 255).round() / 255, atol=1e-6)   # PNG is lossless
+    assert len(codecs.encode(x, "jpeg", 10)) < len(codecs.encode(x, "jpeg", 95))
+
+
+@pytest.mark.parametrize("args, match", [
+    (dict(x=torch.rand(3, 8, 8), fmt="gif"), "unknown format"),
+    (dict(x=torch.rand(3, 8, 8), quality=0), "quality"),
+    (dict(x=torch.rand(1, 3, 8, 8)), r"\(3, H, W\)"),
+])
+def test_codec_bad_input(args, match):
+    with pytest.raises(ValueError, match=match):
+        codecs.encode(**args)
+
+
+def test_split_point_sizes_count_values():
+    t = build_teacher("mini").eval()
+    rows = {r["split"]: r for r in split_point_sizes(t, torch.rand(3, 128, 128))}
+    assert rows["input"]["values"] == 3 * 128 * 128
+    assert rows["layer1"]["values"] == 32 * 32 * 32 and rows["layer1"]["float32"] == 4 * 32 * 32 * 32
+    assert rows["layer4"]["8-bit"] == 256 * 4 * 4
+    sizes = input_codec_sizes([torch.rand(3, 64, 64)], qualities=(50,))
+    assert sizes[0]["bytes"] == 3 * 64 * 64 and {r["codec"] for r in sizes} >= {"JPEG", "WebP", "PNG"}
+
+
+def test_cli_errors_are_clear(capsys):
+    assert main(["data", "show", "--task", "captioning", "--out", "/tmp/x.png"]) == 2
+    assert "unknown task" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train-teacher", "--epochs", "many"])
+
+
+def test_cli_data_show(tmp_path):
+    out = tmp_path / "grid.png"
+    assert main(["data", "show", "--task", "detection", "--n", "4", "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000

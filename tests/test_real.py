@@ -1,0 +1,118 @@
+"""Real-data loaders on tiny local fixtures laid out as the real datasets are, and offline errors."""
+
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import minist.data as mdata
+from minist.data import real
+
+
+def _img(path, w=40, h=30, value=None, mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(len(str(path)))
+    if value is None:
+        arr = rng.integers(0, 256, (h, w, 3) if mode == "RGB" else (h, w), dtype=np.uint8)
+    else:
+        arr = value
+    Image.fromarray(arr).save(path)
+
+
+def test_image_folder(tmp_path):
+    for c in ("n01", "n02"):
+        for i in range(3):
+            _img(tmp_path / "val" / c / f"{i}.JPEG")
+    (tmp_path / "classes.tsv").write_text("n01\ttench\nn02\tchurch\n")
+    ds = mdata.load("imagefolder", split="val", root=tmp_path, size=32)
+    x, y = ds[4]
+    assert x.shape == (3, 32, 32) and y == 1 and ds.readable_classes == ["tench", "church"]
+
+
+def test_shared_imagenette_mini_when_present():
+    root = real.default_imagenette_mini()
+    if root is None:
+        pytest.skip("../shared/data/imagenette-mini is not present")
+    ds = mdata.load("imagenette-mini", split="val", size=128)
+    assert len(ds) == 1000 and len(ds.classes) == 10
+    x, y = ds[0]
+    assert x.shape == (3, 128, 128) and 0 <= y < 10
+
+
+def test_imagenette_layout_and_offline_errors(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        mdata.load("imagenette", split="val", root=tmp_path)
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr("torchvision.datasets.imagenette.download_and_extract_archive", offline)
+    with pytest.raises(RuntimeError, match="offline"):
+        mdata.load("imagenette", split="val", root=tmp_path, download=True)
+    _img(tmp_path / "imagenette2-160" / "val" / "n01440764" / "a.JPEG")
+    ds = mdata.load("imagenette", split="val", root=tmp_path, size=32)
+    x, y = ds[0]
+    assert x.shape == (3, 32, 32) and y == 0 and ds.classes[0] == "tench"
+
+
+def test_pennfudan(tmp_path):
+    mask = np.zeros((30, 40), np.uint8)
+    mask[2:10, 3:9] = 1
+    mask[12:25, 20:30] = 2
+    _img(tmp_path / "PNGImages" / "FudanPed00001.png")
+    _img(tmp_path / "PedMasks" / "FudanPed00001_mask.png", value=mask)
+    ds = mdata.load("pennfudan", root=tmp_path, size=40)
+    x, t = ds[0]
+    assert x.shape == (3, 40, 40) and t["masks"].shape == (2, 40, 40) and t["labels"].tolist() == [1, 1]
+    assert t["boxes"].shape == (2, 4) and (t["semantic"] > 0).sum() == t["masks"].sum()
+    with pytest.raises(FileNotFoundError, match="PennFudanPed"):
+        mdata.load("pennfudan", root=tmp_path / "nothing")
+
+
+def test_oxford_pets(tmp_path):
+    base = tmp_path / "oxford-iiit-pet"
+    _img(base / "images" / "Abyssinian_1.jpg")
+    tri = np.full((30, 40), 2, np.uint8)
+    tri[5:20, 5:30] = 1
+    tri[4, 5:30] = 3
+    _img(base / "annotations" / "trimaps" / "Abyssinian_1.png", value=tri)
+    (base / "annotations" / "test.txt").write_text("Abyssinian_1 1 1 1\n")
+    ds = mdata.load("oxford-pets", split="val", root=tmp_path, size=32)
+    x, t = ds[0]
+    assert x.shape == (3, 32, 32) and t["label"] == 0
+    assert set(t["semantic"].unique().tolist()) <= {0, 1, 255} and (t["semantic"] == 1).any()
+    with pytest.raises(FileNotFoundError, match="Oxford-IIIT Pet"):
+        mdata.load("oxford-pets", split="val", root=tmp_path / "none")
+
+
+VOC_XML = """<annotation><filename>000001.jpg</filename><size><width>40</width><height>30</height><depth>3</depth>
+</size><object><name>dog</name><difficult>0</difficult><bndbox><xmin>5</xmin><ymin>6</ymin><xmax>25</xmax>
+<ymax>20</ymax></bndbox></object></annotation>"""
+
+
+def test_voc_detection_and_segmentation(tmp_path):
+    voc = tmp_path / "VOCdevkit" / "VOC2007"
+    _img(voc / "JPEGImages" / "000001.jpg")
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "Annotations" / "000001.xml").write_text(VOC_XML)
+    for sub in ("Main", "Segmentation"):
+        (voc / "ImageSets" / sub).mkdir(parents=True)
+        (voc / "ImageSets" / sub / "val.txt").write_text("000001\n")
+    seg = np.zeros((30, 40), np.uint8)
+    seg[5:15, 5:15] = 12
+    _img(voc / "SegmentationClass" / "000001.png", value=seg, mode="L")
+    det = mdata.load("voc", split="val", task="detection", root=tmp_path, size=80)
+    x, t = det[0]
+    assert x.shape == (3, 80, 80) and t["labels"].tolist() == [12]   # 'dog' in torchvision's VOC classes
+    assert torch.allclose(t["boxes"], torch.tensor([[10.0, 16.0, 50.0, 53.333]]), atol=0.5)
+    sg = mdata.load("voc", split="val", task="segmentation", root=tmp_path, size=80)
+    x, t = sg[0]
+    assert t["semantic"].shape == (80, 80) and set(t["semantic"].unique().tolist()) == {0, 12}
+    with pytest.raises(FileNotFoundError, match="VOCdevkit"):
+        mdata.load("voc", split="val", root=tmp_path / "none")
+
+
+def test_real_loaders_need_a_root():
+    with pytest.raises(ValueError, match="root="):
+        mdata.load("voc", split="val")

@@ -1,0 +1,145 @@
+"""Bottleneck shapes, the student's split, freezing, checkpoints, losses with golden values."""
+
+import pytest
+import torch
+
+from minist import losses
+from minist.models.bottleneck import BottleneckConfig, Decoder, Encoder
+from minist.models.entropy import PayloadError
+from minist.models.student import EntropicStudent
+from minist.models.teacher import build_teacher
+from minist.train import load_student, save_student
+
+
+def test_paper_bottleneck_matches_design():
+    enc, dec = Encoder(24), Decoder(24, 256)
+    assert sum(p.numel() for p in enc.parameters()) == 138_672
+    z = enc(torch.rand(1, 3, 224, 224))
+    assert z.shape == (1, 24, 55, 55)
+    assert dec(z).shape == (1, 256, 56, 56)
+    assert all(m.bias is None for m in list(enc) + list(dec) if isinstance(m, torch.nn.Conv2d))
+
+
+def test_paper_student_builds_on_resnet50():
+    s = EntropicStudent(build_teacher("paper"))
+    assert s.config == BottleneckConfig(24, 256)
+    with pytest.raises(ValueError, match="layer1 width"):
+        EntropicStudent(build_teacher("mini"), BottleneckConfig(12, 256))
+
+
+@pytest.fixture(scope="module")
+def student():
+    torch.manual_seed(0)
+    s = EntropicStudent(build_teacher("mini").eval())
+    s.update(force=True)
+    return s.eval()
+
+
+def test_split_equals_the_students_own_prediction(student):
+    device, server = student.split()
+    for _i in range(4):
+        x = torch.rand(1, 3, 128, 128)
+        payload = device(x)
+        assert isinstance(payload, bytes)
+        with torch.no_grad():
+            assert torch.equal(server(payload), student(x)["logits"])
+    with pytest.raises(ValueError, match="one image per message"):
+        device(torch.rand(2, 3, 128, 128))
+    with pytest.raises(PayloadError):
+        server(payload[:-1])
+
+
+def test_forward_shapes_and_noise_in_training(student):
+    x = torch.rand(2, 3, 128, 128)
+    o = student(x)
+    assert o["latent"].shape == (2, 12, 31, 31) and o["likelihoods"].shape == (2, 12, 31, 31)
+    assert {k: tuple(v.shape[1:]) for k, v in o["features"].items()} == {
+        "layer1": (32, 32, 32), "layer2": (64, 16, 16), "layer3": (128, 8, 8), "layer4": (256, 4, 4)}
+    med = student.entropy_bottleneck._get_medians().detach().view(1, -1, 1, 1)
+    assert torch.equal(o["latent"], torch.round(student.encode(x) - med) + med)   # eval: rounded
+    student.train()
+    noisy = student(x)["latent"]
+    student.eval()
+    assert not torch.equal(noisy, o["latent"])                                     # training: + U(−½, ½)
+
+
+def test_stage_freezing():
+    s = EntropicStudent(build_teacher("mini"))
+    s.set_stage(1).train()
+    assert all(p.requires_grad for p in s.encoder.parameters())
+    assert not any(p.requires_grad for p in s.layer3.parameters())
+    assert not s.layer2.training                      # frozen BN statistics in stage 1
+    s.set_stage(2).train()
+    assert not any(p.requires_grad for p in s.encoder.parameters())
+    assert not any(p.requires_grad for p in s.entropy_bottleneck.parameters())
+    assert all(p.requires_grad for p in s.head.parameters()) and s.layer2.training
+    assert s.entropy_bottleneck._offset.numel() == 12   # update() ran: the tables exist
+    x = torch.rand(2, 3, 128, 128)
+    a, b = s(x)["latent"], s(x)["latent"]
+    assert torch.equal(a, b)                           # stage 2: rounded latent, no noise
+
+
+def test_checkpoint_resizes_cdf_tables_and_remaps_old_names(student, tmp_path):
+    path = save_student(tmp_path / "s.pt", student, meta={"beta": 0.1})
+    loaded, meta = load_student(path)
+    x = torch.rand(1, 3, 128, 128)
+    assert student.compress(x) == loaded.compress(x) and meta["beta"] == 0.1
+    # load into a student whose tables already have another size (plain nn.Module loading would fail)
+    other = EntropicStudent(build_teacher("mini"))
+    with torch.no_grad():
+        other.entropy_bottleneck.quantiles[:, 0, 0] -= 50
+    other.update(force=True)
+    assert other.entropy_bottleneck._quantized_cdf.shape != student.entropy_bottleneck._quantized_cdf.shape
+    other.load_state_dict(student.state_dict())
+    assert other.eval().compress(x) == student.compress(x)
+    # CompressAI < 1.2 named the prior's parameters _matrix0, _bias0, _factor0
+    old = {k.replace("matrices.0", "_matrix0").replace("biases.0", "_bias0").replace("factors.0", "_factor0"): v
+           for k, v in student.state_dict().items()}
+    assert any("_matrix0" in k for k in old)
+    fresh = EntropicStudent(build_teacher("mini"))
+    fresh.load_state_dict(old)
+    assert fresh.eval().compress(x) == student.compress(x)
+
+
+def test_compress_needs_update_and_one_image():
+    s = EntropicStudent(build_teacher("mini")).eval()
+    with pytest.raises(RuntimeError, match="update"):
+        s.split()
+    s.update()
+    with pytest.raises(ValueError, match="one bitstream"):
+        s.compress(torch.rand(3, 3, 128, 128))
+
+
+# ---- losses: golden values computed by hand -----------------------------------------------------
+
+def test_feature_distillation_golden():
+    s = {"layer1": torch.tensor([[1.0, 2.0]]), "layer2": torch.tensor([[0.0, 0.0, 3.0]])}
+    t = {"layer1": torch.tensor([[0.0, 0.0]]), "layer2": torch.tensor([[1.0, 1.0, 1.0]])}
+    # (1 + 4) + (1 + 1 + 4) = 11 with unit weights; 2·5 + 0.5·6 = 13 with weights
+    assert losses.feature_distillation(s, t, {"layer1": 1.0, "layer2": 1.0}).item() == 11.0
+    assert losses.feature_distillation(s, t, {"layer1": 2.0, "layer2": 0.5}).item() == 13.0
+    with pytest.raises(KeyError, match="layer3"):
+        losses.feature_distillation(s, t, {"layer3": 1.0})
+
+
+def test_rate_golden():
+    lik = torch.tensor([0.5, 0.25, 0.125, 1.0])     # 1 + 2 + 3 + 0 bits
+    assert losses.rate_loss(lik, beta=2.0).item() == 12.0
+    parts = losses.stage1_loss({"layer1": torch.ones(1, 2)}, {"layer1": torch.zeros(1, 2)}, lik, beta=0.5,
+                               weights={"layer1": 1.0})
+    assert parts["bits"].item() == 6.0 and parts["distortion"].item() == 2.0 and parts["loss"].item() == 5.0
+
+
+def test_kd_loss_golden():
+    s = torch.tensor([[2.0, 0.0]])
+    t = torch.tensor([[0.0, 0.0]])
+    y = torch.tensor([0])
+    ce = torch.log(1 + torch.exp(torch.tensor(-2.0)))               # −log softmax(s)[0]
+    ps = torch.softmax(s, 1)
+    kl = (0.5 * torch.log(0.5 / ps)).sum()                        # KL(uniform ‖ softmax(s))
+    assert torch.allclose(losses.kd_loss(s, t, y, alpha=0.5, tau=1.0), 0.5 * ce + 0.5 * kl)
+    assert torch.allclose(losses.kd_loss(s, t, y, alpha=1.0), ce)
+    # τ² scaling: with τ = 2 the KL term is 4 · KL(softmax(t/2) ‖ softmax(s/2))
+    ps2 = torch.softmax(s / 2, 1)
+    kl2 = (0.5 * torch.log(0.5 / ps2)).sum()
+    assert torch.allclose(losses.kd_loss(s, t, y, alpha=0.0, tau=2.0), 4 * kl2)

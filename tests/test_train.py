@@ -1,0 +1,53 @@
+import torch
+
+from minist import pretrained
+from minist.models.teacher import TeacherConfig
+from minist.train import TeacherTrainConfig, load_teacher, train_teacher
+
+TINY = TeacherConfig.preset_config("mini", widths=(8, 16, 16, 16), stem_width=8, image_size=64)
+
+
+def _cfg(tmp_path, **kw):
+    return TeacherTrainConfig(**{**dict(epochs=2, batch_size=16, image_size=64, train_length=48, val_length=32,
+                                        workers=0, out=str(tmp_path / "run"), lr=0.05), **kw})
+
+
+def test_training_writes_checkpoints_and_resume_is_exact(tmp_path):
+    straight, meta = train_teacher(_cfg(tmp_path / "a"), model_config=TINY, progress=False)
+    assert len(meta["history"]) == 2 and meta["val_set"]["sha256"]
+    assert (tmp_path / "a" / "run" / "teacher.pt").is_file() and (tmp_path / "a" / "run" / "last.pt").is_file()
+
+    # stop after one epoch, then resume: same weights as the uninterrupted run
+    train_teacher(_cfg(tmp_path / "b", epochs=2, max_steps=3), model_config=TINY, progress=False)
+    resumed, meta_b = train_teacher(_cfg(tmp_path / "b"), model_config=TINY, progress=False, resume=True)
+    assert meta_b["steps"] == meta["steps"] == 6
+    for (k, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), k
+
+    loaded, lmeta = load_teacher(tmp_path / "a" / "run" / "teacher.pt")
+    x = torch.rand(2, 3, 64, 64)
+    assert torch.allclose(loaded(x), straight.eval()(x), atol=1e-5)
+    assert lmeta["val_accuracy"] == meta["val_accuracy"]
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    train_teacher(_cfg(tmp_path, epochs=1), model_config=TINY, progress=False)
+    try:
+        train_teacher(_cfg(tmp_path, epochs=1, lr=0.5), model_config=TINY, progress=False, resume=True)
+    except ValueError as e:
+        assert "different training config" in str(e)
+    else:
+        raise AssertionError("resume with another config must fail")
+
+
+def test_shipped_teacher_reproduces_its_recorded_accuracy():
+    """The shipped mini teacher, on the cached val set, within 0.5 pt of what was recorded."""
+    import minist.data as mdata
+    from minist.train import evaluate_accuracy
+    model, meta = pretrained.teacher("mini", with_meta=True)
+    cfg = meta["val_set"]["config"]
+    val = mdata.load("fashion-on-photos", split="val", task="classification", **cfg)
+    assert val.digest() == meta["val_set"]["sha256"], "the val set differs from the one the teacher was scored on"
+    acc = evaluate_accuracy(model, val)
+    assert abs(acc - meta["val_accuracy"]) <= 0.5
+    assert acc >= 85.0
