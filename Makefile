@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 NB_OUT ?= build/notebooks
 
-.PHONY: help setup tutorial lab test lint bench figures teacher data clean
+.PHONY: help setup tutorial lab test lint bench figures teacher student data clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -30,8 +30,8 @@ lint: setup ## ruff
 	$(BIN)/ruff check minist tests
 
 test: setup lint ## lint, the unit tests, and every notebook in quick mode
-	MINIST_QUICK=1 $(BIN)/python -m pytest -n 2 tests
-	MINIST_QUICK=1 $(BIN)/python -m pytest -n 2 --nbmake --nbmake-timeout=900 notebooks
+	OMP_NUM_THREADS=1 MINIST_QUICK=1 $(BIN)/python -m pytest -n 2 tests
+	OMP_NUM_THREADS=1 MINIST_QUICK=1 $(BIN)/python -m pytest -n 2 --nbmake --nbmake-timeout=900 notebooks
 
 bench: setup ## print the benchmark table (data speed, teacher speed and accuracy)
 	$(BIN)/minist bench
@@ -41,6 +41,9 @@ figures: setup ## redraw the README's figures into docs/
 
 teacher: setup ## retrain the shipped mini teacher (≈30 min on 2 CPU cores) and copy it to data/
 	$(BIN)/minist train-teacher --ship
+
+student: setup ## retrain the shipped default-β mini student (≈25 min on 2 CPU cores) and copy it to data/
+	$(BIN)/minist train-student --ship
 
 data: setup ## rebuild data/fashion_mnist_subset.npz from the Debian package dataset-fashion-mnist
 	$(BIN)/minist data make-subset --source debian

@@ -14,6 +14,9 @@ METHOD_COLORS = {
 }
 
 
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]
+
+
 def _as_uint8(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
@@ -23,7 +26,8 @@ def draw_sample(x: torch.Tensor, y, classes=None, alpha: float = 0.45) -> torch.
     img = _as_uint8(x)
     if isinstance(y, dict):
         if "masks" in y and len(y["masks"]):
-            img = draw_segmentation_masks(img, y["masks"].bool(), alpha=alpha)
+            colors = [PALETTE[i % len(PALETTE)] for i in range(len(y["masks"]))]
+            img = draw_segmentation_masks(img, y["masks"].bool(), alpha=alpha, colors=colors)
         if "boxes" in y and len(y["boxes"]):
             names = None
             if classes is not None and "labels" in y:

@@ -11,7 +11,7 @@ from .utils import data_dir
 
 PRESETS = ("mini", "paper")
 TEACHER_FILES = {"mini": "teacher_mini.pt"}
-DEFAULT_BETA = {"mini": 0.08}
+DEFAULT_BETA = {"mini": 0.02}
 
 
 def _check(preset: str) -> None:

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from minist import pretrained
@@ -51,3 +52,40 @@ def test_shipped_teacher_reproduces_its_recorded_accuracy():
     acc = evaluate_accuracy(model, val)
     assert abs(acc - meta["val_accuracy"]) <= 0.5
     assert acc >= 85.0
+
+
+def test_student_two_stages_resume_and_checkpoint(tmp_path):
+    """Both stages run, the bitstream is frozen by stage 2, resume across the stage boundary is exact."""
+    from minist.models.teacher import Teacher
+    from minist.train import StudentTrainConfig, load_student, train_student
+
+    torch.manual_seed(0)
+    teacher = Teacher(TINY).eval()
+    base = dict(channels=4, stage1_epochs=1, stage2_epochs=1, stage1_batch_size=8, stage2_batch_size=8,
+                image_size=64, train_length=16, val_length=6, eval_length=4, workers=0)
+    seen = []
+    cfg = StudentTrainConfig(**base, out=str(tmp_path / "a"))
+    student, meta = train_student(cfg, teacher, progress=False, callback=lambda st, i, logs: seen.append((st, logs)))
+    assert [h["stage"] for h in meta["history"]] == [1, 2]
+    assert {st for st, _ in seen} == {1, 2} and "bits" in seen[0][1] and "kd" in seen[-1][1]
+    v = meta["val"]
+    assert v["n"] == 6 and v["header_bytes"] == 16 and v["bytes_mean"] > 16 and 0 <= v["accuracy"] <= 100
+    x = torch.rand(1, 3, 64, 64)
+    loaded, _ = load_student(tmp_path / "a" / "student.pt")
+    assert loaded.compress(x) == student.compress(x)
+    assert torch.equal(loaded(x)["logits"], student.eval()(x)["logits"])
+
+    # a crash in the first stage-2 step, then resume: the same student as the uninterrupted run
+    def crash(stage, step, logs):
+        if stage == 2:
+            raise KeyboardInterrupt("power cut")
+    torch.manual_seed(0)
+    cfg_b = StudentTrainConfig(**base, out=str(tmp_path / "b"))
+    with pytest.raises(KeyboardInterrupt):
+        train_student(cfg_b, teacher, progress=False, callback=crash)
+    assert not (tmp_path / "b" / "student.pt").exists() and (tmp_path / "b" / "last.pt").exists()
+    resumed, meta_b = train_student(cfg_b, teacher, progress=False, resume=True)
+    assert resumed.compress(x) == student.compress(x)
+    for (k, a), (_, b) in zip(student.state_dict().items(), resumed.state_dict().items()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), k
+    assert meta_b["val"]["accuracy"] == v["accuracy"]

@@ -37,8 +37,8 @@ class EntropicStudent(CompressionModel):
         super().__init__()
         tcfg: TeacherConfig = teacher.config
         self.teacher_config = tcfg
-        self.config = config or BottleneckConfig.preset_config(tcfg.preset)
         layer1_width = teacher.layer2[0].conv1.in_channels
+        self.config = config or BottleneckConfig.preset_config(tcfg.preset, target_channels=layer1_width)
         if self.config.target_channels != layer1_width:
             raise ValueError(f"the decoder must output the teacher's layer1 width {layer1_width}, "
                              f"got target_channels={self.config.target_channels}")
