@@ -142,11 +142,83 @@ def student_main(quick: bool = False) -> int:
     return 0
 
 
+@torch.no_grad()
+def split_main(quick: bool = False) -> int:
+    """End-to-end latency per strategy and link preset (measured components + channel model),
+    a real round trip through the TCP server per preset, and the device's cost."""
+    from . import data as mdata
+    from . import pretrained
+    from .split import PRESETS, SplitClient, SplitServer
+    from .split.latency import crossover_bps, device_cost, end_to_end_ms, export_encoder, measure_strategies
+    student, teacher = pretrained.student("mini"), pretrained.teacher("mini")
+    val = mdata.load("fashion-on-photos", split="val", task="classification")
+    images = [val[i][0] for i in range(4 if quick else 20)]
+    rows = measure_strategies(student, teacher, images, repeats=3 if quick else 10)
+    names = list(PRESETS)
+    width = max(len(r["strategy"]) for r in rows)
+    print(f"minist split benchmark — end-to-end ms per image (device + RTT + transfer + server), this CPU as the "
+          f"device, {len(images)} val images")
+    print(f"{'strategy':<{width}} | {'device ms':>9} | {'bytes':>8} | {'server ms':>9} | "
+          + " | ".join(f"{n:>8}" for n in names))
+    print("-" * (width + 40 + 11 * len(names)))
+    for r in rows:
+        cells = [end_to_end_ms(r, PRESETS[n].uplink_bps, PRESETS[n].rtt_s, 1.0, PRESETS[n].downlink_bps)
+                 for n in names]
+        print(f"{r['strategy']:<{width}} | {r['device_ms']:>9.2f} | {r['bytes']:>8.0f} | {r['server_ms']:>9.2f} | "
+              + " | ".join(f"{c:>8.1f}" for c in cells))
+    print("presets: " + "; ".join(f"{n} {p.uplink_bps / 1e6:g} Mbit/s up, RTT {1000 * p.rtt_s:g} ms"
+                                  for n, p in PRESETS.items()))
+    es = rows[0]
+    print("\ncrossovers (link rate above which the Entropic Student split is faster), RTT 50 ms:")
+    for r in rows[1:]:
+        for slow in (1, 10, 100):
+            bw = crossover_bps(es, r, 0.05, slow)
+            faster_low = end_to_end_ms(es, 1e3, 0.05, slow) < end_to_end_ms(r, 1e3, 0.05, slow)
+            what = (f"{bw / 1e6:.3f} Mbit/s" if bw else ("always faster" if faster_low else "never faster"))
+            print(f"  vs {r['strategy']:<28} device {slow:>3}× slower than this CPU: {what}")
+    # a real round trip per preset through the TCP server (channel modelled by the client)
+    device_part, server_part = student.split()
+    msgs = [device_part(x.unsqueeze(0)) for x in images[:3]]
+    print("\nmeasured through the TCP server on 127.0.0.1 (3 images per preset):")
+    with SplitServer(server_part) as srv:
+        for n in (["4g", "wifi"] if quick else names):
+            with SplitClient(port=srv.port, channel=PRESETS[n]) as c:
+                rt = [c.infer(m)["round_trip_ms"] for m in msgs]
+            print(f"  {n:>5}: round trip {sum(rt) / len(rt):8.1f} ms (model: "
+                  f"{end_to_end_ms(es, PRESETS[n].uplink_bps, PRESETS[n].rtt_s, 0, PRESETS[n].downlink_bps):.1f} ms "
+                  f"without the device's encode)")
+    x = images[0].unsqueeze(0)
+    enc, full = device_cost(device_part.encoder, x), device_cost(teacher, x)
+    exp = export_encoder(student, x)
+    rows2 = [("device network parameters: encoder vs teacher",
+              f"{enc['parameters']:,d} vs {full['parameters']:,d}"),
+             ("device FLOPs per image: encoder vs teacher",
+              f"{enc['flops'] / 1e6:.1f} M vs {full['flops'] / 1e6:.1f} M"),
+             ("device peak memory (params + largest layer I/O)",
+              f"{enc['peak_memory_bytes'] / 1e6:.2f} MB vs {full['peak_memory_bytes'] / 1e6:.2f} MB"),
+             ("torch.export of the encoder: size, outputs match",
+              f"{exp['bytes'] / 1e3:.0f} kB, max |diff| {exp['max_abs_diff']:.1e} "
+              f"({'match' if exp['match'] else 'MISMATCH'})"),
+             ("encoder latency eager vs exported (batch 1)",
+              f"{exp['eager_ms']:.2f} ms vs {exp['exported_ms']:.2f} ms")]
+    from .models.bottleneck import Encoder
+    from .models.teacher import build_teacher
+    px = torch.rand(1, 3, 224, 224)
+    penc, pfull = device_cost(Encoder(24).eval(), px), device_cost(build_teacher("paper").eval(), px)
+    rows2.append(("paper preset FLOPs: encoder (C=24) vs ResNet-50, 224×224",
+                  f"{penc['flops'] / 1e9:.2f} G vs {pfull['flops'] / 1e9:.2f} G"))
+    print()
+    _print_table("device cost", rows2)
+    return 0
+
+
 def main(quick: bool = False, which: str = "all") -> int:
     if which in ("all", "foundation"):
         foundation_main(quick)
     if which in ("all", "student"):
         student_main(quick)
+    if which in ("all", "split"):
+        split_main(quick)
     return 0
 
 

@@ -3,7 +3,8 @@
     minist train-teacher [--epochs 12 ...] [--resume] [--ship]
     minist train-student [--beta 0.08 ...] [--resume] [--ship]
     minist data make-subset | cache | show
-    minist bench
+    minist serve [--port 8765] / minist send [--channel 4g]
+    minist bench [foundation|student|split]
     minist notebooks [--quick] [--out build/notebooks]
     minist figures
 """
@@ -78,6 +79,53 @@ def cmd_train_student(args) -> int:
     return 0
 
 
+def _student_from(args):
+    from . import pretrained
+    from .train import load_student
+    if getattr(args, "checkpoint", None):
+        return load_student(args.checkpoint)[0]
+    return pretrained.student("mini", beta=args.beta)
+
+
+def cmd_serve(args) -> int:
+    import asyncio
+
+    from .data.fashion import CLASSES
+    from .split import SplitServer
+    _, server_part = _student_from(args).split()
+    server = SplitServer(server_part, host=args.host, port=args.port, max_frame=args.max_frame,
+                         timeout=args.timeout, classes=CLASSES)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}, reachable from other machines", file=sys.stderr)
+    print(f"minist server: decoder + layer2…head on {args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    try:
+        asyncio.run(server.serve())
+    except KeyboardInterrupt:
+        pass
+    print(f"served {server.stats['requests']} requests, {server.stats['errors']} errors")
+    return 0
+
+
+def cmd_send(args) -> int:
+    from . import data as mdata
+    from .split import SplitClient, get_channel
+    device_part, _ = _student_from(args).split()
+    val = mdata.load("fashion-on-photos", split="val", task="classification")
+    channel = get_channel(args.channel) if args.channel != "none" else None
+    print(f"{'image':>5} {'true':>12} {'predicted':>12} {'bytes':>6} {'encode ms':>9} {'channel ms':>10} "
+          f"{'server ms':>9} {'total ms':>8}")
+    with SplitClient(args.host, args.port, channel=channel) as client:
+        for i in range(args.n):
+            x, y = val[i]
+            tic = time.perf_counter()
+            message = device_part(x.unsqueeze(0))
+            enc = 1000 * (time.perf_counter() - tic)
+            r = client.infer(message)
+            print(f"{i:>5} {val.classes[y]:>12} {r.get('class', r['label']):>12} {r['bytes_sent']:>6} {enc:>9.1f} "
+                  f"{r['channel_ms']:>10.1f} {r['server_ms']:>9.1f} {enc + r['round_trip_ms']:>8.1f}")
+    return 0
+
+
 def cmd_data(args) -> int:
     from .utils import data_dir
     if args.action == "make-subset":
@@ -137,6 +185,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ship", action="store_true", help="copy the result to data/student_mini_beta<β>.pt")
     s.set_defaults(fn=cmd_train_student)
 
+    sv = sub.add_parser("serve", help="run the server half of the split (decoder + rest of the network)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    sv.add_argument("--port", type=int, default=8765)
+    sv.add_argument("--beta", type=float, default=None, help="shipped student β (default: the default β)")
+    sv.add_argument("--checkpoint", default=None, help="a student checkpoint instead of a shipped one")
+    sv.add_argument("--max-frame", type=int, default=1 << 20, help="largest accepted frame in bytes")
+    sv.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a frame")
+    sv.set_defaults(fn=cmd_serve)
+
+    se = sub.add_parser("send", help="run the device half: encode val images and send them to a server")
+    se.add_argument("--host", default="127.0.0.1")
+    se.add_argument("--port", type=int, default=8765)
+    se.add_argument("--beta", type=float, default=None)
+    se.add_argument("--checkpoint", default=None)
+    se.add_argument("--channel", default="4g", help="lora, ble, 3g, 4g, 5g, wifi or none")
+    se.add_argument("--n", type=int, default=8, help="how many val images to send")
+    se.set_defaults(fn=cmd_send)
+
     d = sub.add_parser("data", help="make the shipped Fashion-MNIST subset, the val cache, or a sample grid")
     d.add_argument("action", choices=("make-subset", "cache", "show"))
     d.add_argument("--source", default="debian", help="Fashion-MNIST source for make-subset (default: debian)")
@@ -151,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_data)
 
     b = sub.add_parser("bench", help="print the benchmark table (data, teacher, accuracy)")
-    b.add_argument("which", nargs="?", default="all", choices=("all", "foundation", "student"))
+    b.add_argument("which", nargs="?", default="all", choices=("all", "foundation", "student", "split"))
     b.add_argument("--quick", action="store_true")
     b.set_defaults(fn=cmd_bench)
 
@@ -174,7 +240,7 @@ def main(argv=None) -> int:
         args.out = "samples.png"
     try:
         return args.fn(args) or 0
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except (ValueError, FileNotFoundError, TypeError, ConnectionError) as e:
         print(f"minist: error: {e}", file=sys.stderr)
         return 2
 

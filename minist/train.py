@@ -99,6 +99,7 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     mcfg = model_config or TeacherConfig.preset_config("mini", image_size=cfg.image_size)
+    (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": mcfg.to_dict()}, indent=1))
     model = Teacher(mcfg).to(device).to(memory_format=torch.channels_last)
 
     dcfg = cfg.data_config()

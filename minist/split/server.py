@@ -1,0 +1,147 @@
+"""The server side of the split: bytes in, prediction out, over TCP frames.
+
+Safe by default: binds to 127.0.0.1, refuses frames over ``max_frame`` bytes,
+times out slow or silent clients, answers a malformed or foreign message with
+an ERROR frame and keeps serving, and serves many clients at once (asyncio;
+inference runs one request at a time in a worker thread, so memory stays bounded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import threading
+import time
+
+import torch
+
+from ..models.entropy import PayloadError
+from . import protocol as P
+
+
+class SplitServer:
+    """Run ``server_part`` (bytes → logits) behind a TCP port."""
+
+    def __init__(self, server_part, host: str = "127.0.0.1", port: int = 0, max_frame: int = P.DEFAULT_MAX_FRAME,
+                 timeout: float = 10.0, classes=None):
+        self.server_part, self.host, self.port = server_part, host, port
+        self.max_frame, self.timeout, self.classes = max_frame, timeout, classes
+        self.stats = {"requests": 0, "errors": 0, "connections": 0}
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="minist-infer")
+        self._loop = self._server = self._thread = None
+        self._handlers: set = set()
+
+    # ---- one request ----------------------------------------------------------------------
+    def _infer(self, message: bytes) -> dict:
+        tic = time.perf_counter()
+        with torch.no_grad():
+            logits = self.server_part(message)[0]
+        label = int(logits.argmax())
+        out = {"label": label, "logits": [round(float(v), 5) for v in logits],
+               "server_ms": 1000 * (time.perf_counter() - tic)}
+        if self.classes is not None:
+            out["class"] = self.classes[label]
+        return out
+
+    async def _reply_error(self, writer, text: str) -> None:
+        self.stats["errors"] += 1
+        writer.write(P.encode_json(P.ERROR, {"error": text}))
+        await writer.drain()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.stats["connections"] += 1
+        self._handlers.add(asyncio.current_task())
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(reader.readexactly(P.PREFIX.size), self.timeout)
+                except asyncio.IncompleteReadError:
+                    return                                   # client closed (possibly mid-prefix)
+                length, kind = P.PREFIX.unpack(head)
+                try:
+                    P.check_length(length, self.max_frame)
+                except P.ProtocolError as e:                 # cannot resynchronise: say why, then close
+                    await self._reply_error(writer, str(e))
+                    return
+                try:
+                    body = await asyncio.wait_for(reader.readexactly(length - 1), self.timeout)
+                except asyncio.IncompleteReadError:
+                    return
+                if kind == P.PING:
+                    writer.write(P.encode_frame(P.PONG))
+                elif kind == P.INFER:
+                    self.stats["requests"] += 1
+                    try:
+                        result = await loop.run_in_executor(self._pool, self._infer, body)
+                        writer.write(P.encode_frame(P.RESULT, json.dumps(result).encode()))
+                    except PayloadError as e:
+                        await self._reply_error(writer, f"bad payload: {e}")
+                        continue
+                else:
+                    await self._reply_error(writer, f"unexpected frame type {kind}; send INFER (1) or PING (4)")
+                    continue
+                await writer.drain()
+        except asyncio.TimeoutError:
+            try:
+                await self._reply_error(writer, f"timed out after {self.timeout} s waiting for a frame")
+            except ConnectionError:
+                pass
+        except (ConnectionError, asyncio.CancelledError):   # client gone, or the server shutting down
+            pass
+        finally:
+            self._handlers.discard(asyncio.current_task())
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    async def serve(self, ready: threading.Event | None = None) -> None:
+        """Serve until cancelled (``asyncio.run(server.serve())`` runs it in the foreground)."""
+        self._loop = asyncio.get_running_loop()
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=self.max_frame + 16)
+        self.port = self._server.sockets[0].getsockname()[1]
+        if ready is not None:
+            ready.set()
+        async with self._server:
+            try:
+                await self._server.serve_forever()
+            except asyncio.CancelledError:
+                pass
+
+    def start(self) -> SplitServer:
+        """Serve in a background thread (notebooks, tests); returns once the port is open."""
+        ready = threading.Event()
+
+        def run():
+            asyncio.run(self.serve(ready))
+
+        self._thread = threading.Thread(target=run, name="minist-server", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the server did not start within 10 s")
+        return self
+
+    async def _shutdown(self) -> None:
+        tasks = list(self._handlers)
+        for t in tasks:          # end open connections first ...
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._server.close()     # ... then the listening socket, which ends serve()
+
+    def stop(self) -> None:
+        """Close the port, end every connection, and join the server thread."""
+        if self._loop is not None and self._server is not None and self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        if self._thread is not None:
+            self._thread.join(10)
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
