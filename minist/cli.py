@@ -24,7 +24,10 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> None:
     for f in dataclasses.fields(cls):
         default = f.default
         flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, bool):
+        if isinstance(default, tuple):
+            parser.add_argument(flag, type=lambda v: tuple(float(p) for p in v.split(",") if p), default=default,
+                                help=f"comma-separated (default: {','.join(map(str, default))})")
+        elif isinstance(default, bool):
             parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
         elif default is None:
             parser.add_argument(flag, type=_none_or_number, default=None)

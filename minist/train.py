@@ -81,7 +81,8 @@ RUN_CONTROL = ("max_steps", "workers", "device", "out")   # may change between a
 
 
 def _recipe(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k not in RUN_CONTROL}
+    """The settings that define a run (JSON-normalised: a resumed config comes back from JSON)."""
+    return json.loads(json.dumps({k: v for k, v in cfg.items() if k not in RUN_CONTROL}))
 
 
 def _rng_state() -> dict:
@@ -199,12 +200,14 @@ class StudentTrainConfig:
     channels: int = 12               # C, latent channels
     stage1_epochs: int = 6
     stage1_batch_size: int = 64
-    stage1_lr: float = 2e-3          # Adam; ×0.1 at 50 % and 80 % of stage 1 (paper: 1e-3, epochs 5 and 8 of 10)
+    stage1_lr: float = 2e-3          # Adam (paper: 1e-3)
+    stage1_milestones: tuple[float, ...] = (0.5, 0.8)   # ×0.1 at these fractions (paper: epochs 5 and 8 of 10)
     prior_lr: float = 2e-2           # the prior's density parameters (paper: same as stage1_lr; see below)
     aux_lr: float = 2e-2             # the prior's quantile (auxiliary) loss, stepped every iteration
     stage2_epochs: int = 3
     stage2_batch_size: int = 128
-    stage2_lr: float = 1e-3          # SGD, momentum 0.9, weight decay 5e-4; ×0.1 at 50 %
+    stage2_lr: float = 1e-3          # SGD, momentum 0.9, weight decay 5e-4
+    stage2_milestones: tuple[float, ...] = (0.5,)       # ×0.1 at these fractions (paper: epoch 5 of 10)
     alpha: float = 0.5               # 0.5 · CE + 0.5 · τ² · KL
     tau: float = 1.0
     image_size: int = 128
@@ -285,12 +288,12 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
                     if p.requires_grad and not n.startswith("entropy_bottleneck.")]
             opt = torch.optim.Adam([{"params": nets, "lr": cfg.stage1_lr}, {"params": prior, "lr": cfg.prior_lr}])
             aux_opt = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=cfg.aux_lr)
-            sched = _milestone_scheduler(opt, steps, epochs, (0.5, 0.8))
+            sched = _milestone_scheduler(opt, steps, epochs, cfg.stage1_milestones)
         else:
             opt = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=cfg.stage2_lr,
                                   momentum=0.9, weight_decay=5e-4)
             aux_opt = None
-            sched = _milestone_scheduler(opt, steps, epochs, (0.5,))
+            sched = _milestone_scheduler(opt, steps, epochs, cfg.stage2_milestones)
         if state is not None:
             torch.set_rng_state(state["rng"]["torch"])
             if state["stage"] == stage:   # mid-stage: the optimiser and schedule go on too

@@ -172,3 +172,19 @@ def test_device_cost_and_export(parts):
     assert 0.85e8 < cost["flops"] < 1.2e8
     exp = export_encoder(student, torch.rand(1, 3, 128, 128))
     assert exp["match"] and exp["bytes"] > 0
+
+
+def test_cli_send_against_a_running_server(capsys):
+    """`minist send` (the device half) against a server holding the shipped student's server half."""
+    from minist import pretrained
+    from minist.cli import main
+    _, server_part = pretrained.student("mini").split()
+    with SplitServer(server_part) as srv:
+        assert main(["send", "--port", str(srv.port), "--n", "2", "--channel", "wifi"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 and "bytes" in out[0]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["send", "--port", str(port), "--n", "1"]) == 2
+    assert "minist serve" in capsys.readouterr().err

@@ -89,3 +89,17 @@ def test_student_two_stages_resume_and_checkpoint(tmp_path):
     for (k, a), (_, b) in zip(student.state_dict().items(), resumed.state_dict().items()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6), k
     assert meta_b["val"]["accuracy"] == v["accuracy"]
+
+
+def test_shipped_student_reproduces_its_recorded_results():
+    """The shipped default-β student: same val set, same accuracy and bytes at real bitstreams (batch 1)."""
+    import minist.data as mdata
+    from minist.evaluate import evaluate_student
+    assert pretrained.DEFAULT_BETA["mini"] in pretrained.betas("mini")
+    student, meta = pretrained.student("mini", with_meta=True)
+    val = mdata.load("fashion-on-photos", split="val", task="classification", **meta["val_set"]["config"])
+    assert val.digest() == meta["val_set"]["sha256"]
+    res = evaluate_student(student, val)
+    assert abs(res["accuracy"] - meta["val"]["accuracy"]) <= 0.5
+    assert abs(res["bytes_mean"] - meta["val"]["bytes_mean"]) < 1.0     # the bitstreams are deterministic
+    assert 0.98 < res["payload_to_estimate"] < 1.05
