@@ -85,20 +85,13 @@ def student_step_rates(batch: int = 32, steps: int = 3, size: int = 128) -> tupl
 
 
 @torch.no_grad()
-def student_main(quick: bool = False) -> int:
-    """Real payload vs estimated bits, decode exactness, stage speeds, accuracy at real bytes."""
-    from . import data as mdata
-    from . import pretrained
-    from .evaluate import evaluate_student
+def _payload_study(student, teacher, val, n: int):
+    """Per image: real payload bits vs Σ −log2 p, and whether the decoded latent equals the rounded one."""
+    from .evaluate import evaluate_accuracy, evaluate_student
     from .models import entropy
-    from .train import StudentTrainConfig, evaluate_accuracy
-    student, meta = pretrained.student("mini", with_meta=True)
-    teacher = pretrained.teacher("mini")
-    val = mdata.load("fashion-on-photos", split="val", task="classification")
-    n = 100 if quick else len(val)
     eb = student.entropy_bottleneck
     med = eb._get_medians().detach().view(1, -1, 1, 1)
-    ratios, big, exact, payloads, est = [], [], 0, [], []
+    ratios, big, exact, payloads = [], [], 0, []
     for i in range(n):
         x = val[i][0].unsqueeze(0)
         z = student.encode(x)
@@ -108,12 +101,24 @@ def student_main(quick: bool = False) -> int:
         bits = float(entropy.rate_bits(lik))
         pay = entropy.payload_bits(data)
         payloads.append(pay / 8)
-        est.append(bits)
         ratios.append(pay / bits)
         if pay / 8 >= 200:
             big.append(pay / bits)
-    res = evaluate_student(student, torch.utils.data.Subset(val, range(n)))
-    t_acc = evaluate_accuracy(teacher, torch.utils.data.Subset(val, range(n)))
+    subset = torch.utils.data.Subset(val, range(n))
+    return ratios, big, exact, payloads, evaluate_student(student, subset), evaluate_accuracy(teacher, subset)
+
+
+def student_main(quick: bool = False) -> int:
+    """Real payload vs estimated bits, decode exactness, stage speeds, accuracy at real bytes."""
+    from . import data as mdata
+    from . import pretrained
+    from .models import entropy
+    from .train import StudentTrainConfig
+    student, meta = pretrained.student("mini", with_meta=True)
+    teacher = pretrained.teacher("mini")
+    val = mdata.load("fashion-on-photos", split="val", task="classification")
+    n = 100 if quick else len(val)
+    ratios, big, exact, payloads, res, t_acc = _payload_study(student, teacher, val, n)
     s1, s2 = student_step_rates(steps=1 if quick else 3)
     cfg = StudentTrainConfig()
     rows = [

@@ -54,16 +54,27 @@ def input_codec_sizes(images, qualities=(95, 75, 50, 25, 10)) -> list[dict]:
 
 
 @torch.no_grad()
-def codec_accuracy(model, dataset, fmt: str, quality: int, limit: int | None = None) -> tuple[float, float]:
-    """Teacher accuracy (%) on images decoded from JPEG/WebP, and mean bytes per image (batch 1)."""
+def codec_accuracy(model, dataset, fmt: str, quality: int, limit: int | None = None,
+                   batch_size: int = 100) -> tuple[float, float]:
+    """Teacher accuracy (%) on images decoded from JPEG/WebP, and mean bytes per image.
+
+    Every image is its own bitstream (encoded and decoded alone); the unmodified teacher then
+    classifies the decoded pixels in batches, which gives the same predictions as batch 1
+    (BatchNorm in eval mode does not mix images) in a fraction of the time.
+    """
     model.eval()
     n = len(dataset) if limit is None else min(limit, len(dataset))
     correct, total_bytes = 0, 0
-    for i in range(n):
-        x, y = dataset[i]
-        xr, nbytes = codecs.roundtrip(x, fmt, quality)
-        correct += int(model(xr.unsqueeze(0)).argmax(1).item() == y)
-        total_bytes += nbytes
+    for start in range(0, n, batch_size):
+        decoded, labels = [], []
+        for i in range(start, min(n, start + batch_size)):
+            x, y = dataset[i]
+            xr, nbytes = codecs.roundtrip(x, fmt, quality)
+            decoded.append(xr)
+            labels.append(int(y))
+            total_bytes += nbytes
+        pred = model(torch.stack(decoded)).argmax(1)
+        correct += int((pred == torch.tensor(labels)).sum())
     return 100.0 * correct / n, total_bytes / n
 
 

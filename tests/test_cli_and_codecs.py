@@ -48,3 +48,25 @@ def test_cli_data_show(tmp_path):
     out = tmp_path / "grid.png"
     assert main(["data", "show", "--task", "detection", "--n", "4", "--out", str(out)]) == 0
     assert out.stat().st_size > 1000
+
+
+def test_codec_accuracy_batched_equals_one_by_one():
+    from minist.data.synth import FashionOnPhotos
+    from minist.evaluate import codec_accuracy
+    torch.manual_seed(0)
+    t = build_teacher("mini", widths=(8, 16, 16, 16), stem_width=8).eval()
+    ds = FashionOnPhotos("val", val_length=12, size=64)
+    acc, nbytes = codec_accuracy(t, ds, "jpeg", 50, batch_size=5)
+    one = [int(t(codecs.roundtrip(ds[i][0], "jpeg", 50)[0][None]).argmax()) == ds[i][1] for i in range(12)]
+    sizes = [len(codecs.encode(ds[i][0], "jpeg", 50)) for i in range(12)]
+    assert acc == 100.0 * sum(one) / 12 and nbytes == sum(sizes) / 12
+
+
+def test_benchmarks_run_in_quick_mode(capsys):
+    """`minist bench --quick` prints every table (the numbers are measured, so only their presence is checked)."""
+    assert main(["bench", "all", "--quick"]) == 0
+    out = capsys.readouterr().out
+    for row in ("data: Fashion-on-Photos classification", "teacher val accuracy", "payload bits / estimated bits",
+                "decoded latent == rounded latent", "stage 1 step, CPU", "Entropic Student", "crossovers",
+                "torch.export of the encoder"):
+        assert row in out, row
