@@ -89,20 +89,21 @@ def evaluate_student(student, dataset, progress: bool = False, limit: int | None
 
     from .models import entropy
     student.eval()
-    device_part, server_part = student.split()
+    _, server_part = student.split()
     n = len(dataset) if limit is None else min(limit, len(dataset))
     correct, sizes, est_bits = 0, [], 0.0
     hw = None
+    eb = student.entropy_bottleneck
     for i in tqdm(range(n), desc="real bytes", disable=not progress or None, leave=False):
         x, y = dataset[i]
         x = x.unsqueeze(0).to(next(student.parameters()).device)
         hw = tuple(x.shape[-2:])
-        data = device_part(x)
+        z = student.encode(x)                      # what device_part computes before coding
+        data = entropy.compress(eb, z)             # = device_part(x)
         logits = server_part(data)
         correct += int(logits.argmax(1).item() == int(y))
         sizes.append(len(data))
-        _, lik = student.entropy_bottleneck(student.encode(x), training=False)
-        est_bits += float(entropy.rate_bits(lik))
+        est_bits += float(entropy.rate_bits(eb(z, training=False)[1]))
     sizes_t = torch.tensor(sizes, dtype=torch.float64)
     mean_bytes = float(sizes_t.mean())
     payload_bytes = mean_bytes - entropy.HEADER_BYTES

@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 
 from ..checkpoint import atomic_write_bytes, fingerprint
-from ..utils import cache_dir
-from .fashion import CLASSES, load_fashion_mnist
+from ..utils import cache_dir, data_dir
+from .fashion import CLASSES, SUBSET_FILE, load_fashion_mnist
 from .photos import load_photo, split_photos
 
 GENERATOR_VERSION = 1
@@ -199,8 +199,6 @@ class FashionOnPhotos(torch.utils.data.Dataset):
         return x, (y if self.task == "classification" else _target_to_torch(y))
 
     def cache_key(self) -> str:
-        from ..utils import data_dir
-        from .fashion import SUBSET_FILE
         source = self.config.fashion
         if source == "subset":   # a changed subset must not reuse an old cache
             source = hashlib.sha256((data_dir() / SUBSET_FILE).read_bytes()).hexdigest()[:16]
