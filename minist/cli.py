@@ -48,6 +48,14 @@ def _dataclass_from_args(cls, args):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
+def _ship(src: Path, dest: Path) -> None:
+    """Copy a finished checkpoint into data/ atomically (a crash leaves the old file)."""
+    tmp = dest.with_suffix(".tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest)
+    print(f"shipped → {dest}")
+
+
 def cmd_train_teacher(args) -> int:
     from .train import TeacherTrainConfig, train_teacher
     from .utils import data_dir
@@ -56,10 +64,7 @@ def cmd_train_teacher(args) -> int:
     out = Path(cfg.out) / "teacher.pt"
     print(f"val accuracy {meta['val_accuracy']:.2f} %  ({meta['train_seconds']:.0f} s of training) → {out}")
     if args.ship:
-        dest = data_dir() / "teacher_mini.pt"
-        shutil.copyfile(out, dest.with_suffix(".tmp"))
-        dest.with_suffix(".tmp").replace(dest)
-        print(f"shipped → {dest}")
+        _ship(out, data_dir() / "teacher_mini.pt")
     return 0
 
 
@@ -75,10 +80,7 @@ def cmd_train_student(args) -> int:
     print(f"β = {cfg.beta}: accuracy {v['accuracy']:.2f} % at {v['kb_mean']:.3f} KB/image ({v['bpp']:.3f} bpp, "
           f"{v['header_bytes']} B header) on {v['n']} val images, real bytes → {out}")
     if args.ship:
-        dest = data_dir() / pretrained.student_file(cfg.preset, cfg.beta)
-        shutil.copyfile(out, dest.with_suffix(".tmp"))
-        dest.with_suffix(".tmp").replace(dest)
-        print(f"shipped → {dest}")
+        _ship(out, data_dir() / pretrained.student_file(cfg.preset, cfg.beta))
     return 0
 
 

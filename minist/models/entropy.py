@@ -25,7 +25,6 @@ The 16 header/trailer bytes are ours and are reported apart from the payload.
 from __future__ import annotations
 
 import hashlib
-import math
 import struct
 import zlib
 
@@ -50,11 +49,6 @@ def build_entropy_bottleneck(channels: int) -> EntropyBottleneck:
 def rate_bits(likelihoods: torch.Tensor) -> torch.Tensor:
     """Total information content Σ −log2 p of a batch of latents, in bits (a scalar)."""
     return -torch.log2(likelihoods).sum()
-
-
-def bits_per_pixel(likelihoods: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
-    """Estimated bits per input pixel (bits ÷ H·W of the input image), averaged over the batch."""
-    return rate_bits(likelihoods) / (likelihoods.shape[0] * image_hw[0] * image_hw[1])
 
 
 def is_updated(eb: EntropyBottleneck) -> bool:
@@ -125,13 +119,3 @@ def decompress(eb: EntropyBottleneck, data: bytes) -> torch.Tensor:
 def payload_bits(data: bytes) -> int:
     """Bits of the rANS payload alone (without our 16-byte header and trailer)."""
     return 8 * (len(data) - HEADER_BYTES)
-
-
-def kb(nbytes: float) -> float:
-    """Bytes → KB, 1 KB = 1024 B (the paper's unit)."""
-    return nbytes / 1024.0
-
-
-def bpp(nbytes: float, image_hw: tuple[int, int]) -> float:
-    """Bytes of one image's message → bits per input pixel."""
-    return 8.0 * nbytes / math.prod(image_hw)
