@@ -5,6 +5,7 @@
     minist data make-subset | cache | show
     minist serve [--port 8765] / minist send [--channel 4g]
     minist bench [foundation|student|split]
+    minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
     minist notebooks [--quick] [--out build/notebooks]
     minist figures
 """
@@ -166,6 +167,20 @@ def cmd_notebooks(args) -> int:
     return run_all(out=args.out, quick=args.quick, pattern=args.only, timeout=args.timeout)
 
 
+def cmd_sweep(args) -> int:
+    from . import sweep
+    parts = tuple(p for p in args.parts.split(",") if p)
+    if not args.collect:
+        sweep.run(parts=parts, out=args.out, quick=args.quick)
+    if args.collect or args.ship:
+        if args.ship:
+            for path in sweep.ship_students(args.out):
+                print(f"shipped → {path}")
+        dest = sweep.collect(Path(args.out), dest=None if args.ship else Path(args.out) / "results_mini.json")
+        print(f"wrote {dest}")
+    return 0
+
+
 def cmd_figures(args) -> int:
     from .figures import make_all
     for p in make_all(args.out):
@@ -232,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--only", default="*.ipynb", help="glob of notebooks to run")
     n.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     n.set_defaults(fn=cmd_notebooks)
+
+    w = sub.add_parser("sweep", help="the rate–accuracy study: β sweep, stage-1 ablation and every baseline")
+    w.add_argument("--parts", default="codecs,students,learned,crbq,e2e",
+                   help="comma-separated subset of codecs,students,learned,crbq,e2e")
+    w.add_argument("--out", default="runs/sweep", help="one JSON per point and the checkpoints go here")
+    w.add_argument("--quick", action="store_true", help="a tiny sweep (a few steps, 20–100 images)")
+    w.add_argument("--collect", action="store_true", help="only merge the points (into <out>/results_mini.json)")
+    w.add_argument("--ship", action="store_true",
+                   help="copy the β-grid students to data/ and write data/results_mini.json")
+    w.set_defaults(fn=cmd_sweep)
 
     f = sub.add_parser("figures", help="draw the README's figures from the project's code and data")
     f.add_argument("--out", default="docs")

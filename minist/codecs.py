@@ -9,6 +9,7 @@ included (``optimize=True`` for JPEG: Huffman tables fitted to the image,
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import torch
@@ -60,3 +61,35 @@ def roundtrip(x, fmt: str = "jpeg", quality: int = 75) -> tuple[torch.Tensor, in
     """Encode then decode; returns the decoded image and the number of bytes sent."""
     data = encode(x, fmt, quality)
     return decode(data), len(data)
+
+
+def header_size(data: bytes, fmt: str) -> int:
+    """Bytes of ``data`` that are container/header, not entropy-coded image data.
+
+    JPEG: everything up to the end of the start-of-scan (SOS) segment (quantisation and Huffman
+    tables, frame header). WebP: the RIFF and chunk headers plus the 10-byte VP8 frame header.
+    """
+    fmt = fmt.lower()
+    if fmt == "jpeg":
+        i = 2                                            # after SOI
+        while i + 4 <= len(data):
+            if data[i] != 0xFF:
+                raise ValueError("not a JPEG marker stream")
+            marker, length = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
+            if marker == 0xDA:                           # SOS: entropy-coded data follows its header
+                return i + 2 + length
+            i += 2 + length
+        raise ValueError("no SOS marker: not a complete JPEG")
+    if fmt == "webp":
+        if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+            raise ValueError("not a RIFF/WebP stream")
+        i = 12
+        while i + 8 <= len(data):
+            tag, size = data[i:i + 4], struct.unpack("<I", data[i + 4:i + 8])[0]
+            if tag == b"VP8 ":
+                return i + 8 + 10                        # chunk header + VP8 frame header
+            if tag == b"VP8L":
+                return i + 8 + 5                         # lossless: signature + size/flags
+            i += 8 + size + (size & 1)
+        raise ValueError("no VP8/VP8L chunk in this WebP stream")
+    raise ValueError(f"header_size knows jpeg and webp, got {fmt!r}")

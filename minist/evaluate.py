@@ -55,27 +55,33 @@ def input_codec_sizes(images, qualities=(95, 75, 50, 25, 10)) -> list[dict]:
 
 @torch.no_grad()
 def codec_accuracy(model, dataset, fmt: str, quality: int, limit: int | None = None,
-                   batch_size: int = 100) -> tuple[float, float]:
+                   batch_size: int = 100, return_sizes: bool = False):
     """Teacher accuracy (%) on images decoded from JPEG/WebP, and mean bytes per image.
 
     Every image is its own bitstream (encoded and decoded alone); the unmodified teacher then
     classifies the decoded pixels in batches, which gives the same predictions as batch 1
     (BatchNorm in eval mode does not mix images) in a fraction of the time.
+    With ``return_sizes=True`` returns ``(accuracy, sizes, header_sizes)``: every image's byte count
+    and how many of those bytes are the format's header (:func:`minist.codecs.header_size`).
     """
     model.eval()
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    correct, total_bytes = 0, 0
+    correct, sizes, headers = 0, [], []
     for start in range(0, n, batch_size):
         decoded, labels = [], []
         for i in range(start, min(n, start + batch_size)):
             x, y = dataset[i]
-            xr, nbytes = codecs.roundtrip(x, fmt, quality)
-            decoded.append(xr)
+            data = codecs.encode(x, fmt, quality)
+            decoded.append(codecs.decode(data))
             labels.append(int(y))
-            total_bytes += nbytes
+            sizes.append(len(data))
+            if return_sizes:
+                headers.append(codecs.header_size(data, fmt))
         pred = model(torch.stack(decoded)).argmax(1)
         correct += int((pred == torch.tensor(labels)).sum())
-    return 100.0 * correct / n, total_bytes / n
+    if return_sizes:
+        return 100.0 * correct / n, sizes, headers
+    return 100.0 * correct / n, sum(sizes) / n
 
 
 @torch.no_grad()
@@ -83,32 +89,39 @@ def evaluate_student(student, dataset, progress: bool = False, limit: int | None
     """Accuracy at real bytes (DESIGN §4): compress → bytes → decompress → decoder → tail, batch 1.
 
     Returns accuracy (%), mean/std KB per image (1 KB = 1024 B), bpp, the payload's
-    share, our header bytes, and the estimated bits Σ −log2 p for comparison.
+    share, our header bytes, and (for a learned prior) the estimated bits Σ −log2 p for comparison.
+    Works for any model whose ``split()`` gives a device part (image → bytes) and a server part
+    (bytes → logits): the Entropic Student, CR+BQ, the end-to-end baseline.
     """
     from tqdm.auto import tqdm
 
     from .models import entropy
     student.eval()
-    _, server_part = student.split()
+    device_part, server_part = student.split()
     n = len(dataset) if limit is None else min(limit, len(dataset))
     correct, sizes, est_bits = 0, [], 0.0
     hw = None
-    eb = student.entropy_bottleneck
+    eb = getattr(student, "entropy_bottleneck", None)
     for i in tqdm(range(n), desc="real bytes", disable=not progress or None, leave=False):
         x, y = dataset[i]
         x = x.unsqueeze(0).to(next(student.parameters()).device)
         hw = tuple(x.shape[-2:])
-        z = student.encode(x)                      # what device_part computes before coding
-        data = entropy.compress(eb, z)             # = device_part(x)
+        if eb is not None:
+            z = student.encode(x)                      # what device_part computes before coding
+            data = entropy.compress(eb, z)             # = device_part(x)
+            est_bits += float(entropy.rate_bits(eb(z, training=False)[1]))
+        else:
+            data = device_part(x)
         logits = server_part(data)
         correct += int(logits.argmax(1).item() == int(y))
         sizes.append(len(data))
-        est_bits += float(entropy.rate_bits(eb(z, training=False)[1]))
     sizes_t = torch.tensor(sizes, dtype=torch.float64)
     mean_bytes = float(sizes_t.mean())
-    payload_bytes = mean_bytes - entropy.HEADER_BYTES
-    return {"accuracy": 100.0 * correct / n, "n": n, "bytes_mean": mean_bytes,
-            "kb_mean": mean_bytes / 1024, "kb_std": float(sizes_t.std()) / 1024 if n > 1 else 0.0,
-            "bpp": 8 * mean_bytes / (hw[0] * hw[1]), "header_bytes": entropy.HEADER_BYTES,
-            "payload_bytes_mean": payload_bytes, "estimated_bits_mean": est_bits / n,
-            "payload_to_estimate": 8 * payload_bytes / max(est_bits / n, 1e-9)}
+    payload_bytes = mean_bytes - student.header_bytes
+    out = {"accuracy": 100.0 * correct / n, "n": n, "bytes_mean": mean_bytes,
+           "kb_mean": mean_bytes / 1024, "kb_std": float(sizes_t.std()) / 1024 if n > 1 else 0.0,
+           "bpp": 8 * mean_bytes / (hw[0] * hw[1]), "header_bytes": student.header_bytes,
+           "payload_bytes_mean": payload_bytes}
+    if eb is not None:
+        out.update(estimated_bits_mean=est_bits / n, payload_to_estimate=8 * payload_bytes / max(est_bits / n, 1e-9))
+    return out

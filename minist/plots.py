@@ -11,7 +11,17 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 METHOD_COLORS = {
     "teacher": "#444444", "raw": "#999999", "PNG": "#8c564b", "JPEG": "#1f77b4", "WebP": "#ff7f0e",
     "float32": "#d62728", "float16": "#e377c2", "8-bit": "#9467bd", "Entropic Student": "#2ca02c",
+    "stage 1 only": "#98df8a", "CR+BQ": "#9467bd", "end-to-end (Singh)": "#bcbd22",
+    "factorized prior + teacher": "#17becf", "hyperprior + teacher": "#8c564b",
 }
+
+# the ``method`` keys of the shipped results (``minist.pretrained.results``) → legend names
+METHOD_LABELS = {
+    "entropic": "Entropic Student", "stage1-only": "stage 1 only", "crbq": "CR+BQ",
+    "end-to-end": "end-to-end (Singh)", "factorized": "factorized prior + teacher",
+    "hyperprior": "hyperprior + teacher", "jpeg": "JPEG", "webp": "WebP",
+}
+KNOB_SYMBOLS = {"beta": "β", "quality": "q", "lambda": "λ", "channels": "C"}
 
 
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]
@@ -94,4 +104,43 @@ def plot_split_sizes(split_rows: list[dict], codec_rows: list[dict], ax=None, ti
             h2.append(h)
             n2.append(n)
     ax.legend(h2, n2, fontsize=8, ncol=2, loc="upper right")
+    return ax
+
+
+def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixels: int | None = None,
+            title: str | None = None):
+    """Accuracy against KB per image for every method in ``res`` (:func:`minist.pretrained.results`).
+
+    Rate on a log x axis in KB (1 KB = 1024 B, headers included), bpp on the secondary axis; the
+    teacher's accuracy on uncompressed images is the dashed reference line. Feature-compression
+    methods are solid, input-compression ones dashed. Returns the axes.
+    """
+    import seaborn as sns
+    sns.set_theme(style="whitegrid", context="notebook")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 5))
+    present = [m for m in METHOD_LABELS if any(p["method"] == m for p in res["points"])]
+    for m in (methods or present):
+        pts = sorted((p for p in res["points"] if p["method"] == m), key=lambda p: p["kb_mean"])
+        if not pts:
+            continue
+        label = METHOD_LABELS.get(m, m)
+        style = "-" if m in ("entropic", "stage1-only", "crbq", "end-to-end") else "--"
+        ax.plot([p["kb_mean"] for p in pts], [p["accuracy"] for p in pts], style, marker="o", ms=4, lw=1.8,
+                color=METHOD_COLORS.get(label), label=label, zorder=3 if m == "entropic" else 2)
+        if annotate and m in ("entropic", "crbq"):
+            for p in pts:
+                ax.annotate(f"{KNOB_SYMBOLS.get(p['knob'], p['knob'])}={p['value']:g}", (p["kb_mean"], p["accuracy"]),
+                            textcoords="offset points", xytext=(4, -10), fontsize=7, color=METHOD_COLORS.get(label))
+    t = res["teacher_accuracy"]
+    ax.axhline(t, color=METHOD_COLORS["teacher"], ls=":", lw=1.5, label=f"teacher, uncompressed ({t:.1f} %)")
+    ax.set_xscale("log")
+    ax.set_xlabel("KB per image (1 KB = 1024 B, headers included; log scale)")
+    ax.set_ylabel("top-1 accuracy after real decoding (%)")
+    pixels = image_pixels or 128 * 128
+    sec = ax.secondary_xaxis("top", functions=(lambda kb: kb * 8192 / pixels, lambda bpp: bpp * pixels / 8192))
+    sec.set_xlabel(f"bits per pixel ({int(pixels ** 0.5)}×{int(pixels ** 0.5)} input)")
+    ax.set_title(title or f"Rate vs accuracy, {res.get('preset', '')} setting, {res['val_set']['n']:,} val images",
+                 fontsize=11)
+    ax.legend(fontsize=8, loc="lower right")
     return ax

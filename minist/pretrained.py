@@ -1,4 +1,4 @@
-"""Shipped models: ``minist.pretrained.teacher("mini")``, ``student("mini", beta=None)``.
+"""Shipped models and results: ``teacher("mini")``, ``student("mini", beta=None)``, ``results("mini")``.
 
 Each file in ``data/`` is made by one documented command (see ``data/README.md``).
 """
@@ -63,3 +63,31 @@ def student(preset: str = "mini", beta: float | None = None, with_meta: bool = F
                                 "Train one with `minist train-student --beta B --ship`.")
     model, meta = load_student(data_dir() / student_file(preset, beta))
     return (model, meta) if with_meta else model
+
+
+def results(preset: str = "mini") -> dict:
+    """The shipped rate–accuracy study (``data/results_<preset>.json``, made by ``minist sweep``).
+
+    ``{"teacher_accuracy", "val_set", "units", "points": [{"method", "knob", "value", "kb_mean",
+    "kb_std", "bpp", "accuracy", "header_bytes", "device_parameters", …}, …]}``. Methods:
+    ``entropic``, ``stage1-only``, ``crbq``, ``end-to-end``, ``factorized``, ``hyperprior``,
+    ``jpeg``, ``webp``. :func:`points` gives one method's points sorted by rate.
+    """
+    import json
+
+    from .sweep import RESULTS_FILE
+    _check(preset)
+    path = data_dir() / RESULTS_FILE.format(preset=preset)
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped results for {preset!r} ({path}); make them with "
+                                "`minist sweep && minist sweep --collect` (see data/README.md)")
+    return json.loads(path.read_text())
+
+
+def points(res: dict, method: str) -> list[dict]:
+    """The points of one method in ``res`` (from :func:`results`), sorted by rate."""
+    found = sorted((p for p in res["points"] if p["method"] == method), key=lambda p: p["kb_mean"])
+    if not found:
+        methods = sorted({p["method"] for p in res["points"]})
+        raise KeyError(f"no points for method {method!r}; the results have {methods}")
+    return found

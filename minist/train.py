@@ -220,16 +220,68 @@ class StudentTrainConfig:
     max_steps: int | None = None     # per stage (quick mode, smoke tests)
     device: str | None = None
     out: str = "runs/student-mini"
+    method: str = "entropic"         # "entropic", or the baselines "crbq" (CR+BQ) and "end-to-end" (Singh et al.)
+    init_from: str | None = None     # warm start: encoder, prior and decoder of this student checkpoint
+    eval_stage1: bool = False        # also score the whole val set after stage 1 (the stage-1-only ablation)
+    stage1_warmup_steps: int = 0     # linear lr warm-up (for warm starts: Adam's first steps are large)
 
     def data_config(self) -> FashionOnPhotosConfig:
         return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed,
                                      train_length=self.train_length, val_length=self.val_length)
 
 
-def _milestone_scheduler(optimizer, steps_per_epoch: int, epochs: int, fractions):
-    """×0.1 at the given fractions of the stage, stepped every batch."""
+METHODS = ("entropic", "crbq", "end-to-end")
+
+
+def build_student(cfg: StudentTrainConfig, teacher: Teacher):
+    """The model ``cfg.method`` trains: an Entropic Student, a CR+BQ student, or Singh et al.'s end-to-end one."""
+    from .models.bottleneck import BottleneckConfig
+    from .models.crbq import CRBQStudent
+    from .models.student import EntropicStudent
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown method {cfg.method!r}; choose one of {METHODS}")
+    bcfg = BottleneckConfig(channels=cfg.channels, target_channels=teacher.layer2[0].conv1.in_channels)
+    if cfg.method == "crbq":
+        return CRBQStudent(teacher, bcfg)
+    if cfg.method == "end-to-end":      # no teacher: layer2 … head start from random weights and train
+        set_seed(cfg.seed)
+        student = EntropicStudent(Teacher(teacher.config), bcfg)
+        student.end_to_end = True
+        return student.set_stage(1)
+    return EntropicStudent(teacher, bcfg)
+
+
+CDF_TABLES = ("_quantized_cdf", "_offset", "_cdf_length")
+
+
+def warm_start(student, path) -> None:
+    """Copy encoder, prior (density parameters, not coding tables) and decoder from a student checkpoint."""
+    ck = checkpoint.load(path, kind="student")
+    if ck["config"]["bottleneck"] != student.config.to_dict():
+        raise ValueError(f"{path} has bottleneck {ck['config']['bottleneck']}, this student "
+                         f"{student.config.to_dict()}: warm starts need the same C and T")
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()}
+    for name in ("encoder", "entropy_bottleneck", "decoder"):
+        module = getattr(student, name, None)
+        if module is None:
+            continue
+        part = {k[len(name) + 1:]: v for k, v in sd.items()
+                if k.startswith(name + ".") and k.rsplit(".", 1)[-1] not in CDF_TABLES}
+        missing, unexpected = module.load_state_dict(part, strict=False)
+        if unexpected or any(not m.startswith("_") for m in missing):
+            raise ValueError(f"{path}: {name} does not match (missing {missing}, unexpected {unexpected})")
+
+
+def _milestone_scheduler(optimizer, steps_per_epoch: int, epochs: int, fractions, warmup_steps: int = 0):
+    """×0.1 at the given fractions of the stage (rounded to whole epochs), stepped every batch;
+    with ``warmup_steps``, a linear warm-up first (useful when a stage starts from trained weights)."""
     milestones = sorted({max(1, round(f * epochs)) * steps_per_epoch for f in fractions})
-    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+    if not warmup_steps:
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
+
+    def factor(step: int) -> float:
+        return min(1.0, (step + 1) / warmup_steps) * 0.1 ** sum(step >= m for m in milestones)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = False, progress: bool = True,
@@ -240,11 +292,11 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     ``final_eval=False`` skips scoring the whole val set at the end (``meta["val"]`` is then the last
     per-epoch evaluation on ``eval_length`` images).
     """
-    from .evaluate import evaluate_student
-    from .losses import kd_loss, stage1_loss
-    from .models.bottleneck import BottleneckConfig
-    from .models.student import EntropicStudent
+    import torch.nn.functional as F
 
+    from .evaluate import evaluate_student
+    from .losses import feature_distillation, kd_loss, stage1_loss
+    from .models.entropy import rate_bits
     if cfg.beta < 0:
         raise ValueError(f"beta must be ≥ 0, got {cfg.beta}")
     set_seed(cfg.seed)
@@ -253,8 +305,11 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     teacher = teacher.to(device).eval().requires_grad_(False)
-    bcfg = BottleneckConfig(channels=cfg.channels, target_channels=teacher.layer2[0].conv1.in_channels)
-    student = EntropicStudent(teacher, bcfg).to(device)
+    student = build_student(cfg, teacher)
+    if cfg.init_from:
+        warm_start(student, cfg.init_from)
+    student = student.to(device)
+    coded = cfg.method != "crbq"        # a learned prior, a rate term and coding tables
 
     dcfg = cfg.data_config()
     train_set = FashionOnPhotos("train", "classification", dcfg)
@@ -262,6 +317,8 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     eval_set = torch.utils.data.Subset(val_set, range(min(cfg.eval_length, len(val_set))))
 
     stages = [(1, cfg.stage1_epochs, cfg.stage1_batch_size), (2, cfg.stage2_epochs, cfg.stage2_batch_size)]
+    if cfg.method == "end-to-end":       # one stage: CE + β·rate, everything trains
+        stages = stages[:1]
     history, done = [], 0          # ``done``: epochs finished over both stages
     last = out / "last.pt"
     state = None
@@ -286,9 +343,12 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
                      if n.startswith("entropy_bottleneck.") and not n.endswith("quantiles")]
             nets = [p for n, p in student.named_parameters()
                     if p.requires_grad and not n.startswith("entropy_bottleneck.")]
-            opt = torch.optim.Adam([{"params": nets, "lr": cfg.stage1_lr}, {"params": prior, "lr": cfg.prior_lr}])
-            aux_opt = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=cfg.aux_lr)
-            sched = _milestone_scheduler(opt, steps, epochs, cfg.stage1_milestones)
+            groups = [{"params": nets, "lr": cfg.stage1_lr}]
+            if coded:
+                groups.append({"params": prior, "lr": cfg.prior_lr})
+            opt = torch.optim.Adam(groups)
+            aux_opt = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=cfg.aux_lr) if coded else None
+            sched = _milestone_scheduler(opt, steps, epochs, cfg.stage1_milestones, cfg.stage1_warmup_steps)
         else:
             opt = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=cfg.stage2_lr,
                                   momentum=0.9, weight_decay=5e-4)
@@ -312,11 +372,21 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
             bar = tqdm(loader, desc=f"stage {stage} epoch {epoch + 1}/{epochs}", disable=not progress or None)
             for step, (x, y) in enumerate(bar):
                 x, y = x.to(device), y.to(device)
-                if stage == 1:
+                if stage == 1 and cfg.method == "end-to-end":     # Singh et al.: CE + β · bits per image
+                    o = student(x)
+                    ce = F.cross_entropy(o["logits"], y)
+                    bits = rate_bits(o["likelihoods"]) / len(x)
+                    loss = ce + cfg.beta * bits
+                    logs = {"ce": ce.item(), "bits": bits.item()}
+                elif stage == 1:
                     with torch.no_grad():
                         t_feats = teacher.features(x, ("layer1", "layer2", "layer3", "layer4"))
                     o = student(x)
-                    parts = stage1_loss(o["features"], t_feats, o["likelihoods"], cfg.beta)
+                    if coded:
+                        parts = stage1_loss(o["features"], t_feats, o["likelihoods"], cfg.beta)
+                    else:                                           # CR+BQ: feature distillation alone
+                        d = feature_distillation(o["features"], t_feats)
+                        parts = {"loss": d, "distortion": d, "bits": torch.zeros(())}
                     loss = parts["loss"]
                     logs = {"distortion": parts["distortion"].item() / len(x), "bits": parts["bits"].item() / len(x)}
                 else:
@@ -345,7 +415,10 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
                     break
             seconds = time.time() - tic
             student.update(force=True)
+            was = student.stage
+            student.set_stage(2 if cfg.method == "end-to-end" else stage)   # e2e scores with its tables too
             res = evaluate_student(student, eval_set, progress=False)
+            student.set_stage(was)
             done += 1
             rec = {"stage": stage, "epoch": epoch + 1, "seconds": seconds, "images_per_second": seen / seconds,
                    **{f"train_{k}": sum(v) / len(v) for k, v in terms.items()}, **res}
@@ -357,13 +430,22 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
                             optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                             aux_optimizer=aux_opt.state_dict() if aux_opt else {}, rng=_rng_state(),
                             stage=stage, epoch=done, history=history)
+        if stage == 1 and cfg.method != "end-to-end" and epochs > first:
+            save_student(out / "stage1.pt", student, {"stage": 1, "config": asdict(cfg)})   # warm starts use it
+        if stage == 1 and cfg.eval_stage1 and cfg.method != "end-to-end":
+            student.eval()
+            blob = json.dumps(evaluate_student(student, val_set, progress=progress)).encode()
+            checkpoint.atomic_write_bytes(out / "stage1_val.json", lambda f, b=blob: f.write(b))
 
     student.set_stage(2)
     student.eval()
     final = evaluate_student(student, val_set, progress=progress) if final_eval else history[-1]
-    meta = {"beta": cfg.beta, "val": final, "val_set": {"config": asdict(dcfg), "sha256": val_set.digest()},
+    meta = {"beta": cfg.beta, "method": cfg.method, "val": final,
+            "val_set": {"config": asdict(dcfg), "sha256": val_set.digest()},
             "train": asdict(cfg), "history": history, "device": str(device), "torch": str(torch.__version__),
             "train_seconds": sum(h["seconds"] for h in history), "wall_seconds": time.time() - t0}
+    if (out / "stage1_val.json").is_file():
+        meta["stage1_val"] = json.loads((out / "stage1_val.json").read_text())
     save_student(out / "student.pt", student, meta)
     (out / "history.json").write_text(json.dumps(history, indent=1))
     return student, meta

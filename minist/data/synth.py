@@ -202,7 +202,9 @@ class FashionOnPhotos(torch.utils.data.Dataset):
         source = self.config.fashion
         if source == "subset":   # a changed subset must not reuse an old cache
             source = hashlib.sha256((data_dir() / SUBSET_FILE).read_bytes()).hexdigest()[:16]
-        return fingerprint(GENERATOR_VERSION, self.split, self.task, self.epoch, asdict(self.config), source)
+        config = asdict(self.config)   # the other split's length does not change these images
+        config.pop("val_length" if self.split == "train" else "train_length")
+        return fingerprint(GENERATOR_VERSION, self.split, self.task, self.epoch, config, source)
 
 
 def _target_to_torch(t: dict) -> dict:

@@ -33,6 +33,10 @@ CDF_BUFFERS = ["_quantized_cdf", "_offset", "_cdf_length"]
 class EntropicStudent(CompressionModel):
     """Encoder + factorized prior + decoder, then the teacher's ``layer2`` … ``head``."""
 
+    header_bytes = entropy.HEADER_BYTES
+    #: Singh et al.'s "end-to-end" baseline: no teacher, so layer2 … head train in stage 1 too
+    end_to_end = False
+
     def __init__(self, teacher: Teacher, config: BottleneckConfig | None = None):
         super().__init__()
         tcfg: TeacherConfig = teacher.config
@@ -87,7 +91,7 @@ class EntropicStudent(CompressionModel):
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
         self.stage = stage
-        head_trains = stage == 2
+        head_trains = stage == 2 or self.end_to_end
         for name in ("encoder", "entropy_bottleneck"):
             getattr(self, name).requires_grad_(stage == 1)
         self.decoder.requires_grad_(True)
@@ -99,7 +103,7 @@ class EntropicStudent(CompressionModel):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.stage == 1:       # frozen layer2 … head act as a fixed perceptual loss: keep BN statistics
+        if self.stage == 1 and not self.end_to_end:   # frozen layer2 … head: a fixed perceptual loss, keep BN stats
             for name in TAIL:
                 getattr(self, name).eval()
         else:                     # frozen encoder and prior: always quantise, never add noise

@@ -1,0 +1,246 @@
+"""The rate–distortion study (issue: the β sweep and every baseline), one point at a time.
+
+``minist sweep`` runs every part and writes one JSON per point under ``runs/sweep/points``;
+a point already there is skipped, so an interrupted sweep resumes where it stopped.
+``minist sweep --collect`` merges the points into ``data/results_mini.json``, which the
+figures and the explorer read through :func:`minist.pretrained.results`.
+
+Every point follows the protocol of DESIGN §4 on the same cached val set: one image,
+one bitstream, real bytes, accuracy after real decoding.
+
+Parts (and what each point's knob is):
+
+- ``codecs``: JPEG and WebP (``optimize=True`` / method 6) + the unmodified teacher; knob = quality.
+- ``students``: the Entropic Student over the β grid; knob = β. The shipped β = 0.02 student is
+  the anchor (full recipe); the other β are warm-started from their neighbour's stage-1 weights
+  (a continuation, as in rate sweeps of learned codecs) with a shorter recipe, see ``SWEEP_RECIPE``.
+  Each also gives a ``stage1-only`` point (the ablation: no KD fine-tuning).
+- ``learned``: compressai's factorized-prior and mean-scale-hyperprior image codecs trained by
+  minist on the same images, over a λ grid, + the unmodified teacher; knob = λ.
+- ``crbq``: channel reduction + 8-bit quantisation; knob = C.
+- ``e2e``: Singh et al.'s end-to-end training (no teacher, CE + β·rate); knob = β.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+from .utils import data_dir
+
+PARTS = ("codecs", "students", "learned", "crbq", "e2e")
+JPEG_QUALITIES = (5, 10, 15, 20, 30, 50, 75, 95)
+WEBP_QUALITIES = (1, 5, 10, 20, 30, 50, 75, 95)
+BETAS = (0.005, 0.02, 0.08, 0.32, 1.28, 5.12, 20.48)
+ANCHOR_BETA = 0.02
+# warm-start order: each β starts from the stage-1 weights of the one before it (the first from the anchor)
+BETA_CHAIN = ((0.08, 0.02), (0.32, 0.08), (1.28, 0.32), (5.12, 1.28), (20.48, 5.12), (0.005, 0.02))
+SWEEP_RECIPE = dict(stage1_epochs=2, stage2_epochs=2, train_length=4000, stage1_warmup_steps=30, eval_length=200)
+CRBQ_CHANNELS = (1, 2, 3)
+CRBQ_RECIPE = dict(stage1_epochs=3, stage2_epochs=2, train_length=4000, eval_length=200)
+E2E_BETAS = (1e-4, 1e-3)
+E2E_RECIPE = dict(stage1_epochs=5, train_length=4000, eval_length=200)
+LEARNED_LAMBDAS = (0.0035, 0.013, 0.05)
+RESULTS_FILE = "results_{preset}.json"
+
+
+def _point_path(out: Path, method: str, value) -> Path:
+    return out / "points" / f"{method}-{value:g}.json"
+
+
+def _write_point(out: Path, point: dict) -> dict:
+    path = _point_path(out, point["method"], point["value"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.atomic_write_bytes(path, lambda f: f.write(json.dumps(point, indent=1).encode()))
+    return point
+
+
+def _row(method: str, knob: str, value, res: dict, device_parameters: int, **extra) -> dict:
+    """One RD point in the shipped schema."""
+    return {"method": method, "knob": knob, "value": value, "kb_mean": res["kb_mean"], "kb_std": res["kb_std"],
+            "bpp": res["bpp"], "accuracy": res["accuracy"], "header_bytes": res["header_bytes"],
+            "device_parameters": device_parameters, "n": res["n"], **extra}
+
+
+def val_set(limit: int | None = None):
+    """The cached val set every point is scored on (DESIGN §4)."""
+    from .data.synth import cached
+    from .train import StudentTrainConfig
+    val = cached("val", "classification", **asdict(StudentTrainConfig().data_config()))
+    if limit is not None:
+        val = torch.utils.data.Subset(val, range(min(limit, len(val))))
+    return val
+
+
+# ---- input codecs + teacher ---------------------------------------------------------------------
+def run_codecs(out: Path, teacher, limit: int | None = None, qualities=None) -> list[dict]:
+    from .evaluate import codec_accuracy
+    val = val_set(limit)
+    h, w = val[0][0].shape[-2:]
+    rows = []
+    for fmt, grid in (("jpeg", JPEG_QUALITIES), ("webp", WEBP_QUALITIES)):
+        for q in (qualities or grid):
+            if _point_path(out, fmt, q).is_file():
+                continue
+            acc, sizes, headers = codec_accuracy(teacher, val, fmt, q, return_sizes=True)
+            sizes = torch.tensor(sizes, dtype=torch.float64)
+            res = {"kb_mean": float(sizes.mean()) / 1024, "kb_std": float(sizes.std()) / 1024,
+                   "bpp": 8 * float(sizes.mean()) / (h * w), "accuracy": acc, "n": len(val),
+                   "header_bytes": sum(headers) / len(headers)}
+            rows.append(_write_point(out, _row(fmt, "quality", q, res, 0)))
+            print(f"{fmt} q{q}: {acc:.2f} % at {res['kb_mean']:.3f} KB")
+    return rows
+
+
+# ---- Entropic Student, stage-1 ablation, CR+BQ, end-to-end ---------------------------------------
+def _train_point(out: Path, teacher, cfg, method: str, knob: str, value, progress: bool) -> list[dict]:
+    from .train import train_student
+    tic = time.time()
+    student, meta = train_student(cfg, teacher, progress=progress, final_eval=True)
+    images = sum(h["images_per_second"] * h["seconds"] for h in meta["history"])
+    extra = {"train_images": round(images), "train_seconds": round(time.time() - tic, 1),
+             "checkpoint": str(Path(cfg.out) / "student.pt"), "recipe": {k: v for k, v in asdict(cfg).items()
+                                                                         if k not in ("out", "device")}}
+    rows = [_row(method, knob, value, meta["val"], student.device_parameters(), **extra)]
+    if "stage1_val" in meta:
+        rows.append(_row("stage1-only", knob, value, meta["stage1_val"], student.device_parameters(), **extra))
+    for r in rows:
+        _write_point(out, r)
+        print(f"{r['method']} {knob}={value:g}: {r['accuracy']:.2f} % at {r['kb_mean']:.3f} KB")
+    return rows
+
+
+def anchor_point(out: Path) -> dict | None:
+    """The shipped default-β student as a sweep point (its recorded full-val result)."""
+    from . import pretrained
+    from .train import load_student
+    path = data_dir() / pretrained.student_file("mini", ANCHOR_BETA)
+    if not path.is_file():
+        return None
+    student, meta = load_student(path)
+    images = sum(h["images_per_second"] * h["seconds"] for h in meta["history"])
+    return _write_point(out, _row("entropic", "beta", ANCHOR_BETA, meta["val"], student.device_parameters(),
+                                  train_images=round(images), checkpoint=str(path), recipe=meta["train"]))
+
+
+def run_students(out: Path, teacher, chain=BETA_CHAIN, progress: bool = True, **overrides) -> list[dict]:
+    from .train import StudentTrainConfig
+    rows = []
+    anchor = anchor_point(out)
+    if anchor:
+        rows.append(anchor)
+    for beta, parent in chain:
+        if _point_path(out, "entropic", beta).is_file():
+            continue
+        init = (out / f"student-{parent:g}" / "stage1.pt")
+        if parent == ANCHOR_BETA or not init.is_file():
+            from . import pretrained
+            init = data_dir() / pretrained.student_file("mini", ANCHOR_BETA)
+        cfg = StudentTrainConfig(beta=beta, init_from=str(init), eval_stage1=True, out=str(out / f"student-{beta:g}"),
+                                 **{**SWEEP_RECIPE, **overrides})
+        rows += _train_point(out, teacher, cfg, "entropic", "beta", beta, progress)
+    return rows
+
+
+def run_crbq(out: Path, teacher, channels=CRBQ_CHANNELS, progress: bool = True, **overrides) -> list[dict]:
+    from .train import StudentTrainConfig
+    rows = []
+    for c in channels:
+        if _point_path(out, "crbq", c).is_file():
+            continue
+        cfg = StudentTrainConfig(method="crbq", channels=c, beta=0.0, out=str(out / f"crbq-{c}"),
+                                 **{**CRBQ_RECIPE, **overrides})
+        rows += _train_point(out, teacher, cfg, "crbq", "channels", c, progress)
+    return rows
+
+
+def run_e2e(out: Path, teacher, betas=E2E_BETAS, progress: bool = True, **overrides) -> list[dict]:
+    from .train import StudentTrainConfig
+    rows = []
+    for beta in betas:
+        if _point_path(out, "end-to-end", beta).is_file():
+            continue
+        cfg = StudentTrainConfig(method="end-to-end", beta=beta, out=str(out / f"e2e-{beta:g}"),
+                                 **{**E2E_RECIPE, **overrides})
+        rows += _train_point(out, teacher, cfg, "end-to-end", "beta", beta, progress)
+    return rows
+
+
+def ship_students(out: Path | str) -> list[Path]:
+    """Copy every swept student (``<out>/student-β/student.pt``) to ``data/student_mini_beta<β>.pt``."""
+    import shutil
+
+    from . import pretrained
+    shipped = []
+    for p in sorted(Path(out).glob("points/entropic-*.json")):
+        point = json.loads(p.read_text())
+        src = Path(point["checkpoint"])
+        dest = data_dir() / pretrained.student_file("mini", point["value"])
+        if src.resolve() == dest.resolve():
+            continue
+        if not src.is_file():
+            raise FileNotFoundError(f"{p} names {src}, which is missing: rerun `minist sweep --parts students`")
+        tmp = dest.with_suffix(".tmp")
+        shutil.copyfile(src, tmp)
+        tmp.replace(dest)
+        shipped.append(dest)
+    return shipped
+
+
+# ---- collecting -----------------------------------------------------------------------------------
+def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
+    """Merge the point files into ``data/results_<preset>.json`` (atomically)."""
+    from . import pretrained
+    points = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json"))]
+    if not points:
+        raise FileNotFoundError(f"no sweep points under {out / 'points'}: run `minist sweep` first")
+    _, tmeta = pretrained.teacher(preset, with_meta=True)
+    val = val_set()
+    order = {m: i for i, m in enumerate(("entropic", "stage1-only", "crbq", "end-to-end", "factorized",
+                                         "hyperprior", "jpeg", "webp"))}
+    points.sort(key=lambda p: (order.get(p["method"], 99), p["value"]))
+    for p in points:      # name shipped files by their place in data/, drop run paths
+        ck = p.pop("checkpoint", None)
+        if p["method"] == "entropic" and ck:
+            shipped = data_dir() / pretrained.student_file(preset, p["value"])
+            p["checkpoint"] = shipped.name if shipped.is_file() else None
+    doc = {"preset": preset, "teacher_accuracy": tmeta["val_accuracy"],
+           "val_set": {"n": len(val), "sha256": val.digest()},
+           "units": {"kb_mean": "KB per image, 1 KB = 1024 B, headers included",
+                     "bpp": "bits per input pixel (128×128)", "accuracy": "% top-1 after real decoding"},
+           "made_by": "minist sweep && minist sweep --collect", "torch": torch.__version__, "points": points}
+    dest = dest or data_dir() / RESULTS_FILE.format(preset=preset)
+    checkpoint.atomic_write_bytes(dest, lambda f: f.write(json.dumps(doc, indent=1).encode()))
+    return dest
+
+
+def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quick: bool = False) -> None:
+    from . import pretrained
+    out = Path(out)
+    teacher = pretrained.teacher("mini")
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown sweep parts {sorted(unknown)}; choose from {PARTS}")
+    small = dict(max_steps=3, train_length=256, eval_length=20) if quick else {}
+    for part in parts:
+        tic = time.time()
+        if part == "codecs":
+            run_codecs(out, teacher, limit=100 if quick else None, qualities=(10, 50) if quick else None)
+        elif part == "students":
+            run_students(out, teacher, chain=BETA_CHAIN[:1] if quick else BETA_CHAIN, progress=progress, **small)
+        elif part == "learned":
+            from .learned_codecs import run_learned
+            run_learned(out, teacher, quick=quick, progress=progress)
+        elif part == "crbq":
+            run_crbq(out, teacher, channels=CRBQ_CHANNELS[:1] if quick else CRBQ_CHANNELS, progress=progress, **small)
+        elif part == "e2e":
+            run_e2e(out, teacher, betas=E2E_BETAS[:1] if quick else E2E_BETAS, progress=progress, **small)
+        print(f"sweep part {part}: {time.time() - tic:.0f} s")
+
+
+__all__ = ["run", "collect", "BETAS", "PARTS"]

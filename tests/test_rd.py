@@ -1,0 +1,211 @@
+"""The rate–distortion study: baselines' bitstreams, the sweep's bookkeeping, the shipped results, the explorer."""
+
+import json
+
+import pytest
+import torch
+
+from minist import codecs, pretrained
+from minist.models.crbq import HEADER_BYTES, CRBQStudent, bq_roundtrip, pack, unpack
+from minist.models.entropy import PayloadError
+from minist.models.teacher import Teacher, TeacherConfig
+
+TINY = TeacherConfig.preset_config("mini", widths=(8, 16, 16, 16), stem_width=8, image_size=64)
+
+
+# ---- CR+BQ ------------------------------------------------------------------------------------------
+def test_crbq_bytes_roundtrip_and_size():
+    torch.manual_seed(0)
+    z = torch.randn(1, 3, 15, 15) * 4
+    data = pack(z)
+    assert len(data) == HEADER_BYTES + 3 * 15 * 15
+    back = unpack(data, 3)
+    assert torch.allclose(back, bq_roundtrip(z), atol=1e-6)
+    assert (back - z).abs().max() <= (z.max() - z.min()) / 255 / 2 + 1e-5      # 8-bit: half a step at most
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda d: d[:30], "length|CRC"), (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "CRC"),
+    (lambda d: b"XX" + d[2:], "not a CR\\+BQ"), (lambda d: d[:5], "too short"), (lambda d: "text", "expected bytes")])
+def test_crbq_bad_bytes_raise(damage, match):
+    data = pack(torch.randn(1, 2, 7, 7))
+    with pytest.raises(PayloadError, match=match):
+        unpack(damage(data), 2)
+    with pytest.raises(PayloadError, match="C = 2"):
+        unpack(data, 3)
+
+
+def test_crbq_student_split_equals_its_eval_forward():
+    torch.manual_seed(0)
+    s = CRBQStudent(Teacher(TINY).eval()).eval()
+    s.set_stage(2)
+    s.eval()
+    device, server = s.split()
+    x = torch.rand(1, 3, 64, 64)
+    msg = device(x)
+    assert len(msg) == HEADER_BYTES + s.config.channels * 15 * 15
+    assert torch.allclose(server(msg), s(x)["logits"], atol=1e-5)
+    assert not hasattr(s, "entropy_bottleneck") and s.device_parameters() == sum(
+        p.numel() for p in s.encoder.parameters())
+
+
+# ---- training the baselines, warm starts -------------------------------------------------------------
+def _tiny_cfg(tmp_path, name, **kw):
+    from minist.train import StudentTrainConfig
+    base = dict(channels=4, stage1_epochs=1, stage2_epochs=1, stage1_batch_size=8, stage2_batch_size=8,
+                image_size=64, train_length=16, val_length=6, eval_length=4, workers=0, out=str(tmp_path / name))
+    return StudentTrainConfig(**{**base, **kw})
+
+
+def test_baselines_train_and_warm_start(tmp_path):
+    from minist.train import load_student, train_student, warm_start
+    torch.manual_seed(0)
+    teacher = Teacher(TINY).eval()
+    s, meta = train_student(_tiny_cfg(tmp_path, "ent", eval_stage1=True), teacher, progress=False)
+    assert meta["stage1_val"]["n"] == 6 and (tmp_path / "ent" / "stage1.pt").is_file()
+    # warm start: encoder, prior and decoder come from the checkpoint, layer2 … head from the teacher
+    ws, _ = train_student(_tiny_cfg(tmp_path, "ws", init_from=str(tmp_path / "ent" / "stage1.pt"),
+                                    stage1_warmup_steps=2, max_steps=1, beta=0.5), teacher, progress=False)
+    first, _ = load_student(tmp_path / "ent" / "stage1.pt")
+    assert not torch.equal(ws.encoder[0].weight, first.encoder[0].weight)      # trained on from there
+    with pytest.raises(ValueError, match="same C and T"):
+        warm_start(CRBQStudent(teacher, type(s.config)(channels=2, target_channels=8)), tmp_path / "ent" / "stage1.pt")
+
+    crbq, cmeta = train_student(_tiny_cfg(tmp_path, "crbq", method="crbq", channels=2), teacher, progress=False)
+    assert cmeta["val"]["header_bytes"] == HEADER_BYTES
+    assert cmeta["val"]["bytes_mean"] == HEADER_BYTES + 2 * 15 * 15
+    assert "estimated_bits_mean" not in cmeta["val"]
+
+    e2e, emeta = train_student(_tiny_cfg(tmp_path, "e2e", method="end-to-end", beta=1e-3), teacher,
+                               progress=False)
+    assert [h["stage"] for h in emeta["history"]] == [1]          # one stage, CE + β·rate
+    assert "train_ce" in emeta["history"][0] and emeta["method"] == "end-to-end"
+    assert not torch.equal(e2e.layer4[0].conv1.weight, teacher.layer4[0].conv1.weight)   # no teacher weights
+    with pytest.raises(ValueError, match="unknown method"):
+        train_student(_tiny_cfg(tmp_path, "bad", method="magic"), teacher, progress=False)
+
+
+# ---- input codecs --------------------------------------------------------------------------------
+def test_codec_header_sizes():
+    x = torch.rand(3, 128, 128)
+    j, w = codecs.encode(x, "jpeg", 10), codecs.encode(x, "webp", 10)
+    assert 250 < codecs.header_size(j, "jpeg") < 400
+    assert j[-2:] == b"\xff\xd9"
+    assert codecs.header_size(w, "webp") == 30
+    with pytest.raises(ValueError):
+        codecs.header_size(b"garbage!" * 4, "jpeg")
+
+
+@pytest.mark.parametrize("arch", ["factorized", "hyperprior"])
+def test_learned_codec_wire_format(arch):
+    from minist.learned_codecs import build, header_bytes, pack, roundtrip, unpack
+    torch.manual_seed(0)
+    m = build(arch, 16, 24).eval()
+    m.update(force=True)
+    x = torch.rand(3, 64, 64)
+    enc = m.compress(x.unsqueeze(0))
+    data = pack(enc)
+    assert len(data) == header_bytes(m) + sum(len(s[0]) for s in enc["strings"])
+    strings, shape = unpack(data, len(enc["strings"]))
+    assert strings == enc["strings"] and tuple(shape) == tuple(enc["shape"])
+    x_hat, n = roundtrip(m, x)
+    assert n == len(data) and x_hat.shape == x.shape
+    ref = m.decompress(enc["strings"], enc["shape"])["x_hat"].clamp(0, 1)[0]
+    assert torch.equal(x_hat, ref)
+
+
+# ---- sweep bookkeeping and shipped results ---------------------------------------------------------
+def test_sweep_codec_points_and_collect(tmp_path):
+    from minist import sweep
+    teacher = pretrained.teacher("mini")
+    rows = sweep.run_codecs(tmp_path, teacher, limit=20, qualities=(10,))
+    assert {r["method"] for r in rows} == {"jpeg", "webp"} and all(r["n"] == 20 for r in rows)
+    assert sweep.run_codecs(tmp_path, teacher, limit=20, qualities=(10,)) == []      # done points are skipped
+    dest = sweep.collect(tmp_path, dest=tmp_path / "r.json")
+    doc = json.loads(dest.read_text())
+    assert doc["teacher_accuracy"] > 80 and len(doc["points"]) == 2
+    for p in doc["points"]:
+        assert {"method", "knob", "value", "kb_mean", "kb_std", "bpp", "accuracy", "header_bytes",
+                "device_parameters"} <= set(p)
+        assert p["bpp"] == pytest.approx(p["kb_mean"] * 8192 / 128**2)
+    with pytest.raises(FileNotFoundError, match="minist sweep"):
+        sweep.collect(tmp_path / "nothing")
+
+
+def _shipped():
+    try:
+        return pretrained.results("mini")
+    except FileNotFoundError:
+        pytest.skip("no shipped results yet")
+
+
+def test_shipped_results_cover_the_issue():
+    res = _shipped()
+    methods = {p["method"] for p in res["points"]}
+    assert {"entropic", "stage1-only", "crbq", "end-to-end", "factorized", "hyperprior", "jpeg", "webp"} <= methods
+    betas = [p["value"] for p in pretrained.points(res, "entropic")]
+    assert len(betas) >= 7
+    assert set(pretrained.betas("mini")) == set(betas), "every β in the results has its shipped student"
+    ent = pretrained.points(res, "entropic")
+    assert ent[0]["kb_mean"] < ent[-1]["kb_mean"] and all(0 <= p["accuracy"] <= 100 for p in res["points"])
+    by_beta = sorted(ent, key=lambda p: p["value"])
+    assert all(a["kb_mean"] > b["kb_mean"] for a, b in zip(by_beta, by_beta[1:])), "larger β → fewer bytes"
+    with pytest.raises(KeyError, match="no points"):
+        pretrained.points(res, "bpg")
+
+
+def test_shipped_sweep_student_reproduces_its_point():
+    """One swept student (not the default β): its recorded bytes and accuracy, re-measured on 300 images."""
+    from minist.evaluate import evaluate_student
+    from minist.sweep import val_set
+    res = _shipped()
+    point = max(pretrained.points(res, "entropic"), key=lambda p: p["value"])
+    student, meta = pretrained.student("mini", beta=point["value"], with_meta=True)
+    assert meta["val"]["accuracy"] == point["accuracy"] and meta["val"]["kb_mean"] == point["kb_mean"]
+    val = val_set()
+    assert val.digest() == res["val_set"]["sha256"] == meta["val_set"]["sha256"]
+    r = evaluate_student(student, val, limit=300)
+    assert abs(r["kb_mean"] - point["kb_mean"]) < 0.15 * point["kb_mean"]
+
+
+# ---- the explorer and the RD figure ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fake_results():
+    student, meta = pretrained.student("mini", with_meta=True)
+    row = lambda m, k, v, kb, acc: {"method": m, "knob": k, "value": v, "kb_mean": kb, "kb_std": 0.1,  # noqa: E731
+                                    "bpp": kb * 0.5, "accuracy": acc, "header_bytes": 16, "device_parameters": 0}
+    res = {"preset": "mini", "teacher_accuracy": 85.0, "val_set": {"n": 2000, "sha256": "x"},
+           "points": [row("entropic", "beta", 0.02, meta["val"]["kb_mean"], meta["val"]["accuracy"]),
+                      row("jpeg", "quality", 5, 0.7, 60.0), row("jpeg", "quality", 10, 1.0, 75.0),
+                      row("webp", "quality", 5, 0.5, 50.0), row("webp", "quality", 50, 2.0, 80.0)]}
+    return res, student
+
+
+def test_explorer_compute_is_real_bytes_and_draws(fake_results):
+    from minist.widgets import Explorer
+    res, student = fake_results
+    ex = Explorer(res=res, students={0.02: student}, images=4)
+    r = ex.compute(0.02, 1, 250.0)
+    x, y = ex.dataset[1]
+    msg = student.compress(x.unsqueeze(0))
+    assert r["bytes"] == len(msg) and r["label"] == int(y)
+    assert r["pred"] == int(student.split()[1](msg).argmax())
+    assert abs(r["bits_map"].sum() / 8 - (len(msg) - 16)) < 0.05 * len(msg)
+    assert r["jpeg"]["quality"] == 10 and r["webp"]["quality"] == 50      # cheapest that reaches the accuracy
+    assert r["seconds"]["Entropic Student"] == pytest.approx(8 * len(msg) / 250e3)
+    png = ex.render_png(0.02, 2, 1000.0)
+    assert png[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="not shipped"):
+        ex.compute(0.5, 0, 250.0)
+    with pytest.raises(ValueError, match="bandwidth"):
+        ex.compute(0.02, 0, 0)
+
+
+def test_plot_rd_draws_every_method(fake_results):
+    import matplotlib
+    matplotlib.use("Agg")
+    from minist.plots import plot_rd
+    res, _ = fake_results
+    ax = plot_rd(res)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:3] == ["Entropic Student", "JPEG", "WebP"] and labels[-1].startswith("teacher")
