@@ -217,6 +217,64 @@ def split_main(quick: bool = False) -> int:
     return 0
 
 
+def _fmt_kb(kb) -> str:
+    return "never" if kb is None else f"{kb:.3f} KB"
+
+
+def rd_main(quick: bool = False) -> int:
+    """The shipped RD study as tables: bytes to reach teacher − 1 pt, and accuracy at the student's rates."""
+    from . import pretrained, rd
+    from .plots import METHOD_LABELS
+    res = pretrained.results("mini")
+    rows = []
+    reach = {r["method"]: r for r in rd.bytes_to_reach(res, 1.0)}
+    for m, r in reach.items():
+        rows.append((METHOD_LABELS.get(m, m), f"{_fmt_kb(r['kb'])} (best {r['best_accuracy']:.2f} % over "
+                                             f"{r['kb_range'][0]:.2f}–{r['kb_range'][1]:.2f} KB)"))
+    inputs = [reach[m]["kb"] for m in ("jpeg", "webp", "factorized", "hyperprior") if m in reach and reach[m]["kb"]]
+    ours = reach.get("entropic", {}).get("kb")
+    ratio = f"{min(inputs) / ours:.2f}×" if ours and inputs else "undefined: " + (
+        "the Entropic Student never reaches it" if not ours else "no input codec reaches it")
+    rows.append(("ratio: best input codec ÷ Entropic Student (goal ≥ 4×)", ratio))
+    _print_table(f"bytes per image to reach teacher − 1 pt = {res['teacher_accuracy'] - 1:.2f} % "
+                 f"({res['val_set']['n']} val images)", rows)
+    h2h = rd.head_to_head(res)
+    cols = [c for c in h2h[0] if c not in ("knob", "value", "kb", "entropic")]
+    print("\naccuracy (%) at each Entropic Student rate (— = outside that method's measured range)")
+    print(f"{'β':>7} {'KB':>6} {'student':>8} " + " ".join(f"{METHOD_LABELS.get(c, c)[:12]:>12}" for c in cols))
+    for r in h2h:
+        cells = " ".join(f"{'—' if r[c] is None else f'{r[c]:.2f}':>12}" for c in cols)
+        print(f"{r['value']:>7g} {r['kb']:>6.3f} {r['entropic']:>8.2f} {cells}")
+    return 0
+
+
+def explorer_main(quick: bool = False) -> int:
+    """Milliseconds per explorer update (compute + redraw + PNG, what a slider move costs); target ≤ 250 ms."""
+    import statistics
+
+    import matplotlib
+    matplotlib.use("Agg")
+    from .widgets import Explorer
+    ex = Explorer(images=8)
+    for b in ex.betas:                # load every student once (what the first move of each β pays)
+        ex.student(b)
+    ex.render_png(ex.betas[0], 0, 250.0)
+    rows, times = [], {}
+    moves = [(b, i % 8, kbps) for i, b in enumerate(ex.betas * (1 if quick else 3)) for kbps in (10.0, 1000.0)]
+    for beta, index, kbps in moves:
+        tic = time.perf_counter()
+        ex.compute(beta, index, kbps)
+        mid = time.perf_counter()
+        ex.render_png(beta, index, kbps)
+        end = time.perf_counter()
+        times.setdefault("compute (encode, rANS, decode, tail, JPEG, WebP)", []).append(1000 * (mid - tic))
+        times.setdefault("full update (compute + redraw + PNG)", []).append(1000 * (end - mid))
+    for k, v in times.items():
+        rows.append((k, f"median {statistics.median(v):.0f} ms, max {max(v):.0f} ms over {len(v)} moves"))
+    _print_table(f"explorer update, {torch.get_num_threads()} threads (target ≤ 250 ms)", rows)
+    return 0
+
+
 def main(quick: bool = False, which: str = "all") -> int:
     if which in ("all", "foundation"):
         foundation_main(quick)
@@ -224,6 +282,10 @@ def main(quick: bool = False, which: str = "all") -> int:
         student_main(quick)
     if which in ("all", "split"):
         split_main(quick)
+    if which in ("all", "rd"):
+        rd_main(quick)
+    if which in ("all", "explorer"):
+        explorer_main(quick)
     return 0
 
 

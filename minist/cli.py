@@ -4,7 +4,7 @@
     minist train-student [--beta 0.08 ...] [--resume] [--ship]
     minist data make-subset | cache | show
     minist serve [--port 8765] / minist send [--channel 4g]
-    minist bench [foundation|student|split]
+    minist bench [foundation|student|split|rd|explorer]
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
     minist notebooks [--quick] [--out build/notebooks]
     minist figures
@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_data)
 
     b = sub.add_parser("bench", help="print the benchmark table (data, teacher, accuracy)")
-    b.add_argument("which", nargs="?", default="all", choices=("all", "foundation", "student", "split"))
+    b.add_argument("which", nargs="?", default="all",
+                   choices=("all", "foundation", "student", "split", "rd", "explorer"))
     b.add_argument("--quick", action="store_true")
     b.set_defaults(fn=cmd_bench)
 

@@ -68,5 +68,6 @@ def test_benchmarks_run_in_quick_mode(capsys):
     out = capsys.readouterr().out
     for row in ("data: Fashion-on-Photos classification", "teacher val accuracy", "payload bits / estimated bits",
                 "decoded latent == rounded latent", "stage 1 step, CPU", "Entropic Student", "crossovers",
-                "torch.export of the encoder"):
+                "torch.export of the encoder", "ratio: best input codec", "accuracy (%) at each Entropic Student rate",
+                "full update (compute + redraw + PNG)"):
         assert row in out, row

@@ -1,0 +1,76 @@
+"""Reading rate–accuracy curves: bytes needed for an accuracy, accuracy at a rate, who wins where.
+
+Every function takes the points of one method (dicts with ``kb_mean`` and ``accuracy``, as in
+:func:`minist.pretrained.results`). Between measured points we interpolate linearly in
+log(KB) — the axis RD curves are drawn on — and never extrapolate outside the measured range.
+A curve is first reduced to its *upper envelope* (the best accuracy reachable at or below each
+rate): a codec that is worse at a higher rate is never the one you would pick.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def envelope(points: list[dict]) -> list[tuple[float, float]]:
+    """``(kb, accuracy)`` sorted by rate, keeping only points that beat every cheaper one."""
+    out, best = [], -math.inf
+    for p in sorted(points, key=lambda p: p["kb_mean"]):
+        if p["accuracy"] > best:
+            out.append((p["kb_mean"], p["accuracy"]))
+            best = p["accuracy"]
+    return out
+
+
+def accuracy_at_kb(points: list[dict], kb: float) -> float | None:
+    """The accuracy the method reaches at ``kb`` KB per image (None outside its measured range)."""
+    env = envelope(points)
+    if not env or kb < env[0][0]:
+        return None
+    if kb >= env[-1][0]:
+        return env[-1][1] if kb <= max(p["kb_mean"] for p in points) else None
+    for (k0, a0), (k1, a1) in zip(env, env[1:]):
+        if k0 <= kb <= k1:
+            t = (math.log(kb) - math.log(k0)) / (math.log(k1) - math.log(k0))
+            return a0 + t * (a1 - a0)
+    return env[-1][1]
+
+
+def kb_at_accuracy(points: list[dict], accuracy: float) -> float | None:
+    """The fewest KB per image at which the method reaches ``accuracy`` (None if it never does)."""
+    env = envelope(points)
+    if not env or env[-1][1] < accuracy:
+        return None
+    if env[0][1] >= accuracy:
+        return env[0][0]
+    for (k0, a0), (k1, a1) in zip(env, env[1:]):
+        if a0 < accuracy <= a1:
+            t = (accuracy - a0) / (a1 - a0)
+            return math.exp(math.log(k0) + t * (math.log(k1) - math.log(k0)))
+    return None
+
+
+def bytes_to_reach(res: dict, drop: float = 1.0, methods=None) -> list[dict]:
+    """For each method: KB per image to reach (teacher accuracy − ``drop``), or None if it never does."""
+    target = res["teacher_accuracy"] - drop
+    methods = methods or sorted({p["method"] for p in res["points"]})
+    rows = []
+    for m in methods:
+        pts = [p for p in res["points"] if p["method"] == m]
+        rows.append({"method": m, "target_accuracy": target, "kb": kb_at_accuracy(pts, target),
+                     "best_accuracy": max(p["accuracy"] for p in pts),
+                     "kb_range": (min(p["kb_mean"] for p in pts), max(p["kb_mean"] for p in pts))})
+    return rows
+
+
+def head_to_head(res: dict, method: str = "entropic", baselines=None) -> list[dict]:
+    """At every measured rate of ``method``: its accuracy and each baseline's there (None = out of range)."""
+    ours = [p for p in res["points"] if p["method"] == method]
+    baselines = baselines or sorted({p["method"] for p in res["points"]} - {method, "stage1-only"})
+    rows = []
+    for p in sorted(ours, key=lambda p: p["kb_mean"]):
+        row = {"knob": p["knob"], "value": p["value"], "kb": p["kb_mean"], method: p["accuracy"]}
+        for b in baselines:
+            row[b] = accuracy_at_kb([q for q in res["points"] if q["method"] == b], p["kb_mean"])
+        rows.append(row)
+    return rows
