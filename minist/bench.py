@@ -275,7 +275,25 @@ def explorer_main(quick: bool = False) -> int:
     return 0
 
 
+def imagenette_main(quick: bool = False) -> int:
+    """The RD study on real photos (``../shared/data/imagenette-mini``): not part of ``all``, ≈30 min."""
+    from . import rd
+    from .real_study import run
+    r = run(quick=quick, progress=not quick)
+    rows = [(f"{p['method']} {p['knob']}={p['value']:g}", f"{p['accuracy']:.2f} % at {p['kb_mean']:.3f} KB "
+             f"({p['bpp']:.3f} bpp)") for p in r["points"]]
+    res = {"teacher_accuracy": r["teacher_accuracy"], "points": r["points"]}
+    for row in rd.bytes_to_reach(res, 1.0):
+        rows.append((f"KB to reach teacher − 1 pt: {row['method']}", _fmt_kb(row["kb"])))
+    _print_table(f"imagenette-mini: teacher from scratch on {r['train_images']} photos, "
+                 f"{r['teacher_accuracy']:.2f} % on {r['val_images']} val photos ({r['wall_seconds'] / 60:.0f} min)",
+                 rows)
+    return 0
+
+
 def main(quick: bool = False, which: str = "all") -> int:
+    if which == "imagenette":
+        return imagenette_main(quick)
     if which in ("all", "foundation"):
         foundation_main(quick)
     if which in ("all", "student"):

@@ -4,7 +4,7 @@
     minist train-student [--beta 0.08 ...] [--resume] [--ship]
     minist data make-subset | cache | show
     minist serve [--port 8765] / minist send [--channel 4g]
-    minist bench [foundation|student|split|rd|explorer]
+    minist bench [foundation|student|split|rd|explorer|imagenette]
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
     minist notebooks [--quick] [--out build/notebooks]
     minist figures
@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="print the benchmark table (data, teacher, accuracy)")
     b.add_argument("which", nargs="?", default="all",
-                   choices=("all", "foundation", "student", "split", "rd", "explorer"))
+                   choices=("all", "foundation", "student", "split", "rd", "explorer", "imagenette"))
     b.add_argument("--quick", action="store_true")
     b.set_defaults(fn=cmd_bench)
 

@@ -226,7 +226,7 @@ def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quic
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown sweep parts {sorted(unknown)}; choose from {PARTS}")
-    small = dict(max_steps=3, train_length=256, eval_length=20) if quick else {}
+    small = dict(max_steps=3, train_length=256, eval_length=20, val_length=100) if quick else {}
     for part in parts:
         tic = time.time()
         if part == "codecs":

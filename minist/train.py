@@ -89,9 +89,22 @@ def _rng_state() -> dict:
     return {"torch": torch.get_rng_state()}
 
 
+def _digest(dataset) -> str | None:
+    return dataset.digest() if hasattr(dataset, "digest") else None
+
+
+def _set_epoch(dataset, epoch: int) -> None:
+    if hasattr(dataset, "set_epoch"):      # Fashion-on-Photos renders fresh images every epoch
+        dataset.set_epoch(epoch)
+
+
 def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: TeacherConfig | None = None,
-                  progress: bool = True) -> tuple[Teacher, dict]:
-    """Train the mini teacher on Fashion-on-Photos; returns the model and its metadata."""
+                  progress: bool = True, train_set=None, val_set=None) -> tuple[Teacher, dict]:
+    """Train the mini teacher on Fashion-on-Photos; returns the model and its metadata.
+
+    ``train_set``/``val_set`` replace Fashion-on-Photos with any classification datasets of
+    ``(image in [0, 1], label)`` (e.g. the real photographs of ``imagenette-mini``).
+    """
     if cfg.preset != "mini":
         raise ValueError("train_teacher trains the 'mini' preset; the 'paper' teacher is torchvision's "
                          "ImageNet ResNet-50 (minist.models.teacher.load_imagenet_resnet50)")
@@ -104,8 +117,8 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
     model = Teacher(mcfg).to(device).to(memory_format=torch.channels_last)
 
     dcfg = cfg.data_config()
-    train_set = FashionOnPhotos("train", "classification", dcfg)
-    val_set = cached("val", "classification", **asdict(dcfg))
+    train_set = train_set if train_set is not None else FashionOnPhotos("train", "classification", dcfg)
+    val_set = val_set if val_set is not None else cached("val", "classification", **asdict(dcfg))
     steps_per_epoch = len(train_set) // cfg.batch_size
     total = cfg.epochs * steps_per_epoch
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
@@ -128,7 +141,7 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
 
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
-        train_set.set_epoch(epoch)
+        _set_epoch(train_set, epoch)
         loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                              num_workers=cfg.workers, persistent_workers=False)
         model.train()
@@ -161,8 +174,8 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
             break
 
     meta = {"val_accuracy": history[-1]["val_accuracy"] if history else None,
-            "val_set": {"name": "fashion-on-photos", "task": "classification", "split": "val",
-                        "config": asdict(dcfg), "sha256": val_set.digest()},
+            "val_set": {"name": getattr(val_set, "name", "fashion-on-photos"), "task": "classification", "split": "val",
+                        "config": asdict(dcfg), "sha256": _digest(val_set)},
             "train": asdict(cfg), "history": history, "steps": step,
             "train_seconds": sum(h["seconds"] for h in history), "wall_seconds": time.time() - t0,
             "device": str(device), "torch": str(torch.__version__)}
@@ -285,12 +298,12 @@ def _milestone_scheduler(optimizer, steps_per_epoch: int, epochs: int, fractions
 
 
 def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = False, progress: bool = True,
-                  callback=None, final_eval: bool = True):
+                  callback=None, final_eval: bool = True, train_set=None, val_set=None):
     """Train an Entropic Student from ``teacher``; returns ``(student, meta)`` with real-byte results.
 
     ``callback(stage, step, logs)``, if given, sees every step's loss terms (per image), e.g. to plot them.
     ``final_eval=False`` skips scoring the whole val set at the end (``meta["val"]`` is then the last
-    per-epoch evaluation on ``eval_length`` images).
+    per-epoch evaluation on ``eval_length`` images). ``train_set``/``val_set`` replace Fashion-on-Photos.
     """
     import torch.nn.functional as F
 
@@ -312,8 +325,8 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     coded = cfg.method != "crbq"        # a learned prior, a rate term and coding tables
 
     dcfg = cfg.data_config()
-    train_set = FashionOnPhotos("train", "classification", dcfg)
-    val_set = cached("val", "classification", **asdict(dcfg))
+    train_set = train_set if train_set is not None else FashionOnPhotos("train", "classification", dcfg)
+    val_set = val_set if val_set is not None else cached("val", "classification", **asdict(dcfg))
     eval_set = torch.utils.data.Subset(val_set, range(min(cfg.eval_length, len(val_set))))
 
     stages = [(1, cfg.stage1_epochs, cfg.stage1_batch_size), (2, cfg.stage2_epochs, cfg.stage2_batch_size)]
@@ -364,7 +377,7 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
         state = None
 
         for epoch in range(max(first, 0), epochs):
-            train_set.set_epoch(done)
+            _set_epoch(train_set, done)
             loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True,
                                                  num_workers=cfg.workers)
             student.train()
@@ -441,7 +454,7 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     student.eval()
     final = evaluate_student(student, val_set, progress=progress) if final_eval else history[-1]
     meta = {"beta": cfg.beta, "method": cfg.method, "val": final,
-            "val_set": {"config": asdict(dcfg), "sha256": val_set.digest()},
+            "val_set": {"config": asdict(dcfg), "sha256": _digest(val_set)},
             "train": asdict(cfg), "history": history, "device": str(device), "torch": str(torch.__version__),
             "train_seconds": sum(h["seconds"] for h in history), "wall_seconds": time.time() - t0}
     if (out / "stage1_val.json").is_file():
