@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 NB_OUT ?= build/notebooks
 
-.PHONY: help setup tutorial lab test lint bench figures teacher student data clean
+.PHONY: help setup tutorial lab test lint bench figures sweep teacher student data clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +37,11 @@ bench: setup ## print the benchmark table (data speed, teacher speed and accurac
 	$(BIN)/minist bench
 
 figures: setup ## redraw the README's figures into docs/
+	$(BIN)/minist figures --out docs
+
+sweep: setup ## the rate–accuracy study: every β and baseline (hours on a CPU; resumable), ship it, redraw
+	$(BIN)/minist sweep
+	$(BIN)/minist sweep --ship
 	$(BIN)/minist figures --out docs
 
 teacher: setup ## retrain the shipped mini teacher (≈30 min on 2 CPU cores) and copy it to data/

@@ -170,7 +170,7 @@ def cmd_notebooks(args) -> int:
 def cmd_sweep(args) -> int:
     from . import sweep
     parts = tuple(p for p in args.parts.split(",") if p)
-    if not args.collect:
+    if not (args.collect or args.ship):
         sweep.run(parts=parts, out=args.out, quick=args.quick)
     if args.collect or args.ship:
         if args.ship:
@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--quick", action="store_true", help="a tiny sweep (a few steps, 20–100 images)")
     w.add_argument("--collect", action="store_true", help="only merge the points (into <out>/results_mini.json)")
     w.add_argument("--ship", action="store_true",
-                   help="copy the β-grid students to data/ and write data/results_mini.json")
+                   help="do not train: copy the β-grid students to data/ and write data/results_mini.json")
     w.set_defaults(fn=cmd_sweep)
 
     f = sub.add_parser("figures", help="draw the README's figures from the project's code and data")

@@ -36,4 +36,21 @@ def make_all(out="docs") -> list[Path]:
     paths.append(out / "samples_detection.png")
     fig.savefig(paths[-1], dpi=80)
     plt.close(fig)
+    paths.append(rd_figure(out / "rd_mini.png"))
     return paths
+
+
+def rd_figure(path="docs/rd_mini.png") -> Path:
+    """The shipped rate–accuracy study (``data/results_mini.json``) as one figure."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import pretrained
+    from .plots import plot_rd
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    plot_rd(pretrained.results("mini"), ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

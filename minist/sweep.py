@@ -226,7 +226,9 @@ def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quic
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown sweep parts {sorted(unknown)}; choose from {PARTS}")
-    small = dict(max_steps=3, train_length=256, eval_length=20, val_length=100) if quick else {}
+    small = {}
+    if quick:
+        small = dict(max_steps=3, train_length=256, eval_length=20, val_length=100, stage1_epochs=1, stage2_epochs=1)
     for part in parts:
         tic = time.time()
         if part == "codecs":

@@ -209,3 +209,28 @@ def test_plot_rd_draws_every_method(fake_results):
     ax = plot_rd(res)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[:3] == ["Entropic Student", "JPEG", "WebP"] and labels[-1].startswith("teacher")
+
+
+def test_learned_codec_trains_and_warm_starts(tmp_path):
+    from minist.learned_codecs import ImageCodecConfig, load_image_codec, roundtrip, train_image_codec
+    base = dict(N=8, M=12, epochs=1, batch_size=4, train_length=8, max_steps=2, image_size=64, crop=32)
+    m, meta = train_image_codec(ImageCodecConfig(**base, out=str(tmp_path / "a")), progress=False)
+    assert meta["train_images"] == 8 and meta["history"][0]["bpp"] > 0
+    loaded, _ = load_image_codec(tmp_path / "a" / "codec.pt")
+    x = torch.rand(3, 64, 64)
+    assert torch.equal(roundtrip(loaded, x)[0], roundtrip(m, x)[0])        # coding tables travel with it
+    train_image_codec(ImageCodecConfig(**base, lmbda=0.05, init_from=str(tmp_path / "a" / "codec.pt"),
+                                       out=str(tmp_path / "b")), progress=False)
+    with pytest.raises(ValueError, match="same architecture"):
+        train_image_codec(ImageCodecConfig(**{**base, "M": 16}, init_from=str(tmp_path / "a" / "codec.pt"),
+                                           out=str(tmp_path / "c")), progress=False)
+
+
+def test_sweep_cli_quick(tmp_path, capsys):
+    from minist.cli import main
+    assert main(["sweep", "--parts", "codecs,crbq", "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["sweep", "--collect", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "results_mini.json").read_text())
+    assert {p["method"] for p in doc["points"]} == {"jpeg", "webp", "crbq"}
+    assert main(["sweep", "--parts", "bogus", "--out", str(tmp_path)]) == 2
+    assert "unknown sweep parts" in capsys.readouterr().err
