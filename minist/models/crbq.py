@@ -34,8 +34,7 @@ import torch
 from torch import nn
 
 from .entropy import PayloadError
-from .student import TAIL, EntropicStudent
-from .teacher import check_images
+from .student import TAIL, DevicePart, EntropicStudent, ServerPart
 
 MAGIC = b"MQ"
 VERSION = 1
@@ -154,34 +153,15 @@ class CRBQStudent(EntropicStudent):
         return sum(p.numel() for p in self.encoder.parameters())
 
 
-class CRBQDevicePart(nn.Module):
-    def __init__(self, student: CRBQStudent):
-        super().__init__()
-        self.encoder = student.encoder
-        self.register_buffer("mean", student.mean.clone(), persistent=False)
-        self.register_buffer("std", student.std.clone(), persistent=False)
-        self.eval()
+class CRBQDevicePart(DevicePart):
+    """Encoder → 8-bit codes → bytes."""
 
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> bytes:
-        check_images(x)
-        if x.shape[0] != 1:
-            raise ValueError(f"the device sends one image per message, got a batch of {x.shape[0]}")
-        return pack(self.encoder((x - self.mean) / self.std))
+    def to_bytes(self, z: torch.Tensor) -> bytes:
+        return pack(z)
 
 
-class CRBQServerPart(nn.Module):
-    def __init__(self, student: CRBQStudent):
-        super().__init__()
-        self.channels = student.config.channels
-        self.decoder = student.decoder
-        for name in TAIL:
-            setattr(self, name, getattr(student, name))
-        self.eval()
+class CRBQServerPart(ServerPart):
+    """Bytes → dequantised latent → decoder → layer2 … head."""
 
-    @torch.no_grad()
-    def forward(self, data: bytes) -> torch.Tensor:
-        h = self.decoder(unpack(data, self.channels))
-        for name in TAIL:
-            h = getattr(self, name)(h)
-        return h
+    def from_bytes(self, data: bytes) -> torch.Tensor:
+        return unpack(data, self.channels)

@@ -153,17 +153,21 @@ class DevicePart(nn.Module):
 
     def __init__(self, student: EntropicStudent):
         super().__init__()
-        self.encoder, self.entropy_bottleneck = student.encoder, student.entropy_bottleneck
+        self.encoder = student.encoder
+        self.entropy_bottleneck = getattr(student, "entropy_bottleneck", None)   # CR+BQ has none
         self.register_buffer("mean", student.mean.clone(), persistent=False)
         self.register_buffer("std", student.std.clone(), persistent=False)
         self.eval()
+
+    def to_bytes(self, z: torch.Tensor) -> bytes:
+        return entropy.compress(self.entropy_bottleneck, z)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> bytes:
         check_images(x)
         if x.shape[0] != 1:
             raise ValueError(f"the device sends one image per message, got a batch of {x.shape[0]}")
-        return entropy.compress(self.entropy_bottleneck, self.encoder((x - self.mean) / self.std))
+        return self.to_bytes(self.encoder((x - self.mean) / self.std))
 
 
 class ServerPart(nn.Module):
@@ -171,14 +175,19 @@ class ServerPart(nn.Module):
 
     def __init__(self, student: EntropicStudent):
         super().__init__()
-        self.entropy_bottleneck, self.decoder = student.entropy_bottleneck, student.decoder
+        self.entropy_bottleneck = getattr(student, "entropy_bottleneck", None)
+        self.decoder = student.decoder
+        self.channels = student.config.channels
         for name in TAIL:
             setattr(self, name, getattr(student, name))
         self.eval()
 
+    def from_bytes(self, data: bytes) -> torch.Tensor:
+        return entropy.decompress(self.entropy_bottleneck, data)
+
     @torch.no_grad()
     def forward(self, data: bytes) -> torch.Tensor:
-        h = self.decoder(entropy.decompress(self.entropy_bottleneck, data))
+        h = self.decoder(self.from_bytes(data))
         for name in TAIL:
             h = getattr(self, name)(h)
         return h
