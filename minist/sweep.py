@@ -206,6 +206,10 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
                                          "hyperprior", "jpeg", "webp"))}
     points.sort(key=lambda p: (order.get(p["method"], 99), p["value"]))
     for p in points:      # name shipped files by their place in data/, drop run paths
+        init = p.get("recipe", {}).get("init_from")
+        if init and Path(init).is_absolute():       # paths relative to the repository, not this machine
+            p["recipe"]["init_from"] = str(Path(init).relative_to(data_dir().parent)) \
+                if Path(init).is_relative_to(data_dir().parent) else Path(init).name
         ck = p.pop("checkpoint", None)
         if p["method"] == "entropic" and ck:
             shipped = data_dir() / pretrained.student_file(preset, p["value"])
