@@ -327,7 +327,8 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     dcfg = cfg.data_config()
     train_set = train_set if train_set is not None else FashionOnPhotos("train", "classification", dcfg)
     val_set = val_set if val_set is not None else cached("val", "classification", **asdict(dcfg))
-    eval_set = torch.utils.data.Subset(val_set, range(min(cfg.eval_length, len(val_set))))
+    step = max(1, len(val_set) // max(cfg.eval_length, 1))     # spread over the set: folders are sorted by class
+    eval_set = torch.utils.data.Subset(val_set, range(0, len(val_set), step)[:cfg.eval_length])
 
     stages = [(1, cfg.stage1_epochs, cfg.stage1_batch_size), (2, cfg.stage2_epochs, cfg.stage2_batch_size)]
     if cfg.method == "end-to-end":       # one stage: CE + β·rate, everything trains
