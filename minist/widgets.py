@@ -8,7 +8,8 @@ quality that matches the student's accuracy, then redraws one figure::
     from minist.widgets import Explorer
     Explorer().show()          # in JupyterLab
 
-:meth:`Explorer.compute` is the numbers alone (tested, and timed by ``minist bench explorer``).
+:meth:`Explorer.compute` is the numbers alone, :meth:`Explorer.panels` what a move redraws (both timed by
+``minist bench explorer``): PIL images and HTML bars, with the RD panel rendered once per β.
 """
 
 from __future__ import annotations
@@ -126,44 +127,89 @@ class Explorer:
         return self.fig
 
     def render_png(self, beta: float, index: int, kbps: float) -> bytes:
-        """One full update as the notebook sees it: compute, redraw, rasterise to PNG."""
+        """The whole figure of one setting as a PNG (for static copies; the widget redraws panels instead)."""
         self.draw(self.compute(beta, index, kbps))
         buf = io.BytesIO()
         self.fig.savefig(buf, format="png", dpi=72)
         return buf.getvalue()
 
+    # ---- the widget: panels that redraw cheaply ------------------------------------------------
+    def rd_png(self, beta: float) -> bytes:
+        """The RD curves with the current β marked, rendered once per β and cached (it changes only with β)."""
+        cache = self.__dict__.setdefault("_rd_cache", {})
+        if beta not in cache:
+            fig, ax = plt.subplots(figsize=(6.2, 3.8))
+            plot_rd(self.res, ax=ax, annotate=False, title="")
+            ax.legend(fontsize=7, loc="lower right")
+            p = self.point("entropic", beta)
+            if p:
+                ax.plot([p["kb_mean"]], [p["accuracy"]], marker="*", ms=18, color="red", ls="", zorder=5)
+            fig.tight_layout()
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=72)
+            plt.close(fig)
+            cache[beta] = buf.getvalue()
+        return cache[beta]
+
+    def panels(self, r: dict) -> dict:
+        """What one slider move shows: PNGs of the image, the bits map and the RD point; HTML time bars."""
+        from matplotlib import colormaps
+        from PIL import Image as PILImage
+
+        def png(arr, scale: int) -> bytes:
+            im = PILImage.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale), PILImage.NEAREST)
+            buf = io.BytesIO()
+            im.save(buf, format="PNG", compress_level=1)
+            return buf.getvalue()
+
+        img = (r["image"].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        bits = r["bits_map"]
+        top = max(float(bits.max()), 1e-3)
+        heat = (colormaps["magma"](bits / top)[..., :3] * 255).round().astype(np.uint8)
+        longest = max(r["seconds"].values())
+        colors = [METHOD_COLORS["Entropic Student"], METHOD_COLORS["JPEG"], METHOD_COLORS["WebP"]]
+        bars = "".join(
+            f"<div style='display:flex;align-items:center;margin:2px 0'><span style='width:120px'>{name}</span>"
+            f"<span style='background:{c};height:14px;width:{max(2, 260 * s / longest):.0f}px'></span>"
+            f"<span style='margin-left:6px'>{1000 * s:.1f} ms</span></div>"
+            for (name, s), c in zip(r["seconds"].items(), colors))
+        ok = "✓" if r["pred"] == r["label"] else "✗"
+        return {"image": png(img, 2), "bits": png(heat, 256 // bits.shape[0]), "rd": self.rd_png(r["beta"]),
+                "caption": f"{CLASSES[r['label']]} → <b>{CLASSES[r['pred']]}</b> {ok} ({r['confidence']:.0%}) "
+                           f"from {r['bytes']} B; bits map: 0 … {top:.1f} bits per latent position",
+                "times": f"<div style='font-size:12px'><b>transmission at {r['kbps']:g} kbit/s</b> "
+                         f"(serialisation only, no RTT){bars}</div>"}
+
     def show(self):
-        """The ipywidgets UI (JupyterLab): β slider, image picker, bandwidth slider, one figure."""
+        """The ipywidgets UI (JupyterLab): β slider, image picker, bandwidth slider, panels redrawn per move."""
         import ipywidgets as W
-        from IPython.display import Image, display
+        from IPython.display import display
         beta = W.SelectionSlider(options=[(f"{b:g}", b) for b in self.betas],
                                  value=pretrained.DEFAULT_BETA.get(self.preset, self.betas[0]), description="β",
                                  continuous_update=False)
         index = W.IntSlider(0, 0, len(self.dataset) - 1, description="image", continuous_update=False)
         kbps = W.FloatLogSlider(value=250, base=10, min=0, max=5, step=0.1, description="kbit/s",
                                 continuous_update=False)
-        out, status = W.Output(), W.HTML()
+        image, bits = W.Image(format="png", width=256), W.Image(format="png", width=248)
+        rd, caption, times, status = W.Image(format="png", width=446), W.HTML(), W.HTML(), W.HTML()
 
         def update(_=None):
             r = self.compute(beta.value, index.value, kbps.value)
-            self.draw(r)
-            buf = io.BytesIO()
-            self.fig.savefig(buf, format="png", dpi=72)
-            p = r["point"]
-            status.value = (f"<b>β = {r['beta']:g}</b>: this image {r['bytes']} B; on the val set "
-                            f"{p['kb_mean']:.3f} KB ± {p['kb_std']:.3f}, {p['accuracy']:.1f} % "
-                            f"(teacher {self.res['teacher_accuracy']:.1f} %). Same accuracy costs "
-                            f"JPEG q{r['jpeg']['quality']} {r['jpeg']['bytes']} B, "
-                            f"WebP q{r['webp']['quality']} {r['webp']['bytes']} B here." if p else "")
-            with out:
-                out.clear_output(wait=True)
-                display(Image(buf.getvalue()))
+            p = self.panels(r)
+            image.value, bits.value, rd.value = p["image"], p["bits"], p["rd"]
+            caption.value, times.value = p["caption"], p["times"]
+            pt = r["point"]
+            status.value = (f"<b>β = {r['beta']:g}</b> on the val set: {pt['kb_mean']:.3f} KB ± {pt['kb_std']:.3f}, "
+                            f"{pt['accuracy']:.1f} % (teacher {self.res['teacher_accuracy']:.1f} %). The same "
+                            f"accuracy costs JPEG q{r['jpeg']['quality']} {r['jpeg']['bytes']} B, "
+                            f"WebP q{r['webp']['quality']} {r['webp']['bytes']} B for this image." if pt else "")
 
+        for b in self.betas:      # once, up front (≈0.6 s per β), so that every move stays fast
+            self.student(b)
+            self.rd_png(b)
         for w in (beta, index, kbps):
             w.observe(update, names="value")
-        plt.close(self.fig) if self.fig is not None else None
         update()
-        plt.close(self.fig)      # shown through the Output widget only
-        ui = W.VBox([W.HBox([beta, index, kbps]), status, out])
+        ui = W.VBox([W.HBox([beta, index, kbps]), status, caption, W.HBox([image, bits, rd]), times])
         display(ui)
         return ui

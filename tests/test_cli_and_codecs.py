@@ -69,5 +69,5 @@ def test_benchmarks_run_in_quick_mode(capsys):
     for row in ("data: Fashion-on-Photos classification", "teacher val accuracy", "payload bits / estimated bits",
                 "decoded latent == rounded latent", "stage 1 step, CPU", "Entropic Student", "crossovers",
                 "torch.export of the encoder", "ratio: best input codec", "accuracy (%) at each Entropic Student rate",
-                "full update (compute + redraw + PNG)"):
+                "one slider move, total"):
         assert row in out, row

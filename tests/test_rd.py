@@ -195,6 +195,9 @@ def test_explorer_compute_is_real_bytes_and_draws(fake_results):
     assert r["seconds"]["Entropic Student"] == pytest.approx(8 * len(msg) / 250e3)
     png = ex.render_png(0.02, 2, 1000.0)
     assert png[:4] == b"\x89PNG"
+    p = ex.panels(r)
+    assert all(p[k][:4] == b"\x89PNG" for k in ("image", "bits", "rd")) and "ms" in p["times"]
+    assert ex.rd_png(0.02) is p["rd"]                                      # cached per β
     with pytest.raises(ValueError, match="not shipped"):
         ex.compute(0.5, 0, 250.0)
     with pytest.raises(ValueError, match="bandwidth"):
