@@ -148,49 +148,26 @@ def run_students(out: Path, teacher, chain=BETA_CHAIN, progress: bool = True, **
     return rows
 
 
-def run_crbq(out: Path, teacher, channels=CRBQ_CHANNELS, progress: bool = True, **overrides) -> list[dict]:
+def _run_baseline(out: Path, teacher, method: str, knob: str, values, dirname: str, recipe: dict, progress: bool,
+                  **fields) -> list[dict]:
+    """Train and score one baseline at each knob value (``fields[knob]`` set per point); done points skip."""
     from .train import StudentTrainConfig
     rows = []
-    for c in channels:
-        if _point_path(out, "crbq", c).is_file():
+    for v in values:
+        if _point_path(out, method, v).is_file():
             continue
-        cfg = StudentTrainConfig(method="crbq", channels=c, beta=0.0, out=str(out / f"crbq-{c}"),
-                                 **{**CRBQ_RECIPE, **overrides})
-        rows += _train_point(out, teacher, cfg, "crbq", "channels", c, progress)
+        cfg = StudentTrainConfig(method=method, out=str(out / f"{dirname}-{v:g}"), **{**fields, knob: v, **recipe})
+        rows += _train_point(out, teacher, cfg, method, knob, v, progress)
     return rows
+
+
+def run_crbq(out: Path, teacher, channels=CRBQ_CHANNELS, progress: bool = True, **overrides) -> list[dict]:
+    return _run_baseline(out, teacher, "crbq", "channels", channels, "crbq", {**CRBQ_RECIPE, **overrides},
+                         progress, beta=0.0)
 
 
 def run_e2e(out: Path, teacher, betas=E2E_BETAS, progress: bool = True, **overrides) -> list[dict]:
-    from .train import StudentTrainConfig
-    rows = []
-    for beta in betas:
-        if _point_path(out, "end-to-end", beta).is_file():
-            continue
-        cfg = StudentTrainConfig(method="end-to-end", beta=beta, out=str(out / f"e2e-{beta:g}"),
-                                 **{**E2E_RECIPE, **overrides})
-        rows += _train_point(out, teacher, cfg, "end-to-end", "beta", beta, progress)
-    return rows
-
-
-def ship_students(out: Path | str) -> list[Path]:
-    """Copy every swept student (``<out>/student-β/student.pt``) to ``data/student_mini_beta<β>.pt``."""
-    import shutil
-
-    from . import pretrained
-    shipped = []
-    for p in sorted(Path(out).glob("points/entropic-*.json")):
-        point = json.loads(p.read_text())
-        src = Path(point["checkpoint"])
-        dest = data_dir() / pretrained.student_file("mini", point["value"])
-        if src.resolve() == dest.resolve():
-            continue
-        if not src.is_file():
-            raise FileNotFoundError(f"{p} names {src}, which is missing: rerun `minist sweep --parts students`")
-        tmp = dest.with_suffix(".tmp")
-        shutil.copyfile(src, tmp)
-        tmp.replace(dest)
-        shipped.append(dest)
-    return shipped
+    return _run_baseline(out, teacher, "end-to-end", "beta", betas, "e2e", {**E2E_RECIPE, **overrides}, progress)
 
 
 # ---- collecting -----------------------------------------------------------------------------------
