@@ -53,35 +53,57 @@ def input_codec_sizes(images, qualities=(95, 75, 50, 25, 10)) -> list[dict]:
     return rows
 
 
-@torch.no_grad()
-def codec_accuracy(model, dataset, fmt: str, quality: int, limit: int | None = None,
-                   batch_size: int = 100, return_sizes: bool = False):
-    """Teacher accuracy (%) on images decoded from JPEG/WebP, and mean bytes per image.
+def size_stats(sizes, hw: tuple[int, int]) -> dict:
+    """Mean/std bytes per image as KB (1 KB = 1024 B) and bpp for inputs of ``hw`` pixels."""
+    s = torch.as_tensor(sizes, dtype=torch.float64)
+    mean = float(s.mean())
+    return {"n": len(s), "bytes_mean": mean, "kb_mean": mean / 1024,
+            "kb_std": float(s.std()) / 1024 if len(s) > 1 else 0.0, "bpp": 8 * mean / (hw[0] * hw[1])}
 
-    Every image is its own bitstream (encoded and decoded alone); the unmodified teacher then
+
+@torch.no_grad()
+def decoded_accuracy(model, dataset, roundtrip, limit: int | None = None, batch_size: int = 100):
+    """Accuracy (%) of ``model`` on images sent through ``roundtrip(x) → (decoded x, bytes sent)``, and the sizes.
+
+    Every image is its own bitstream (encoded and decoded alone); the unmodified model then
     classifies the decoded pixels in batches, which gives the same predictions as batch 1
     (BatchNorm in eval mode does not mix images) in a fraction of the time.
-    With ``return_sizes=True`` returns ``(accuracy, sizes, header_sizes)``: every image's byte count
-    and how many of those bytes are the format's header (:func:`minist.codecs.header_size`).
     """
     model.eval()
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    correct, sizes, headers = 0, [], []
+    correct, sizes = 0, []
     for start in range(0, n, batch_size):
         decoded, labels = [], []
         for i in range(start, min(n, start + batch_size)):
             x, y = dataset[i]
-            data = codecs.encode(x, fmt, quality)
-            decoded.append(codecs.decode(data))
+            x_hat, nbytes = roundtrip(x)
+            decoded.append(x_hat)
             labels.append(int(y))
-            sizes.append(len(data))
-            if return_sizes:
-                headers.append(codecs.header_size(data, fmt))
+            sizes.append(nbytes)
         pred = model(torch.stack(decoded)).argmax(1)
         correct += int((pred == torch.tensor(labels)).sum())
+    return 100.0 * correct / n, sizes
+
+
+def codec_accuracy(model, dataset, fmt: str, quality: int, limit: int | None = None,
+                   batch_size: int = 100, return_sizes: bool = False):
+    """Teacher accuracy (%) on images decoded from JPEG/WebP, and mean bytes per image (:func:`decoded_accuracy`).
+
+    With ``return_sizes=True`` returns ``(accuracy, sizes, header_sizes)``: every image's byte count
+    and how many of those bytes are the format's header (:func:`minist.codecs.header_size`).
+    """
+    headers = []
+
+    def roundtrip(x):
+        data = codecs.encode(x, fmt, quality)
+        if return_sizes:
+            headers.append(codecs.header_size(data, fmt))
+        return codecs.decode(data), len(data)
+
+    acc, sizes = decoded_accuracy(model, dataset, roundtrip, limit, batch_size)
     if return_sizes:
-        return 100.0 * correct / n, sizes, headers
-    return 100.0 * correct / n, sum(sizes) / n
+        return acc, sizes, headers
+    return acc, sum(sizes) / len(sizes)
 
 
 @torch.no_grad()
@@ -115,12 +137,9 @@ def evaluate_student(student, dataset, progress: bool = False, limit: int | None
         logits = server_part(data)
         correct += int(logits.argmax(1).item() == int(y))
         sizes.append(len(data))
-    sizes_t = torch.tensor(sizes, dtype=torch.float64)
-    mean_bytes = float(sizes_t.mean())
-    payload_bytes = mean_bytes - student.header_bytes
-    out = {"accuracy": 100.0 * correct / n, "n": n, "bytes_mean": mean_bytes,
-           "kb_mean": mean_bytes / 1024, "kb_std": float(sizes_t.std()) / 1024 if n > 1 else 0.0,
-           "bpp": 8 * mean_bytes / (hw[0] * hw[1]), "header_bytes": student.header_bytes,
+    stats = size_stats(sizes, hw)
+    payload_bytes = stats["bytes_mean"] - student.header_bytes
+    out = {"accuracy": 100.0 * correct / n, **stats, "header_bytes": student.header_bytes,
            "payload_bytes_mean": payload_bytes}
     if eb is not None:
         out.update(estimated_bits_mean=est_bits / n, payload_to_estimate=8 * payload_bytes / max(est_bits / n, 1e-9))

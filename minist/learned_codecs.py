@@ -101,26 +101,12 @@ def roundtrip(model, x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return x_hat, len(data)
 
 
-@torch.no_grad()
 def codec_teacher_accuracy(model, teacher, dataset, batch_size: int = 100) -> dict:
     """DESIGN §4 for an image codec: every image its own bitstream, then the unmodified teacher."""
+    from .evaluate import decoded_accuracy, size_stats
     model.eval()
-    teacher.eval()
-    correct, sizes = 0, []
-    for start in range(0, len(dataset), batch_size):
-        decoded, labels = [], []
-        for i in range(start, min(len(dataset), start + batch_size)):
-            x, y = dataset[i]
-            x_hat, n = roundtrip(model, x)
-            decoded.append(x_hat)
-            labels.append(int(y))
-            sizes.append(n)
-        correct += int((teacher(torch.stack(decoded)).argmax(1) == torch.tensor(labels)).sum())
-    s = torch.tensor(sizes, dtype=torch.float64)
-    h, w = dataset[0][0].shape[-2:]
-    return {"accuracy": 100.0 * correct / len(dataset), "n": len(dataset), "kb_mean": float(s.mean()) / 1024,
-            "kb_std": float(s.std()) / 1024 if len(sizes) > 1 else 0.0, "bpp": 8 * float(s.mean()) / (h * w),
-            "header_bytes": header_bytes(model)}
+    acc, sizes = decoded_accuracy(teacher, dataset, lambda x: roundtrip(model, x), batch_size=batch_size)
+    return {"accuracy": acc, **size_stats(sizes, dataset[0][0].shape[-2:]), "header_bytes": header_bytes(model)}
 
 
 def train_image_codec(cfg: ImageCodecConfig, progress: bool = True):

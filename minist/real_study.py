@@ -84,7 +84,6 @@ def run(root=None, out="runs/imagenette-mini", teacher_epochs: int = 30, betas=(
     if quick:
         train = torch.utils.data.Subset(train, range(0, len(train), 20))
         val = torch.utils.data.Subset(val, range(0, len(val), 20))
-        val.digest = lambda: "quick"
         teacher_epochs, betas, qualities = 1, betas[:1], qualities[:2]
     result = {"dataset": str(root), "train_images": len(train), "val_images": len(val), "points": []}
     tcfg = TeacherTrainConfig(epochs=teacher_epochs, batch_size=64, lr=0.05, warmup_epochs=1, workers=0,

@@ -80,7 +80,7 @@ def val_set(limit: int | None = None):
 
 # ---- input codecs + teacher ---------------------------------------------------------------------
 def run_codecs(out: Path, teacher, limit: int | None = None, qualities=None) -> list[dict]:
-    from .evaluate import codec_accuracy
+    from .evaluate import codec_accuracy, size_stats
     val = val_set(limit)
     h, w = val[0][0].shape[-2:]
     rows = []
@@ -89,22 +89,23 @@ def run_codecs(out: Path, teacher, limit: int | None = None, qualities=None) -> 
             if _point_path(out, fmt, q).is_file():
                 continue
             acc, sizes, headers = codec_accuracy(teacher, val, fmt, q, return_sizes=True)
-            sizes = torch.tensor(sizes, dtype=torch.float64)
-            res = {"kb_mean": float(sizes.mean()) / 1024, "kb_std": float(sizes.std()) / 1024,
-                   "bpp": 8 * float(sizes.mean()) / (h * w), "accuracy": acc, "n": len(val),
-                   "header_bytes": sum(headers) / len(headers)}
+            res = {**size_stats(sizes, (h, w)), "accuracy": acc, "header_bytes": sum(headers) / len(headers)}
             rows.append(_write_point(out, _row(fmt, "quality", q, res, 0)))
             print(f"{fmt} q{q}: {acc:.2f} % at {res['kb_mean']:.3f} KB")
     return rows
 
 
 # ---- Entropic Student, stage-1 ablation, CR+BQ, end-to-end ---------------------------------------
+def _train_images(meta: dict) -> int:
+    """Training images a student saw over both stages (from its per-epoch history)."""
+    return round(sum(h["images_per_second"] * h["seconds"] for h in meta["history"]))
+
+
 def _train_point(out: Path, teacher, cfg, method: str, knob: str, value, progress: bool) -> list[dict]:
     from .train import train_student
     tic = time.time()
     student, meta = train_student(cfg, teacher, progress=progress, final_eval=True)
-    images = sum(h["images_per_second"] * h["seconds"] for h in meta["history"])
-    extra = {"train_images": round(images), "train_seconds": round(time.time() - tic, 1),
+    extra = {"train_images": _train_images(meta), "train_seconds": round(time.time() - tic, 1),
              "checkpoint": str(Path(cfg.out) / "student.pt"), "recipe": {k: v for k, v in asdict(cfg).items()
                                                                          if k not in ("out", "device")}}
     rows = [_row(method, knob, value, meta["val"], student.device_parameters(), **extra)]
@@ -124,9 +125,8 @@ def anchor_point(out: Path) -> dict | None:
     if not path.is_file():
         return None
     student, meta = load_student(path)
-    images = sum(h["images_per_second"] * h["seconds"] for h in meta["history"])
     return _write_point(out, _row("entropic", "beta", ANCHOR_BETA, meta["val"], student.device_parameters(),
-                                  train_images=round(images), checkpoint=str(path), recipe=meta["train"]))
+                                  train_images=_train_images(meta), checkpoint=str(path), recipe=meta["train"]))
 
 
 def run_students(out: Path, teacher, chain=BETA_CHAIN, progress: bool = True, **overrides) -> list[dict]:
@@ -195,7 +195,7 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
            "val_set": {"n": len(val), "sha256": val.digest()},
            "units": {"kb_mean": "KB per image, 1 KB = 1024 B, headers included",
                      "bpp": "bits per input pixel (128×128)", "accuracy": "% top-1 after real decoding"},
-           "made_by": "minist sweep && minist sweep --collect", "torch": torch.__version__, "points": points}
+           "made_by": "minist sweep && minist sweep --ship", "torch": torch.__version__, "points": points}
     dest = dest or data_dir() / RESULTS_FILE.format(preset=preset)
     checkpoint.atomic_write_bytes(dest, lambda f: f.write(json.dumps(doc, indent=1).encode()))
     return dest
@@ -203,11 +203,11 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
 
 def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quick: bool = False) -> None:
     from . import pretrained
-    out = Path(out)
-    teacher = pretrained.teacher("mini")
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown sweep parts {sorted(unknown)}; choose from {PARTS}")
+    out = Path(out)
+    teacher = pretrained.teacher("mini")
     small = {}
     if quick:
         small = dict(max_steps=3, train_length=256, eval_length=20, val_length=100, stage1_epochs=1, stage2_epochs=1)

@@ -264,11 +264,9 @@ def build_student(cfg: StudentTrainConfig, teacher: Teacher):
     return EntropicStudent(teacher, bcfg)
 
 
-CDF_TABLES = ("_quantized_cdf", "_offset", "_cdf_length")
-
-
 def warm_start(student, path) -> None:
     """Copy encoder, prior (density parameters, not coding tables) and decoder from a student checkpoint."""
+    from .models.student import CDF_BUFFERS
     ck = checkpoint.load(path, kind="student")
     if ck["config"]["bottleneck"] != student.config.to_dict():
         raise ValueError(f"{path} has bottleneck {ck['config']['bottleneck']}, this student "
@@ -279,7 +277,7 @@ def warm_start(student, path) -> None:
         if module is None:
             continue
         part = {k[len(name) + 1:]: v for k, v in sd.items()
-                if k.startswith(name + ".") and k.rsplit(".", 1)[-1] not in CDF_TABLES}
+                if k.startswith(name + ".") and k.rsplit(".", 1)[-1] not in CDF_BUFFERS}
         missing, unexpected = module.load_state_dict(part, strict=False)
         if unexpected or any(not m.startswith("_") for m in missing):
             raise ValueError(f"{path}: {name} does not match (missing {missing}, unexpected {unexpected})")
@@ -429,10 +427,7 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
                     break
             seconds = time.time() - tic
             student.update(force=True)
-            was = student.stage
-            student.set_stage(2 if cfg.method == "end-to-end" else stage)   # e2e scores with its tables too
             res = evaluate_student(student, eval_set, progress=False)
-            student.set_stage(was)
             done += 1
             rec = {"stage": stage, "epoch": epoch + 1, "seconds": seconds, "images_per_second": seen / seconds,
                    **{f"train_{k}": sum(v) / len(v) for k, v in terms.items()}, **res}

@@ -48,6 +48,7 @@ class Explorer:
         self.teacher = teacher if teacher is not None else pretrained.teacher(preset)
         self.dataset = dataset if dataset is not None else val_set(limit=images)
         self.fig = None
+        self._rd_cache: dict[float, bytes] = {}
 
     def student(self, beta: float):
         if beta not in self._students:
@@ -136,7 +137,7 @@ class Explorer:
     # ---- the widget: panels that redraw cheaply ------------------------------------------------
     def rd_png(self, beta: float) -> bytes:
         """The RD curves with the current β marked, rendered once per β and cached (it changes only with β)."""
-        cache = self.__dict__.setdefault("_rd_cache", {})
+        cache = self._rd_cache
         if beta not in cache:
             fig, ax = plt.subplots(figsize=(6.2, 3.8))
             plot_rd(self.res, ax=ax, annotate=False, title="")

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .entropy import PayloadError
-from .student import TAIL, DevicePart, EntropicStudent, ServerPart
+from .student import DevicePart, EntropicStudent, ServerPart
 
 MAGIC = b"MQ"
 VERSION = 1
@@ -110,28 +110,6 @@ class CRBQStudent(EntropicStudent):
         feats = {"layer1": self.decoder(z_hat)}
         logits = self.tail(feats["layer1"], feats)
         return {"logits": logits, "likelihoods": None, "features": feats, "latent": z_hat}
-
-    def set_stage(self, stage: int) -> CRBQStudent:
-        if stage not in (1, 2):
-            raise ValueError(f"stage must be 1 or 2, got {stage}")
-        self.stage = stage
-        self.encoder.requires_grad_(stage == 1)
-        self.decoder.requires_grad_(True)
-        for name in TAIL:
-            getattr(self, name).requires_grad_(stage == 2)
-        return self.train(self.training)
-
-    def train(self, mode: bool = True):
-        nn.Module.train(self, mode)
-        if self.stage == 1:
-            for name in TAIL:
-                getattr(self, name).eval()
-        else:
-            self.encoder.eval()
-        return self
-
-    def aux_loss(self):
-        return torch.zeros(())
 
     def compress(self, x: torch.Tensor) -> bytes:
         if x.dim() == 4 and x.shape[0] != 1:

@@ -92,8 +92,8 @@ class EntropicStudent(CompressionModel):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
         self.stage = stage
         head_trains = stage == 2 or self.end_to_end
-        for name in ("encoder", "entropy_bottleneck"):
-            getattr(self, name).requires_grad_(stage == 1)
+        for m in self._bitstream_modules():
+            m.requires_grad_(stage == 1)
         self.decoder.requires_grad_(True)
         for name in TAIL:
             getattr(self, name).requires_grad_(head_trains)
@@ -107,9 +107,13 @@ class EntropicStudent(CompressionModel):
             for name in TAIL:
                 getattr(self, name).eval()
         else:                     # frozen encoder and prior: always quantise, never add noise
-            self.encoder.eval()
-            self.entropy_bottleneck.eval()
+            for m in self._bitstream_modules():
+                m.eval()
         return self
+
+    def _bitstream_modules(self) -> list[nn.Module]:
+        """What makes the bytes, frozen in stage 2: the encoder and the prior (CR+BQ has no prior)."""
+        return [m for m in (self.encoder, getattr(self, "entropy_bottleneck", None)) if m is not None]
 
     # ---- coding ----------------------------------------------------------------------------
     def compress(self, x: torch.Tensor) -> bytes:
