@@ -6,6 +6,7 @@
     minist serve [--port 8765] / minist send [--channel 4g]
     minist bench [foundation|student|split|rd|explorer|imagenette]
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
+    minist tasks [--tasks detection,segmentation] [--betas 0.02,0.16,0.64] [--quick] / minist tasks --ship
     minist notebooks [--quick] [--out build/notebooks]
     minist figures
 """
@@ -181,6 +182,20 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_tasks(args) -> int:
+    from . import tasks
+    names = tuple(t for t in args.tasks.split(",") if t)
+    betas = tuple(float(b) for b in args.betas.split(",") if b)
+    if not (args.collect or args.ship):
+        tasks.run(tasks=names, betas=betas, out=args.out, quick=args.quick)
+    if args.ship:
+        for path in tasks.ship(args.out):
+            print(f"shipped → {path}")
+    elif args.collect or not args.quick:
+        print(f"wrote {tasks.collect(args.out, dest=Path(args.out) / tasks.RESULTS_FILE)}")
+    return 0
+
+
 def cmd_figures(args) -> int:
     from .figures import make_all
     for p in make_all(args.out):
@@ -258,6 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--ship", action="store_true",
                    help="do not train: copy the β-grid students to data/ and write data/results_mini.json")
     w.set_defaults(fn=cmd_sweep)
+
+    k = sub.add_parser("tasks", help="detection + segmentation on the shared bitstream: task teachers, task "
+                                     "students at several β, JPEG/WebP baselines (notebook 04)")
+    k.add_argument("--tasks", default="detection,segmentation")
+    k.add_argument("--betas", default="0.02,0.16,0.64", help="shipped classification students to build on")
+    k.add_argument("--out", default="runs/tasks", help="checkpoints and one JSON per point go here (resumable)")
+    k.add_argument("--quick", action="store_true", help="a few steps on 20 scenes")
+    k.add_argument("--collect", action="store_true", help="only merge the points into <out>/results_tasks_mini.json")
+    k.add_argument("--ship", action="store_true", help="do not train: copy the task models and results to data/")
+    k.set_defaults(fn=cmd_tasks)
 
     f = sub.add_parser("figures", help="draw the README's figures from the project's code and data")
     f.add_argument("--out", default="docs")

@@ -144,3 +144,60 @@ def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixel
                  fontsize=11)
     ax.legend(fontsize=8, loc="lower right")
     return ax
+
+
+TASK_METRIC_LABELS = {"map": "mAP@[.5:.95] (%)", "map_50": "mAP@.5 (%)", "miou": "mIoU (%)",
+                      "pixel_accuracy": "pixel accuracy (%)"}
+
+
+def draw_predictions(x: torch.Tensor, boxes=None, semantic=None, classes=None, score_thresh: float = 0.3,
+                     alpha: float = 0.45) -> torch.Tensor:
+    """One image with predicted boxes (``{"boxes", "labels", "scores"}``) and a semantic map drawn on; uint8.
+
+    Labels follow the detection convention (0 = background, k = ``classes[k - 1]``).
+    """
+    img = _as_uint8(x)
+    if semantic is not None:
+        present = [int(k) for k in semantic.unique() if int(k) != 0]
+        if present:
+            masks = torch.stack([semantic == k for k in present])
+            img = draw_segmentation_masks(img, masks, alpha=alpha, colors=[PALETTE[(k - 1) % len(PALETTE)]
+                                                                           for k in present])
+    if boxes is not None:
+        keep = boxes["scores"] >= score_thresh
+        if keep.any():
+            names = [f"{classes[int(k) - 1] if classes else int(k)} {float(s):.2f}"
+                     for k, s in zip(boxes["labels"][keep], boxes["scores"][keep])]
+            img = draw_bounding_boxes(img, boxes["boxes"][keep], labels=names, colors="yellow", width=1)
+    return img
+
+
+def plot_task_rd(res: dict, task: str, metric: str, ax=None, title: str | None = None):
+    """A task's metric against KB per image (:func:`minist.pretrained.task_results`): the task student at each β,
+    the task teacher on JPEG/WebP-decoded images, and the task teacher on the original pixels (dotted)."""
+    import seaborn as sns
+    sns.set_theme(style="whitegrid", context="notebook")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.5))
+    pts = [p for p in res["points"] if p["task"] == task]
+    for m in ("entropic", "jpeg", "webp"):
+        mp = sorted((p for p in pts if p["method"] == m), key=lambda p: p["kb_mean"])
+        if not mp:
+            continue
+        label = METHOD_LABELS[m] + (" (shared encoder)" if m == "entropic" else " + task teacher")
+        ax.plot([p["kb_mean"] for p in mp], [p[metric] for p in mp], "-" if m == "entropic" else "--", marker="o",
+                ms=4, lw=1.8, color=METHOD_COLORS[METHOD_LABELS[m]], label=label)
+        if m == "entropic":
+            for p in mp:
+                ax.annotate(f"β={p['value']:g}", (p["kb_mean"], p[metric]), textcoords="offset points",
+                            xytext=(4, -10), fontsize=7, color=METHOD_COLORS[METHOD_LABELS[m]])
+    teacher = next((p for p in pts if p["method"] == "teacher"), None)
+    if teacher:
+        ax.axhline(teacher[metric], color=METHOD_COLORS["teacher"], ls=":", lw=1.5,
+                   label=f"task teacher, uncompressed ({teacher[metric]:.1f})")
+    ax.set_xscale("log")
+    ax.set_xlabel("KB per image (1 KB = 1024 B, headers included; log scale)")
+    ax.set_ylabel(TASK_METRIC_LABELS.get(metric, metric))
+    ax.set_title(title or f"{task}: {TASK_METRIC_LABELS.get(metric, metric)} vs rate", fontsize=11)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax

@@ -91,3 +91,54 @@ def points(res: dict, method: str) -> list[dict]:
         methods = sorted({p["method"] for p in res["points"]})
         raise KeyError(f"no points for method {method!r}; the results have {methods}")
     return found
+
+
+# ---- notebook 04: task networks on the shared bitstream ---------------------------------------------
+def task_teacher(task: str, preset: str = "mini", with_meta: bool = False):
+    """The shipped detection or segmentation teacher (FPN + head on the frozen ``teacher(preset)``)."""
+    from . import tasks
+    _check(preset)
+    path = data_dir() / tasks.TEACHER_FILE.format(task=task)
+    if preset != "mini" or not path.is_file():
+        raise FileNotFoundError(f"no shipped {preset} {task} teacher ({path.name}); make it with "
+                                "`minist tasks && minist tasks --ship` (see data/README.md)")
+    model, meta = tasks.load_task_teacher(path, teacher(preset))
+    return (model, meta) if with_meta else model
+
+
+def task_betas(task: str, preset: str = "mini") -> list[float]:
+    """The β values with a shipped ``task`` student."""
+    _check(preset)
+    found = []
+    for p in data_dir().glob(f"task_student_{preset}_{task}_beta*.pt"):
+        m = re.fullmatch(rf"task_student_{preset}_{task}_beta(.+)\.pt", p.name)
+        if m:
+            found.append(float(m.group(1)))
+    return sorted(found)
+
+
+def task_student(task: str, beta: float | None = None, preset: str = "mini", with_meta: bool = False):
+    """A shipped task student: the classification ``student(preset, beta)``'s encoder + prior, shared and
+    frozen, with this task's decoder, FPN and head. ``beta=None`` → the default β."""
+    from . import tasks
+    shipped = task_betas(task, preset)
+    beta = DEFAULT_BETA.get(preset) if beta is None else beta
+    if beta not in shipped:
+        raise FileNotFoundError(f"no shipped {preset} {task} student at β = {beta}; shipped: {shipped or 'none'}. "
+                                "Make them with `minist tasks && minist tasks --ship`.")
+    path = data_dir() / tasks.STUDENT_FILE.format(task=task, beta=beta)
+    model, meta = tasks.load_task_student(path, task_teacher(task, preset), student(preset, beta))
+    return (model, meta) if with_meta else model
+
+
+def task_results(preset: str = "mini") -> dict:
+    """The shipped per-task RD results (``data/results_tasks_mini.json``, made by ``minist tasks``)."""
+    import json
+
+    from . import tasks
+    _check(preset)
+    path = data_dir() / tasks.RESULTS_FILE
+    if preset != "mini" or not path.is_file():
+        raise FileNotFoundError(f"no shipped task results for {preset!r} ({path.name}); make them with "
+                                "`minist tasks && minist tasks --ship`")
+    return json.loads(path.read_text())

@@ -1,0 +1,275 @@
+"""Detection and segmentation on the teacher's backbone, and on the student's shared bitstream.
+
+The paper's multi-task claim (DESIGN §2): the encoder and prior trained for
+classification at a β are **frozen and shared**; per task, only the server side
+(decoder + task network) is retrained. One bitstream then serves every task::
+
+    device:  x ─ encoder ─ rANS ─▶ bytes            (the classification student's, unchanged)
+    server:  bytes ─ rANS⁻¹ ─ decoder ─ layer2…4 ─ FPN ─┬─ FCOS head  → boxes
+                                                        └─ FCN head   → semantic mask
+
+Both task networks use torchvision's components on a feature pyramid
+(``torchvision.ops.FeaturePyramidNetwork``) over ``layer1`` … ``layer4``
+(strides 4, 8, 16, 32), as DESIGN §2 says for FPN models: the decoder's output
+feeds the first pyramid level, ``layer2`` … ``layer4`` the others.
+
+* Detection: torchvision's **FCOS** (Tian et al. 2019). Anchor-free, one stage,
+  no RoI sampling: the cheapest of torchvision's detectors to train on a CPU, and
+  it suits 128-px images whose objects are 28–58 px (levels at strides 4 and 8
+  take almost all of them). The head is 64 channels wide (torchvision's default
+  is 256, for 800-px COCO images).
+* Segmentation: torchvision's **FCN head** on the stride-4 pyramid level,
+  upsampled ×4. DeepLabv3's atrous trick needs a dilated ResNet, which
+  torchvision's BasicBlock (the mini teacher's block) does not support; the FPN's
+  top-down path brings ``layer4``'s context to stride 4 instead.
+
+For the mini preset the backbone (``stem`` … ``layer4``) is the shipped
+classification teacher's, frozen: the task teacher trains its FPN and head
+only, and the task student keeps those ``layer2`` … ``layer4`` too, so a task
+student is its decoder + FPN + head (≈0.5 M parameters, 1 MB in fp16).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.detection import FCOS
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.fcos import FCOSHead
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.segmentation.fcn import FCNHead
+from torchvision.ops import FeaturePyramidNetwork
+
+from . import entropy
+from .teacher import Teacher, check_images
+
+TASKS = ("detection", "segmentation")
+LEVELS = ("layer1", "layer2", "layer3", "layer4")
+STRIDES = (4, 8, 16, 32)
+FPN_CHANNELS = 64
+
+
+class TeacherFront(nn.Module):
+    """The teacher's device-side half: image in [0, 1] → ``layer1`` (normalises inside)."""
+
+    def __init__(self, teacher: Teacher):
+        super().__init__()
+        self.register_buffer("mean", teacher.mean.clone(), persistent=False)
+        self.register_buffer("std", teacher.std.clone(), persistent=False)
+        self.stem, self.layer1 = copy.deepcopy(teacher.stem), copy.deepcopy(teacher.layer1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_images(x)
+        return self.layer1(self.stem((x - self.mean) / self.std))
+
+
+class StudentFront(nn.Module):
+    """The student's front: image → encoder → round (as the bytes carry it) → decoder ≈ ``layer1``.
+
+    ``encoder`` and ``entropy_bottleneck`` are the classification student's *own* modules
+    (shared, frozen, always in eval mode); the decoder is this task's.
+    """
+
+    def __init__(self, student, decoder: nn.Module | None = None):
+        super().__init__()
+        self.register_buffer("mean", student.mean.clone(), persistent=False)
+        self.register_buffer("std", student.std.clone(), persistent=False)
+        self.encoder, self.entropy_bottleneck = student.encoder, student.entropy_bottleneck
+        self.decoder = decoder if decoder is not None else copy.deepcopy(student.decoder)
+        self.encoder.requires_grad_(False)
+        self.entropy_bottleneck.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()
+        self.entropy_bottleneck.eval()
+        return self
+
+    def latent(self, x: torch.Tensor) -> torch.Tensor:
+        """ẑ: what the server gets after rANS decoding (round around the medians)."""
+        check_images(x)
+        with torch.no_grad():
+            return self.entropy_bottleneck(self.encoder((x - self.mean) / self.std), training=False)[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.latent(x))
+
+
+class Pyramid(nn.Module):
+    """front → ``layer1`` … ``layer4`` → FPN; the ``backbone`` torchvision's detectors expect."""
+
+    def __init__(self, front: nn.Module, teacher: Teacher, out_channels: int = FPN_CHANNELS):
+        super().__init__()
+        self.front = front
+        for name in LEVELS[1:]:
+            setattr(self, name, copy.deepcopy(getattr(teacher, name)))
+        widths = [_width(getattr(teacher, n)) for n in LEVELS]
+        self.fpn = FeaturePyramidNetwork(widths, out_channels)
+        self.out_channels = out_channels
+
+    def stages(self, h: torch.Tensor) -> OrderedDict:
+        """``layer1`` output → ``{layer1 … layer4}``."""
+        out = OrderedDict(layer1=h)
+        for name in LEVELS[1:]:
+            h = getattr(self, name)(h)
+            out[name] = h
+        return out
+
+    def features(self, x: torch.Tensor) -> OrderedDict:
+        return self.stages(self.front(x))
+
+    def forward(self, x: torch.Tensor) -> OrderedDict:
+        return self.fpn(self.features(x))
+
+
+def _width(layer: nn.Sequential) -> int:
+    """Output channels of a ResNet stage."""
+    last = layer[-1]
+    return (last.bn3 if hasattr(last, "bn3") else last.bn2).num_features
+
+
+class TaskNet(nn.Module):
+    """A task network on a :class:`Pyramid`: ``forward(images, targets)`` → losses (train) or predictions (eval).
+
+    Predictions are one dict per image: detection ``{"boxes", "scores", "labels"}`` (torchvision's format),
+    segmentation ``{"semantic": (H, W) int64, "logits": (C, H, W)}``.
+    """
+
+    task: str = ""
+
+    def __init__(self, backbone: Pyramid, num_classes: int):
+        super().__init__()
+        self.backbone, self.num_classes = backbone, num_classes
+
+    def forward(self, images, targets=None):
+        images = torch.stack(list(images)) if isinstance(images, (list, tuple)) else images
+        return self.from_layer1(self.backbone.front(images), tuple(images.shape[-2:]), targets)
+
+    def from_layer1(self, h: torch.Tensor, image_size: tuple[int, int], targets=None):
+        """Everything after ``layer1``: what the server runs on the decoder's output."""
+        raise NotImplementedError
+
+    def trainable(self) -> list[nn.Module]:
+        """What task training updates (the frozen backbone excluded)."""
+        return [self.backbone.fpn, self.head]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name in ("front",) + LEVELS[1:]:   # frozen parts keep their BatchNorm statistics
+            m = getattr(self.backbone, name)
+            if not any(p.requires_grad for p in m.parameters()):
+                m.eval()
+        if isinstance(self.backbone.front, StudentFront):
+            self.backbone.front.train(mode)
+        return self
+
+
+class Detector(TaskNet):
+    """torchvision FCOS on the pyramid (classes: 0 = background, 1 … 10 = Fashion-MNIST classes)."""
+
+    task = "detection"
+
+    def __init__(self, backbone: Pyramid, num_classes: int = 11, image_size: int = 128,
+                 score_thresh: float = 0.05, detections_per_img: int = 50, head_convs: int = 2):
+        super().__init__(backbone, num_classes)
+        # one anchor point per location, its size = the level's stride (FCOS's regression ranges follow it)
+        anchors = AnchorGenerator(tuple((s,) for s in STRIDES), ((1.0,),) * len(STRIDES))
+        # the images are normalised inside the front, so the detector's transform only batches them
+        self.fcos = FCOS(backbone, num_classes, min_size=image_size, max_size=image_size,
+                         image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0], anchor_generator=anchors,
+                         head=FCOSHead(backbone.out_channels, 1, num_classes, num_convs=head_convs),
+                         score_thresh=score_thresh, detections_per_img=detections_per_img)
+        self.head = self.fcos.head
+
+    def forward(self, images, targets=None):
+        images = list(images) if not isinstance(images, (list, tuple)) else images
+        for x in images:
+            check_images(x.unsqueeze(0))
+        if targets is not None:   # FCOS needs boxes and labels only (its transform would resize masks too)
+            targets = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
+        return self.fcos(images, targets)
+
+    def from_layer1(self, h: torch.Tensor, image_size: tuple[int, int], targets=None):
+        """FCOS's eval path (head → anchors → box decoding + NMS) on features that came from bytes."""
+        if targets is not None:
+            raise ValueError("from_layer1 runs inference; train through forward(images, targets)")
+        feats = list(self.backbone.fpn(self.backbone.stages(h)).values())
+        head = self.fcos.head(feats)
+        sizes = [tuple(image_size)] * h.shape[0]
+        images = ImageList(h.new_empty((h.shape[0], 3, *image_size)), sizes)
+        anchors = self.fcos.anchor_generator(images, feats)
+        per_level = [f.size(2) * f.size(3) for f in feats]
+        split_head = {k: list(v.split(per_level, dim=1)) for k, v in head.items()}
+        split_anchors = [list(a.split(per_level)) for a in anchors]
+        return self.fcos.postprocess_detections(split_head, split_anchors, sizes)
+
+
+class Segmenter(TaskNet):
+    """torchvision's FCN head on the stride-4 pyramid level, upsampled to the image (class 0 = background)."""
+
+    task = "segmentation"
+
+    def __init__(self, backbone: Pyramid, num_classes: int = 11):
+        super().__init__(backbone, num_classes)
+        self.head = FCNHead(backbone.out_channels, num_classes)
+
+    def logits(self, h: torch.Tensor, image_size) -> torch.Tensor:
+        p = self.backbone.fpn(self.backbone.stages(h))["layer1"]
+        return F.interpolate(self.head(p), size=tuple(image_size), mode="bilinear", align_corners=False)
+
+    def from_layer1(self, h: torch.Tensor, image_size: tuple[int, int], targets=None):
+        logits = self.logits(h, image_size)
+        if targets is not None:       # training: pixel-wise cross-entropy on the semantic map
+            sem = torch.stack([t["semantic"] for t in targets]).to(logits.device)
+            return {"loss_ce": F.cross_entropy(logits, sem, ignore_index=255)}   # 255: VOC's "void"
+        return [{"semantic": lg.argmax(0), "logits": lg} for lg in logits]
+
+
+def build_task_teacher(task: str, teacher: Teacher, num_classes: int = 11, image_size: int | None = None) -> TaskNet:
+    """The task teacher: the classification teacher's backbone (frozen) + FPN + the task head."""
+    _check_task(task)
+    backbone = Pyramid(TeacherFront(teacher), teacher)
+    for m in [backbone.front] + [getattr(backbone, n) for n in LEVELS[1:]]:
+        m.requires_grad_(False)
+    net = (Detector(backbone, num_classes, image_size or teacher.config.image_size) if task == "detection"
+           else Segmenter(backbone, num_classes))
+    return net.train(False)
+
+
+def build_task_student(task_teacher: TaskNet, student) -> TaskNet:
+    """A task student: the classification ``student``'s encoder + prior (shared, frozen), a decoder (trainable,
+    starting from the student's), the task teacher's ``layer2`` … ``layer4`` (frozen), FPN and head (trainable,
+    starting from the task teacher's)."""
+    if not entropy.is_updated(student.entropy_bottleneck):
+        raise RuntimeError("the classification student must have its coding tables (student.update())")
+    net = copy.deepcopy(task_teacher)
+    net.backbone.front = StudentFront(student)
+    return net.train(False)
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
+
+
+class TaskServer(nn.Module):
+    """The server of one task: bytes → predictions for one image. Bad bytes raise ``PayloadError``."""
+
+    def __init__(self, net: TaskNet):
+        super().__init__()
+        front = net.backbone.front
+        if not isinstance(front, StudentFront):
+            raise TypeError("TaskServer needs a task student (its front is the shared encoder + prior)")
+        self.net, self.entropy_bottleneck, self.decoder = net, front.entropy_bottleneck, front.decoder
+        self.eval()
+
+    @torch.no_grad()
+    def forward(self, data: bytes) -> dict:
+        z_hat = entropy.decompress(self.entropy_bottleneck, data)
+        h = self.decoder(z_hat)
+        size = (4 * (z_hat.shape[-2] + 1), 4 * (z_hat.shape[-1] + 1))
+        return self.net.from_layer1(h, size)[0]

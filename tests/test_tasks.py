@@ -1,0 +1,192 @@
+"""Detection and segmentation on the shared bitstream (issue 5): models, split, frozen encoder, metrics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from minist import pretrained, tasks
+from minist.models import entropy
+from minist.models import tasks as T
+from minist.utils import data_dir
+
+SMALL = dict(max_steps=2, train_length=16, batch_size=4, val_length=8, stage1_epochs=1, stage2_epochs=1, epochs=1)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return pretrained.teacher("mini")
+
+
+@pytest.fixture(scope="module")
+def student():
+    return pretrained.student("mini", beta=0.64)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return tasks.val_scenes(tasks.TaskTrainConfig(val_length=8))
+
+
+@pytest.mark.parametrize("task", T.TASKS)
+def test_task_teacher_trains_only_fpn_and_head(task, teacher):
+    net = T.build_task_teacher(task, teacher)
+    trainable = {n.split(".")[0] + "." + n.split(".")[1] for n, p in net.named_parameters() if p.requires_grad}
+    assert trainable <= {"backbone.fpn", "head.0", "head.1", "head.4", "head.classification_head",
+                         "head.regression_head", "fcos.head", "fcos.backbone"}
+    assert not any(p.requires_grad for p in net.backbone.front.parameters())
+    assert not any(p.requires_grad for p in net.backbone.layer4.parameters())
+    # the backbone is the classification teacher's: same layer1 features
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.equal(net.backbone.front(x), teacher.features(x, ("layer1",))["layer1"])
+
+
+@pytest.mark.parametrize("task", T.TASKS)
+def test_server_from_bytes_equals_the_students_own_prediction(task, teacher, student, scenes):
+    net = T.build_task_student(T.build_task_teacher(task, teacher), student).eval()
+    x, _ = scenes[0]
+    device_part, _ = student.split()
+    payload = device_part(x.unsqueeze(0))          # the classification student's bytes, unchanged
+    from_bytes = T.TaskServer(net)(payload)
+    with torch.no_grad():
+        direct = net([x])[0]
+    if task == "detection":
+        assert set(from_bytes) == {"boxes", "scores", "labels"}
+        assert torch.allclose(from_bytes["boxes"], direct["boxes"], atol=1e-4)
+        assert torch.equal(from_bytes["labels"], direct["labels"])
+    else:
+        assert from_bytes["semantic"].shape == (128, 128)
+        assert torch.equal(from_bytes["semantic"], direct["semantic"])
+
+
+def test_task_server_rejects_bad_bytes(teacher, student):
+    net = T.build_task_student(T.build_task_teacher("segmentation", teacher), student)
+    with pytest.raises(entropy.PayloadError):
+        T.TaskServer(net)(b"not a minist payload")
+    with pytest.raises(TypeError, match="task student"):
+        T.TaskServer(T.build_task_teacher("segmentation", teacher))
+
+
+@pytest.mark.parametrize("task", T.TASKS)
+def test_task_student_training_keeps_payloads_bit_identical(task, teacher, student, scenes, tmp_path):
+    cfg = tasks.TaskTrainConfig(task=task, beta=0.64, **SMALL)
+    tnet, _ = tasks.train_task_teacher(cfg, teacher, progress=False)
+    enc_before = {k: v.clone() for k, v in student.encoder.state_dict().items()}
+    dec_before = {k: v.clone() for k, v in student.decoder.state_dict().items()}
+    snet, meta = tasks.train_task_student(cfg, tnet, student, progress=False, val_set=scenes)
+    assert meta["payload_digest"]["before"] == meta["payload_digest"]["after"]
+    assert all(torch.equal(v, student.encoder.state_dict()[k]) for k, v in enc_before.items())
+    # the task's decoder is its own copy: trained, while the classification student's stays as it was
+    assert all(torch.equal(v, student.decoder.state_dict()[k]) for k, v in dec_before.items())
+    assert not all(torch.equal(v, snet.backbone.front.decoder.state_dict()[k]) for k, v in dec_before.items())
+    # a changed encoder would change the bytes, and the digest sees it
+    other = pretrained.student("mini", beta=0.64)
+    with torch.no_grad():
+        other.encoder[0].weight.mul_(1.5)
+    assert tasks.payload_digest(other, scenes) != meta["payload_digest"]["before"]
+    # checkpoints hold only what the task trained, in fp16; they load back to the same predictions
+    path = tasks.save_task(tmp_path / "s.pt", snet, meta)
+    sd = torch.load(path, weights_only=True)["state_dict"]
+    assert {k.split(".")[0] for k in sd} == {"decoder", "fpn", "head"}
+    tpath = tasks.save_task(tmp_path / "t.pt", tnet, {}, half=False)
+    tnet2, _ = tasks.load_task_teacher(tpath, teacher)
+    snet2, _ = tasks.load_task_student(path, tnet2, student)
+    x = scenes[1][0]
+    with torch.no_grad():
+        a, b = snet([x])[0], snet2([x])[0]
+    key = "boxes" if task == "detection" else "semantic"
+    if task == "segmentation":
+        assert (a[key] == b[key]).float().mean() > 0.99        # fp16 weights: a few border pixels may flip
+    else:
+        assert a[key].shape[1] == 4 and b[key].shape[1] == 4
+    with pytest.raises(ValueError, match="task-student"):
+        tasks.load_task_teacher(path, teacher)
+    other_task = "segmentation" if task == "detection" else "detection"
+    with pytest.raises(ValueError, match="is a"):
+        tasks.load_task_student(path, T.build_task_teacher(other_task, teacher), student)
+
+
+def test_segmentation_score_matches_torchmetrics():
+    from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
+    g = torch.Generator().manual_seed(0)
+    truth = torch.randint(0, 11, (4, 32, 32), generator=g)
+    pred = torch.where(torch.rand(4, 32, 32, generator=g) < 0.6, truth, torch.randint(0, 11, (4, 32, 32), generator=g))
+    score = tasks.SegmentationScore(11)
+    for p, t in zip(pred, truth):
+        score.update(p, t)
+    got = score.compute()
+    miou = MulticlassJaccardIndex(11, average="macro")(pred, truth)
+    acc = MulticlassAccuracy(11, average="micro")(pred, truth)
+    assert got["miou"] == pytest.approx(100 * float(miou), abs=1e-4)
+    assert got["pixel_accuracy"] == pytest.approx(100 * float(acc), abs=1e-4)
+    # VOC's 255 "void" pixels are not scored
+    score2 = tasks.SegmentationScore(11)
+    score2.update(pred[0], torch.where(torch.arange(32)[:, None] < 16, truth[0], torch.tensor(255)))
+    assert int(score2.confusion.sum()) == 16 * 32
+
+
+def test_detection_metric_is_100_for_the_truth_and_lower_for_shifted_boxes(scenes):
+    def perfect(x):
+        i = next(k for k in range(len(scenes)) if torch.equal(scenes[k][0], x))
+        t = scenes[i][1]
+        return {"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"]))}, None
+
+    res = tasks.evaluate_task("detection", perfect, scenes, limit=4)
+    assert res["map"] == pytest.approx(100.0) and res["map_50"] == pytest.approx(100.0)
+
+    def shifted(x):
+        p, _ = perfect(x)
+        return {**p, "boxes": p["boxes"] + 6.0}, 10
+
+    res = tasks.evaluate_task("detection", shifted, scenes, limit=4)
+    assert res["map"] < 90.0 and res["sizes"] == [10] * 4
+
+
+def test_unknown_task_and_tiny_train_set(teacher):
+    with pytest.raises(ValueError, match="unknown task"):
+        T.build_task_teacher("keypoints", teacher)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        tasks.train_task_teacher(tasks.TaskTrainConfig(task="segmentation", batch_size=64, train_length=16),
+                                 teacher, progress=False)
+
+
+RESULTS = data_dir() / tasks.RESULTS_FILE
+
+
+@pytest.mark.skipif(not RESULTS.is_file(), reason="no shipped task results")
+def test_shipped_task_results_cover_the_issue():
+    doc = json.loads(RESULTS.read_text())
+    for task, (metric, _) in tasks.METRICS.items():
+        pts = [p for p in doc["points"] if p["task"] == task]
+        students = [p for p in pts if p["method"] == "entropic"]
+        assert len(students) >= 3
+        assert {p["method"] for p in pts} >= {"teacher", "jpeg", "webp", "entropic"}
+        for p in students:
+            assert p["payload_digest"]["before"] == p["payload_digest"]["after"]
+            assert (data_dir() / p["checkpoint"]).is_file()
+            assert 0 <= p[metric] <= 100
+        kb = [p["kb_mean"] for p in sorted(students, key=lambda p: p["value"])]
+        assert kb == sorted(kb, reverse=True)          # larger β → fewer bytes
+    # the same β gives the same bytes for every task: one bitstream
+    by_beta = {}
+    for p in doc["points"]:
+        if p["method"] == "entropic":
+            by_beta.setdefault(p["value"], set()).add((p["kb_mean"], p["payload_digest"]["before"]))
+    assert all(len(v) == 1 for v in by_beta.values())
+
+
+@pytest.mark.skipif(not RESULTS.is_file(), reason="no shipped task results")
+def test_a_shipped_segmentation_student_remeasures_its_bytes(teacher):
+    doc = json.loads(RESULTS.read_text())
+    p = max((p for p in doc["points"] if p["task"] == "segmentation" and p["method"] == "entropic"),
+            key=lambda p: p["value"])
+    tnet = pretrained.task_teacher("segmentation")
+    snet = pretrained.task_student("segmentation", beta=p["value"])
+    scenes = tasks.val_scenes()
+    res = tasks.evaluate_task("segmentation", tasks.student_predictor(snet), scenes, limit=40)
+    full = tasks.evaluate_task("segmentation", tasks.teacher_predictor(tnet), scenes, limit=40)
+    assert 0 < full["miou"] <= 100
+    assert abs(sum(res["sizes"]) / 40 / 1024 - p["kb_mean"]) < 0.25 * p["kb_mean"]
