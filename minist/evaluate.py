@@ -117,6 +117,7 @@ def evaluate_student(student, dataset, progress: bool = False, limit: int | None
     """
     from tqdm.auto import tqdm
 
+    from . import distributed
     from .models import entropy
     student.eval()
     device_part, server_part = student.split()
@@ -124,7 +125,8 @@ def evaluate_student(student, dataset, progress: bool = False, limit: int | None
     correct, sizes, est_bits = 0, [], 0.0
     hw = None
     eb = getattr(student, "entropy_bottleneck", None)
-    for i in tqdm(range(n), desc="real bytes", disable=not progress or None, leave=False):
+    mine = distributed.shard(n)             # under torchrun: every world-th image, still batch 1
+    for i in tqdm(mine, desc="real bytes", disable=not (progress and distributed.is_main()) or None, leave=False):
         x, y = dataset[i]
         x = x.unsqueeze(0).to(next(student.parameters()).device)
         hw = tuple(x.shape[-2:])
@@ -137,6 +139,9 @@ def evaluate_student(student, dataset, progress: bool = False, limit: int | None
         logits = server_part(data)
         correct += int(logits.argmax(1).item() == int(y))
         sizes.append(len(data))
+    parts = distributed.gather((correct, sizes, est_bits, hw))
+    correct, est_bits = sum(p[0] for p in parts), sum(p[2] for p in parts)
+    sizes, hw = [s for p in parts for s in p[1]], next(p[3] for p in parts if p[3] is not None)
     stats = size_stats(sizes, hw)
     payload_bytes = stats["bytes_mean"] - student.header_bytes
     out = {"accuracy": 100.0 * correct / n, **stats, "header_bytes": student.header_bytes,

@@ -51,6 +51,11 @@ class TeacherTrainConfig:
                                      train_length=self.train_length, val_length=self.val_length)
 
 
+def _no_autocast():
+    import contextlib
+    return contextlib.nullcontext()
+
+
 def warmup_cosine(optimizer, warmup_steps: int, total_steps: int):
     """Linear warm-up to the base LR, then cosine decay to 0, stepped every batch."""
     def factor(step: int) -> float:
@@ -237,6 +242,8 @@ class StudentTrainConfig:
     init_from: str | None = None     # warm start: encoder, prior and decoder of this student checkpoint
     eval_stage1: bool = False        # also score the whole val set after stage 1 (the stage-1-only ablation)
     stage1_warmup_steps: int = 0     # linear lr warm-up (for warm starts: Adam's first steps are large)
+    amp: bool = False                # bf16 autocast on CUDA for the teacher's forward passes (paper preset)
+    data_root: str | None = None     # the paper preset: an ImageNet folder (train/ and val/)
 
     def data_config(self) -> FashionOnPhotosConfig:
         return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed,
@@ -305,21 +312,29 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     """
     import torch.nn.functional as F
 
+    from . import distributed
     from .evaluate import evaluate_student
     from .losses import feature_distillation, kd_loss, stage1_loss
     from .models.entropy import rate_bits
     if cfg.beta < 0:
         raise ValueError(f"beta must be ≥ 0, got {cfg.beta}")
+    ctx = distributed.init(cfg.device)      # under torchrun: join the group; else one process
     set_seed(cfg.seed)
-    device = get_device(cfg.device)
+    device = ctx.device
+    main = ctx.main                          # checkpoints, files and logs come from rank 0 only
+    progress = progress and main
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+    if main:
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
     teacher = teacher.to(device).eval().requires_grad_(False)
     student = build_student(cfg, teacher)
     if cfg.init_from:
         warm_start(student, cfg.init_from)
     student = student.to(device)
+    if ctx.world > 1:
+        torch.manual_seed(cfg.seed + ctx.rank)    # each rank its own stage-1 noise (weights are already equal)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda" else _no_autocast()
     coded = cfg.method != "crbq"        # a learned prior, a rate term and coding tables
 
     dcfg = cfg.data_config()
@@ -349,7 +364,9 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
         if state is not None:             # resuming: the weights of the last finished epoch
             student.load_state_dict(state["state_dict"])
         student.set_stage(stage)
+        model = distributed.wrap(student)    # DDP registers the parameters this stage trains
         steps = len(train_set) // batch_size
+        local_batch = distributed.per_rank_batch(batch_size)
         if stage == 1:
             prior = [p for n, p in student.named_parameters()
                      if n.startswith("entropy_bottleneck.") and not n.endswith("quantiles")]
@@ -377,7 +394,8 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
 
         for epoch in range(max(first, 0), epochs):
             _set_epoch(train_set, done)
-            loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True,
+            loader = torch.utils.data.DataLoader(train_set, batch_size=local_batch, drop_last=True,
+                                                 sampler=distributed.sampler(train_set, cfg.seed, done),
                                                  num_workers=cfg.workers)
             student.train()
             tic, seen, terms = time.time(), 0, {}
@@ -385,26 +403,27 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
             for step, (x, y) in enumerate(bar):
                 x, y = x.to(device), y.to(device)
                 if stage == 1 and cfg.method == "end-to-end":     # Singh et al.: CE + β · bits per image
-                    o = student(x)
+                    o = model(x)
                     ce = F.cross_entropy(o["logits"], y)
                     bits = rate_bits(o["likelihoods"]) / len(x)
                     loss = ce + cfg.beta * bits
                     logs = {"ce": ce.item(), "bits": bits.item()}
                 elif stage == 1:
-                    with torch.no_grad():
+                    with torch.no_grad(), amp:
                         t_feats = teacher.features(x, ("layer1", "layer2", "layer3", "layer4"))
-                    o = student(x)
+                    t_feats = {k: v.float() for k, v in t_feats.items()}
+                    o = model(x)
                     if coded:
                         parts = stage1_loss(o["features"], t_feats, o["likelihoods"], cfg.beta)
                     else:                                           # CR+BQ: feature distillation alone
                         d = feature_distillation(o["features"], t_feats)
                         parts = {"loss": d, "distortion": d, "bits": torch.zeros(())}
-                    loss = parts["loss"]
+                    loss = parts["loss"] * distributed.loss_scale()    # a batch sum: see minist.distributed
                     logs = {"distortion": parts["distortion"].item() / len(x), "bits": parts["bits"].item() / len(x)}
                 else:
-                    with torch.no_grad():
-                        t_logits = teacher(x)
-                    o = student(x)
+                    with torch.no_grad(), amp:
+                        t_logits = teacher(x).float()
+                    o = model(x)     # fp32: ẑ must be rounded exactly as compress() rounds it
                     loss = kd_loss(o["logits"], t_logits, y, cfg.alpha, cfg.tau)
                     logs = {"kd": loss.item()}
                 opt.zero_grad(set_to_none=True)
@@ -435,16 +454,20 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
             if progress:
                 tqdm.write(f"stage {stage} epoch {epoch + 1}: accuracy {res['accuracy']:.2f} % at "
                            f"{res['kb_mean']:.3f} KB ({res['bpp']:.3f} bpp), {seen / seconds:.0f} img/s")
-            checkpoint.save(last, kind="student-train-state", config=asdict(cfg), state_dict=student.state_dict(),
-                            optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                            aux_optimizer=aux_opt.state_dict() if aux_opt else {}, rng=_rng_state(),
-                            stage=stage, epoch=done, history=history)
-        if stage == 1 and cfg.method != "end-to-end" and epochs > first:
+            if main:
+                checkpoint.save(last, kind="student-train-state", config=asdict(cfg),
+                                state_dict=student.state_dict(), optimizer=opt.state_dict(),
+                                scheduler=sched.state_dict(),
+                                aux_optimizer=aux_opt.state_dict() if aux_opt else {}, rng=_rng_state(),
+                                stage=stage, epoch=done, history=history)
+            distributed.barrier()
+        if main and stage == 1 and cfg.method != "end-to-end" and epochs > first:
             save_student(out / "stage1.pt", student, {"stage": 1, "config": asdict(cfg)})   # warm starts use it
         if stage == 1 and cfg.eval_stage1 and cfg.method != "end-to-end":
             student.eval()
             blob = json.dumps(evaluate_student(student, val_set, progress=progress)).encode()
-            checkpoint.atomic_write_bytes(out / "stage1_val.json", lambda f, b=blob: f.write(b))
+            if main:
+                checkpoint.atomic_write_bytes(out / "stage1_val.json", lambda f, b=blob: f.write(b))
 
     student.set_stage(2)
     student.eval()
@@ -453,10 +476,13 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
             "val_set": {"config": asdict(dcfg), "sha256": _digest(val_set)},
             "train": asdict(cfg), "history": history, "device": str(device), "torch": str(torch.__version__),
             "train_seconds": sum(h["seconds"] for h in history), "wall_seconds": time.time() - t0}
+    distributed.barrier()
     if (out / "stage1_val.json").is_file():
         meta["stage1_val"] = json.loads((out / "stage1_val.json").read_text())
-    save_student(out / "student.pt", student, meta)
-    (out / "history.json").write_text(json.dumps(history, indent=1))
+    if main:
+        save_student(out / "student.pt", student, meta)
+        (out / "history.json").write_text(json.dumps(history, indent=1))
+    distributed.barrier()
     return student, meta
 
 
