@@ -305,6 +305,8 @@ def imagenette_main(quick: bool = False) -> int:
 def main(quick: bool = False, which: str = "all") -> int:
     if which == "imagenette":
         return imagenette_main(quick)
+    if which == "throughput":
+        return throughput_main(quick)
     if which in ("all", "foundation"):
         foundation_main(quick)
     if which in ("all", "student"):
@@ -348,4 +350,93 @@ def foundation_main(quick: bool = False) -> int:
     rows.append(("teacher eval speed, batch 250", f"{len(val) / dt:.0f} images/s"))
     _print_table(f"minist foundation benchmark — {platform.processor() or platform.machine()}, torch "
                  f"{torch.__version__}, {torch.get_num_threads()} threads{' (quick)' if quick else ''}", rows)
+    return 0
+
+
+# ---- issue 7: the paper preset's stage-1 throughput next to the teacher's forward pass ----------------------
+def _timed(fn, steps: int, warmup: int, device) -> float:
+    """Seconds per call of ``fn`` (after ``warmup`` calls), synchronising the GPU around the timed loop."""
+    for _ in range(warmup):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    tic = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - tic) / steps
+
+
+def paper_throughput(batch: int = 64, steps: int = 20, warmup: int = 5, device=None, amp: bool = True) -> list:
+    """Stage-1 training steps/s of the paper preset (ResNet-50 teacher, C = 24, 224×224 synthetic images) and the
+    teacher's forward-only rate on the same device and batch, with a breakdown of the stage-1 step.
+
+    Weights are random (speed does not depend on them; nothing downloads). ``amp``: bf16 autocast for the
+    teacher on CUDA, as the paper preset trains (the student stays fp32: its latent must round as ``compress``
+    rounds it). Returns table rows.
+    """
+    from .models.student import EntropicStudent
+    from .models.teacher import build_teacher
+    from .train import StudentTrainConfig, _no_autocast, stage1_objective, stage1_optimizers
+    from .utils import get_device
+    device = get_device(device)
+    cfg = StudentTrainConfig.preset_config("paper")
+    teacher = build_teacher("paper").to(device).eval().requires_grad_(False)
+    student = EntropicStudent(teacher).to(device).train()
+    if device.type == "cuda":
+        teacher = teacher.to(memory_format=torch.channels_last)
+        student = student.to(memory_format=torch.channels_last)
+    opt, aux_opt = stage1_optimizers(student, cfg)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else _no_autocast()
+    x = torch.rand(batch, 3, 224, 224, device=device)
+
+    def teacher_forward():
+        with torch.no_grad(), autocast:
+            teacher(x)
+
+    def teacher_features():
+        with torch.no_grad(), autocast:
+            teacher.features(x, ("layer1", "layer2", "layer3", "layer4"))
+
+    def student_forward():
+        student(x)
+
+    def step():
+        loss, _ = stage1_objective(student, teacher, x, 0.08, autocast)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        aux = student.aux_loss()
+        aux_opt.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_opt.step()
+
+    t_fwd = _timed(teacher_forward, steps, warmup, device)
+    t_feat = _timed(teacher_features, steps, warmup, device)
+    with torch.no_grad():
+        t_sfwd = _timed(student_forward, steps, warmup, device)
+    t_step = _timed(step, steps, warmup, device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "CPU")
+    mem = f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB" \
+        if device.type == "cuda" else ""
+    return [
+        (f"device: {name}, batch {batch}, 224×224, {'bf16 teacher' if amp and device.type == 'cuda' else 'fp32'}"
+         f"{mem}", ""),
+        ("teacher (ResNet-50) forward only", f"{batch / t_fwd:,.0f} images/s"),
+        ("stage-1 training step (teacher features + student fwd/bwd + Adam + aux)", f"{batch / t_step:,.0f} images/s"),
+        ("ratio: stage-1 step / teacher forward", f"{t_fwd / t_step:.2f}×"),
+        ("  of the step: teacher layer1…4 features (no grad)", f"{100 * t_feat / t_step:.0f} %"),
+        ("  of the step: student forward (fp32, no grad)", f"{100 * t_sfwd / t_step:.0f} %"),
+        ("  of the step: the rest (backward through layer2–4 and the bottleneck, optimisers)",
+         f"{100 * max(0.0, t_step - t_feat - t_sfwd) / t_step:.0f} %"),
+    ]
+
+
+def throughput_main(quick: bool = False) -> int:
+    cuda = torch.cuda.is_available()
+    batch, steps, warmup = (64, 20, 5) if cuda and not quick else ((2, 2, 1) if quick else (8, 3, 1))
+    rows = paper_throughput(batch=batch, steps=steps, warmup=warmup)
+    _print_table(f"paper preset stage-1 throughput — torch {torch.__version__}"
+                 f"{'' if cuda else ' (no GPU here: CPU numbers, not the target)'}{' (quick)' if quick else ''}", rows)
     return 0

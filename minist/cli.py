@@ -75,8 +75,18 @@ def cmd_train_student(args) -> int:
     from .train import StudentTrainConfig, train_student
     from .utils import data_dir
     cfg = _dataclass_from_args(StudentTrainConfig, args)
+    if cfg.preset != "mini":     # the preset's recipe, with every flag given on the command line on top
+        defaults = StudentTrainConfig()
+        given = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                 if getattr(cfg, f.name) != getattr(defaults, f.name) and f.name != "preset"}
+        cfg = StudentTrainConfig.preset_config(cfg.preset, **given)
+        cfg.check_data()        # before the teacher's weights download
     teacher = pretrained.teacher(cfg.preset)
     student, meta = train_student(cfg, teacher, resume=args.resume)
+    from .distributed import is_main, shutdown
+    if not is_main():           # under torchrun: rank 0 reports and ships
+        shutdown()
+        return 0
     v = meta["val"]
     out = Path(cfg.out) / "student.pt"
     print(f"β = {cfg.beta}: accuracy {v['accuracy']:.2f} % at {v['kb_mean']:.3f} KB/image ({v['bpp']:.3f} bpp, "
@@ -253,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="print the benchmark table (data, teacher, accuracy)")
     b.add_argument("which", nargs="?", default="all",
-                   choices=("all", "foundation", "student", "split", "rd", "explorer", "imagenette"))
+                   choices=("all", "foundation", "student", "split", "rd", "explorer", "imagenette", "throughput"))
     b.add_argument("--quick", action="store_true")
     b.set_defaults(fn=cmd_bench)
 

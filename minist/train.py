@@ -249,6 +249,44 @@ class StudentTrainConfig:
         return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed,
                                      train_length=self.train_length, val_length=self.val_length)
 
+    @classmethod
+    def preset_config(cls, preset: str = "mini", **overrides) -> StudentTrainConfig:
+        """The mini recipe, or the paper's (DESIGN §3: ResNet-50 teacher, C = 24, 224 px ImageNet, stage 1
+        10 epochs of Adam 1e-3 ×0.1 at epochs 5 and 8, batch 64; stage 2 10 epochs of SGD 1e-3 ×0.1 at epoch 5,
+        batch 128). ``batch_size`` is global: ``torchrun`` splits it over the processes."""
+        presets = {
+            "mini": {},
+            "paper": dict(preset="paper", channels=24, stage1_epochs=10, stage1_batch_size=64, stage1_lr=1e-3,
+                          stage1_milestones=(0.5, 0.8), prior_lr=1e-3, aux_lr=1e-3, stage2_epochs=10,
+                          stage2_batch_size=128, stage2_lr=1e-3, stage2_milestones=(0.5,), image_size=224,
+                          val_length=50_000, eval_length=1_000, workers=8, amp=True, out="runs/student-paper"),
+        }
+        if preset not in presets:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(presets)}")
+        return cls(**{**presets[preset], **overrides})
+
+    def check_data(self) -> None:
+        """Fail early, with what to do, when the paper preset has no ImageNet folder."""
+        if self.preset != "paper":
+            return
+        if not self.data_root:
+            raise ValueError("the paper preset trains on ImageNet: pass data_root=<folder with train/ and val/> "
+                             "(--data-root on the command line; see docs/paper_scale.md)")
+        for split in ("train", "val"):
+            if not (Path(self.data_root).expanduser() / split).is_dir():
+                raise FileNotFoundError(f"ImageNet not found: {Path(self.data_root) / split} is not a folder; lay "
+                                        "it out as root/train/<wnid>/ and root/val/<wnid>/ (docs/paper_scale.md)")
+
+    def datasets(self):
+        """(train, val) for this config: Fashion-on-Photos for mini, ImageNet from ``data_root`` for paper."""
+        if self.preset == "paper":
+            from .data import load
+            self.check_data()
+            return (load("imagenet", split="train", root=self.data_root, size=self.image_size),
+                    load("imagenet", split="val", root=self.data_root, size=self.image_size))
+        dcfg = self.data_config()
+        return FashionOnPhotos("train", "classification", dcfg), cached("val", "classification", **asdict(dcfg))
+
 
 METHODS = ("entropic", "crbq", "end-to-end")
 
@@ -302,6 +340,41 @@ def _milestone_scheduler(optimizer, steps_per_epoch: int, epochs: int, fractions
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def stage1_optimizers(student, cfg: StudentTrainConfig, coded: bool = True):
+    """Adam for encoder + decoder (``stage1_lr``) and the prior's density (``prior_lr``); a second Adam for the
+    prior's quantiles (the auxiliary loss, ``aux_lr``). CR+BQ has no prior: ``(opt, None)``."""
+    prior = [p for n, p in student.named_parameters()
+             if n.startswith("entropy_bottleneck.") and not n.endswith("quantiles")]
+    nets = [p for n, p in student.named_parameters() if p.requires_grad and not n.startswith("entropy_bottleneck.")]
+    groups = [{"params": nets, "lr": cfg.stage1_lr}]
+    if coded:
+        groups.append({"params": prior, "lr": cfg.prior_lr})
+    aux_opt = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=cfg.aux_lr) if coded else None
+    return torch.optim.Adam(groups), aux_opt
+
+
+def stage1_objective(model, teacher: Teacher, x: torch.Tensor, beta: float, amp=None, coded: bool = True):
+    """Stage 1's loss for one (per-rank) batch and its per-image terms: Σ_j ‖S_j − T_j‖² + β·bits (DESIGN §3).
+
+    ``model`` is the student (or DDP around it); the teacher runs without gradients, under ``amp`` if given.
+    The loss is a batch *sum*, multiplied by the world size under DDP (:func:`minist.distributed.loss_scale`).
+    CR+BQ (``coded=False``) has no rate term.
+    """
+    from . import distributed
+    from .losses import feature_distillation, stage1_loss
+    with torch.no_grad(), (amp or _no_autocast()):
+        t_feats = teacher.features(x, ("layer1", "layer2", "layer3", "layer4"))
+    t_feats = {k: v.float() for k, v in t_feats.items()}
+    o = model(x)
+    if coded:
+        parts = stage1_loss(o["features"], t_feats, o["likelihoods"], beta)
+    else:                                           # CR+BQ: feature distillation alone
+        d = feature_distillation(o["features"], t_feats)
+        parts = {"loss": d, "distortion": d, "bits": torch.zeros(())}
+    logs = {"distortion": parts["distortion"].item() / len(x), "bits": parts["bits"].item() / len(x)}
+    return parts["loss"] * distributed.loss_scale(), logs
+
+
 def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = False, progress: bool = True,
                   callback=None, final_eval: bool = True, train_set=None, val_set=None):
     """Train an Entropic Student from ``teacher``; returns ``(student, meta)`` with real-byte results.
@@ -314,7 +387,7 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
 
     from . import distributed
     from .evaluate import evaluate_student
-    from .losses import feature_distillation, kd_loss, stage1_loss
+    from .losses import kd_loss
     from .models.entropy import rate_bits
     if cfg.beta < 0:
         raise ValueError(f"beta must be ≥ 0, got {cfg.beta}")
@@ -338,8 +411,10 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     coded = cfg.method != "crbq"        # a learned prior, a rate term and coding tables
 
     dcfg = cfg.data_config()
-    train_set = train_set if train_set is not None else FashionOnPhotos("train", "classification", dcfg)
-    val_set = val_set if val_set is not None else cached("val", "classification", **asdict(dcfg))
+    if train_set is None or val_set is None:
+        default_train, default_val = cfg.datasets()
+        train_set = train_set if train_set is not None else default_train
+        val_set = val_set if val_set is not None else default_val
     step = max(1, len(val_set) // max(cfg.eval_length, 1))     # spread over the set: folders are sorted by class
     eval_set = torch.utils.data.Subset(val_set, range(0, len(val_set), step)[:cfg.eval_length])
 
@@ -368,15 +443,7 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
         steps = len(train_set) // batch_size
         local_batch = distributed.per_rank_batch(batch_size)
         if stage == 1:
-            prior = [p for n, p in student.named_parameters()
-                     if n.startswith("entropy_bottleneck.") and not n.endswith("quantiles")]
-            nets = [p for n, p in student.named_parameters()
-                    if p.requires_grad and not n.startswith("entropy_bottleneck.")]
-            groups = [{"params": nets, "lr": cfg.stage1_lr}]
-            if coded:
-                groups.append({"params": prior, "lr": cfg.prior_lr})
-            opt = torch.optim.Adam(groups)
-            aux_opt = torch.optim.Adam([student.entropy_bottleneck.quantiles], lr=cfg.aux_lr) if coded else None
+            opt, aux_opt = stage1_optimizers(student, cfg, coded)
             sched = _milestone_scheduler(opt, steps, epochs, cfg.stage1_milestones, cfg.stage1_warmup_steps)
         else:
             opt = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=cfg.stage2_lr,
@@ -396,12 +463,12 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
             _set_epoch(train_set, done)
             loader = torch.utils.data.DataLoader(train_set, batch_size=local_batch, drop_last=True,
                                                  sampler=distributed.sampler(train_set, cfg.seed, done),
-                                                 num_workers=cfg.workers)
+                                                 num_workers=cfg.workers, pin_memory=device.type == "cuda")
             student.train()
             tic, seen, terms = time.time(), 0, {}
             bar = tqdm(loader, desc=f"stage {stage} epoch {epoch + 1}/{epochs}", disable=not progress or None)
             for step, (x, y) in enumerate(bar):
-                x, y = x.to(device), y.to(device)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                 if stage == 1 and cfg.method == "end-to-end":     # Singh et al.: CE + β · bits per image
                     o = model(x)
                     ce = F.cross_entropy(o["logits"], y)
@@ -409,17 +476,7 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
                     loss = ce + cfg.beta * bits
                     logs = {"ce": ce.item(), "bits": bits.item()}
                 elif stage == 1:
-                    with torch.no_grad(), amp:
-                        t_feats = teacher.features(x, ("layer1", "layer2", "layer3", "layer4"))
-                    t_feats = {k: v.float() for k, v in t_feats.items()}
-                    o = model(x)
-                    if coded:
-                        parts = stage1_loss(o["features"], t_feats, o["likelihoods"], cfg.beta)
-                    else:                                           # CR+BQ: feature distillation alone
-                        d = feature_distillation(o["features"], t_feats)
-                        parts = {"loss": d, "distortion": d, "bits": torch.zeros(())}
-                    loss = parts["loss"] * distributed.loss_scale()    # a batch sum: see minist.distributed
-                    logs = {"distortion": parts["distortion"].item() / len(x), "bits": parts["bits"].item() / len(x)}
+                    loss, logs = stage1_objective(model, teacher, x, cfg.beta, amp, coded)
                 else:
                     with torch.no_grad(), amp:
                         t_logits = teacher(x).float()

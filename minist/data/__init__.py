@@ -14,7 +14,7 @@ from .fashion import CLASSES, load_fashion_mnist
 from .synth import FashionOnPhotos, FashionOnPhotosConfig, cached
 
 NAMES = ("fashion-on-photos", "fashion-mnist", "imagenette", "imagefolder", "imagenette-mini", "voc",
-         "oxford-pets", "pennfudan")
+         "oxford-pets", "pennfudan", "imagenet", "coco")
 
 
 def load(name: str = "fashion-on-photos", split: str = "val", task: str = "classification", **options):
@@ -27,6 +27,7 @@ def load(name: str = "fashion-on-photos", split: str = "val", task: str = "class
       :func:`load_fashion_mnist`.
     * ``imagenette`` / ``voc`` / ``oxford-pets`` / ``pennfudan``: real data,
       ``root=`` a folder, ``download=True`` to fetch (online only).
+    * ``imagenet`` / ``coco``: the paper's data (``root=`` a local copy; see docs/paper_scale.md).
     * ``imagefolder``: ``root/split/<class>/*``; ``imagenette-mini``: the same on
       ``../shared/data/imagenette-mini`` when it is present.
     """
@@ -36,7 +37,8 @@ def load(name: str = "fashion-on-photos", split: str = "val", task: str = "class
         if split == "val" and use_cache:
             return cached(split, task, **options)
         return FashionOnPhotos(split, task, **options)
-    if task != "classification" and name in ("fashion-mnist", "imagenette", "imagefolder", "imagenette-mini"):
+    if task != "classification" and name in ("fashion-mnist", "imagenette", "imagefolder", "imagenette-mini",
+                                             "imagenet"):
         raise ValueError(f"{name!r} is a classification dataset; task={task!r} is not available")
     if name == "fashion-mnist":
         if split not in ("train", "val"):
@@ -63,6 +65,10 @@ def load(name: str = "fashion-on-photos", split: str = "val", task: str = "class
     if name == "oxford-pets":
         return real.oxford_pets(_root(options), "trainval" if split == "train" else "test",
                                 options.get("size", 128), options.get("download", False))
+    if name == "imagenet":
+        return real.imagenet(_root(options), split, options.get("size", 224))
+    if name == "coco":
+        return real.coco(_root(options), split, options.get("size", 512))
     if name == "pennfudan":
         return real.PennFudanPed(_root(options), options.get("size", 256), options.get("download", False))
     raise ValueError(f"unknown dataset {name!r}; choose one of {NAMES}")

@@ -88,6 +88,46 @@ def image_folder(root, split: str | None = "train", size: int = 128):
     return ds
 
 
+def imagenet(root, split: str = "train", size: int = 224):
+    """ImageNet-1k (ILSVRC 2012), the paper's data, as ``root/train/<wnid>/*.JPEG`` and ``root/val/<wnid>/*.JPEG``
+    (the usual layout; the val images sorted into class folders, e.g. with the PyTorch examples' valprep.sh).
+
+    The torchvision reference recipe: train = RandomResizedCrop(224) + horizontal flip; val = Resize(256) +
+    CenterCrop(224). ImageNet is not downloadable without an account, so there is no ``download``.
+    """
+    from torchvision.datasets import ImageFolder
+    folder = Path(root).expanduser() / ("train" if split == "train" else "val")
+    if not folder.is_dir():
+        raise _missing("ImageNet", folder, "Get ILSVRC2012 from image-net.org (an account is needed) and lay it out "
+                       "as root/train/<wnid>/ and root/val/<wnid>/ (see docs/paper_scale.md).")
+    if split == "train":
+        tf = v2.Compose([v2.ToImage(), v2.RandomResizedCrop(size, antialias=True), v2.RandomHorizontalFlip(),
+                         v2.ToDtype(torch.float32, scale=True)])
+    else:
+        tf = v2.Compose([v2.ToImage(), v2.Resize(round(size * 256 / 224), antialias=True), v2.CenterCrop(size),
+                         v2.ToDtype(torch.float32, scale=True)])
+    return ImageFolder(str(folder), transform=tf)
+
+
+def coco(root, split: str = "train", size: int = 512):
+    """COCO 2017 detection (boxes xyxy, labels = COCO category ids 1…90 as torchvision's detectors use, masks),
+    images resized to ``size`` × ``size``. ``root`` holds ``train2017/``, ``val2017/`` and ``annotations/``."""
+    from torchvision.datasets import CocoDetection, wrap_dataset_for_transforms_v2
+    root = Path(root).expanduser()
+    year_split = "train2017" if split == "train" else "val2017"
+    ann = root / "annotations" / f"instances_{year_split}.json"
+    if not ann.is_file():
+        raise _missing("COCO 2017", ann, "Download train2017.zip, val2017.zip and annotations_trainval2017.zip from "
+                       "cocodataset.org and unzip them into root (see docs/paper_scale.md).")
+    base = wrap_dataset_for_transforms_v2(CocoDetection(str(root / year_split), str(ann)),
+                                          target_keys={"boxes", "labels", "masks"})
+    tf = v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), v2.SanitizeBoundingBoxes(),
+                     v2.ToDtype(torch.float32, scale=True), v2.ToPureTensor()])
+    return _Mapped(_Transformed(base, tf), lambda x, t: (x, {"boxes": t["boxes"].float(),
+                                                             "labels": t["labels"].long(),
+                                                             "masks": t["masks"].to(torch.uint8)}))
+
+
 def voc(root, split: str = "train", task: str = "detection", year: str = "2007", size: int = 256,
         download: bool = False):
     """PASCAL VOC detection (boxes, labels) or segmentation (semantic map; 255 = ignore)."""

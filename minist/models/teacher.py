@@ -151,7 +151,7 @@ def load_imagenet_resnet50() -> Teacher:
     try:
         r = resnet50(weights=ResNet50_Weights.IMAGENET1K_V1)
     except Exception as e:
-        raise RuntimeError(
+        raise ConnectionError(
             "Could not get torchvision's ResNet-50 ImageNet weights (they download on first use into "
             f"$TORCH_HOME; error: {e}). Online, run once with internet; offline, copy "
             "resnet50-0676ba61.pth into $TORCH_HOME/hub/checkpoints/.") from e
