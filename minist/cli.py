@@ -6,6 +6,7 @@
     minist serve [--port 8765] / minist send [--channel 4g]
     minist bench [foundation|student|split|rd|explorer|imagenette]
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
+    minist train-task --task detection --beta 0.16 | --preset paper --student S.pt --data-root /data/coco
     minist tasks [--tasks detection,segmentation] [--betas 0.02,0.16,0.64] [--quick] / minist tasks --ship
     minist notebooks [--quick] [--out build/notebooks]
     minist figures
@@ -206,6 +207,37 @@ def cmd_tasks(args) -> int:
     return 0
 
 
+def cmd_train_task(args) -> int:
+    """One task student on a frozen classification student (paper: torchvision's COCO/VOC task teachers)."""
+    from . import distributed, pretrained, tasks
+    from .models import tasks as T
+    from .train import load_student
+    cfg = _dataclass_from_args(tasks.TaskTrainConfig, args)
+    defaults = tasks.TaskTrainConfig()
+    given = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+             if getattr(cfg, f.name) != getattr(defaults, f.name) and f.name != "preset"}
+    cfg = tasks.TaskTrainConfig.preset_config(cfg.preset, **given)
+    if cfg.beta is None and not args.student:
+        raise ValueError("name the shared encoder: --beta B (a shipped mini student) or --student <student.pt>")
+    train_set, val_set = cfg.datasets()
+    distributed.init(cfg.device)
+    if cfg.preset == "paper":
+        task_teacher = T.build_paper_task_teacher(cfg.task, cfg.image_size)
+    else:
+        task_teacher = pretrained.task_teacher(cfg.task)
+    student = load_student(args.student)[0] if args.student else pretrained.student(cfg.preset, beta=cfg.beta)
+    net, meta = tasks.train_task_student(cfg, task_teacher, student, train_set=train_set, val_set=val_set)
+    res = tasks.evaluate_task(cfg.task, tasks.student_predictor(net), val_set, limit=args.eval_limit, progress=True)
+    if distributed.is_main():
+        out = Path(cfg.out) / f"task_student_{cfg.preset}_{cfg.task}.pt"
+        tasks.save_task(out, net, {**meta, "val": {k: v for k, v in res.items() if k != "sizes"}})
+        kb = sum(res["sizes"]) / max(1, len(res["sizes"])) / 1024
+        print(f"{cfg.task}: " + ", ".join(f"{k} {res[k]:.2f}" for k in tasks.METRICS[cfg.task]) +
+              f" at {kb:.3f} KB/image on {res['n']} val images, real bytes → {out}")
+    distributed.shutdown()
+    return 0
+
+
 def cmd_figures(args) -> int:
     from .figures import make_all
     for p in make_all(args.out):
@@ -214,6 +246,7 @@ def cmd_figures(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .tasks import TaskTrainConfig
     from .train import StudentTrainConfig, TeacherTrainConfig
     p = argparse.ArgumentParser(prog="minist", description="minist: supervised compression for split computing")
     sub = p.add_subparsers(dest="command", required=True)
@@ -283,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--ship", action="store_true",
                    help="do not train: copy the β-grid students to data/ and write data/results_mini.json")
     w.set_defaults(fn=cmd_sweep)
+
+    tt = sub.add_parser("train-task", help="train one task student (detection or segmentation) on a frozen "
+                                           "classification student's encoder; --preset paper: COCO / VOC")
+    add_dataclass_args(tt, TaskTrainConfig)
+    tt.add_argument("--student", default=None, help="a classification student checkpoint (the shared encoder)")
+    tt.add_argument("--eval-limit", type=int, default=None, help="score only the first N val images")
+    tt.set_defaults(fn=cmd_train_task)
 
     k = sub.add_parser("tasks", help="detection + segmentation on the shared bitstream: task teachers, task "
                                      "students at several β, JPEG/WebP baselines (notebook 04)")

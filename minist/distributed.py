@@ -105,10 +105,11 @@ def sampler(dataset, seed: int, epoch: int, shuffle: bool = True):
 IGNORED = ("entropy_bottleneck.quantiles",)   # trained by the aux loss on every rank alike
 
 
-def wrap(model: torch.nn.Module, sync_bn: bool = True) -> torch.nn.Module:
+def wrap(model: torch.nn.Module, sync_bn: bool = True, find_unused: bool = False) -> torch.nn.Module:
     """``model`` itself with one process; else DDP around it (SyncBatchNorm on GPUs when ``sync_bn``).
 
     Call it again after changing which parameters train (a new stage): DDP registers them at wrap time.
+    ``find_unused``: some trainable parameters get no gradient in a step (e.g. FPN levels a head ignores).
     """
     ctx = context()
     if ctx.world == 1:
@@ -118,7 +119,7 @@ def wrap(model: torch.nn.Module, sync_bn: bool = True) -> torch.nn.Module:
     names = [n for n, _ in model.named_parameters() if n in IGNORED]
     torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, names)
     return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+        model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None, find_unused_parameters=find_unused)
 
 
 def shard(n: int) -> range:

@@ -61,10 +61,43 @@ class TaskTrainConfig:
     max_steps: int | None = None     # per stage (quick mode, tests)
     device: str | None = None
     out: str = "runs/tasks"
+    preset: str = "mini"
+    data_root: str | None = None     # the paper preset: COCO 2017 (detection) or VOCdevkit's parent (segmentation)
+    workers: int = 0
 
     def data_config(self) -> FashionOnPhotosConfig:
         return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed, train_length=self.train_length,
                                      val_length=self.val_length)
+
+    @classmethod
+    def preset_config(cls, preset: str = "mini", **overrides) -> TaskTrainConfig:
+        """mini: Fashion-on-Photos scenes. paper: torchvision's Faster R-CNN R50-FPN on COCO 2017 (91 labels) or
+        DeepLabv3-R50 on PASCAL VOC 2012 (21 labels), 512-px images. DESIGN gives no task recipe; these are
+        starting points (global batch 16, AdamW), not the paper's values."""
+        presets = {
+            "mini": {},
+            "paper": dict(preset="paper", image_size=512, epochs=0, stage1_epochs=2, stage2_epochs=6, batch_size=16,
+                          lr=1e-4, stage1_lr=1e-4, workers=8, out="runs/tasks-paper"),
+        }
+        if preset not in presets:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(presets)}")
+        cfg = cls(**{**presets[preset], **overrides})
+        if preset == "paper" and "num_classes" not in overrides:
+            cfg.num_classes = 91 if cfg.task == "detection" else 21
+        return cfg
+
+    def datasets(self):
+        """(train, val) of the task: Fashion-on-Photos scenes (mini), COCO 2017 or VOC 2012 (paper)."""
+        from .data import load
+        if self.preset != "paper":
+            return FashionOnPhotos("train", "detection", self.data_config()), val_scenes(self)
+        if not self.data_root:
+            raise ValueError(f"the paper preset's {self.task} needs data_root=<folder> (--data-root): COCO 2017 for "
+                             "detection, the parent of VOCdevkit/ for segmentation (see docs/paper_scale.md)")
+        if self.task == "detection":
+            return tuple(load("coco", split=s, root=self.data_root, size=self.image_size) for s in ("train", "val"))
+        return tuple(load("voc", split=s, task="segmentation", year="2012", root=self.data_root,
+                          size=self.image_size) for s in ("train", "val"))
 
 
 def val_scenes(cfg: TaskTrainConfig | None = None):
@@ -78,30 +111,36 @@ def _params(modules) -> list:
 
 
 def _fit(net, modules, loss_of_batch, cfg: TaskTrainConfig, epochs: int, lr: float, tag: str,
-         progress: bool, train_set=None) -> list[dict]:
+         progress: bool, train_set=None, forward: torch.nn.Module | None = None) -> list[dict]:
     """AdamW + warm-up/cosine over ``epochs`` of fresh scenes (or ``train_set``); returns the per-epoch history."""
+    from . import distributed
     from .train import _set_epoch, warmup_cosine
     device = next(net.parameters()).device
     train = train_set if train_set is not None else FashionOnPhotos("train", "detection", cfg.data_config())
-    fresh = hasattr(train, "set_epoch")      # Fashion-on-Photos renders new scenes every epoch; others shuffle
     if len(train) < cfg.batch_size:
         raise ValueError(f"the training set has {len(train)} samples, fewer than one batch of {cfg.batch_size}")
     steps = len(train) // cfg.batch_size
     total = epochs * steps if cfg.max_steps is None else min(epochs * steps, cfg.max_steps)
     opt = torch.optim.AdamW(_params(modules), lr=lr, weight_decay=cfg.weight_decay)
     sched = warmup_cosine(opt, max(1, total // 20), total)
+    # under torchrun: DDP around what the loss calls (the task losses are batch means: no loss scaling)
+    model = distributed.wrap(forward or net, find_unused=True)
+    progress = progress and distributed.is_main()
     history, step = [], 0
     for epoch in range(epochs):
         _set_epoch(train, epoch)
-        loader = torch.utils.data.DataLoader(train, batch_size=cfg.batch_size, shuffle=not fresh,
-                                             collate_fn=collate_detection, drop_last=True)
+        # Fashion-on-Photos renders new scenes every epoch; a fixed dataset is shuffled (per rank under torchrun)
+        loader = torch.utils.data.DataLoader(train, batch_size=distributed.per_rank_batch(cfg.batch_size),
+                                             sampler=distributed.sampler(train, cfg.seed, epoch,
+                                                                         shuffle=not hasattr(train, "set_epoch")),
+                                             collate_fn=collate_detection, drop_last=True, num_workers=cfg.workers)
         net.train()
         tic, seen, run = time.time(), 0, 0.0
         bar = tqdm(loader, desc=f"{tag} {epoch + 1}/{epochs}", leave=False, disable=not progress or None)
         for images, targets in bar:
             images = [x.to(device) for x in images]
             targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-            losses = loss_of_batch(images, targets)
+            losses = loss_of_batch(model, images, targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{tag}: the loss became {loss.item()} at step {step}; "
@@ -134,7 +173,7 @@ def train_task_teacher(cfg: TaskTrainConfig, teacher, progress: bool = True, tra
     T._check_task(cfg.task)
     set_seed(cfg.seed)
     net = T.build_task_teacher(cfg.task, teacher, cfg.num_classes, cfg.image_size).to(get_device(cfg.device))
-    history = _fit(net, net.trainable(), lambda x, y: net(x, y), cfg, cfg.epochs, cfg.lr, f"{cfg.task} teacher",
+    history = _fit(net, net.trainable(), lambda m, x, y: m(x, y), cfg, cfg.epochs, cfg.lr, f"{cfg.task} teacher",
                    progress, train_set)
     return net.eval(), {"train": asdict(cfg), "history": history}
 
@@ -156,16 +195,20 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
     net = T.build_task_student(task_teacher, student).to(device)
     decoder = net.backbone.front.decoder
 
-    def stage1(images, _targets):       # decoder ≈ the teacher's layer1, judged through layer2 … layer4 too
+    def stage1(features, images, _targets):  # decoder ≈ the teacher's layer1, judged through layer2 … layer4 too
         x = torch.stack(images)
         with torch.no_grad():
             target = task_teacher.backbone.features(x)
-        n = len(images)
-        return {"distillation": feature_distillation(net.backbone.features(x), target) / n}
+        return {"distillation": feature_distillation(features(x), target) / len(images)}   # per image
 
+    heads = net.trainable()
+    for m in heads:                          # stage 1 trains the decoder alone
+        m.requires_grad_(False)
     h1 = _fit(net, [decoder], stage1, cfg, cfg.stage1_epochs, cfg.stage1_lr, f"{cfg.task} β={cfg.beta:g} stage 1",
-              progress, train_set)
-    h2 = _fit(net, [decoder] + net.trainable(), lambda x, y: net(x, y), cfg, cfg.stage2_epochs, cfg.lr / 4,
+              progress, train_set, forward=_Features(net.backbone))
+    for m in heads:
+        m.requires_grad_(True)
+    h2 = _fit(net, [decoder] + net.trainable(), lambda m, x, y: m(x, y), cfg, cfg.stage2_epochs, cfg.lr / 4,
               f"{cfg.task} β={cfg.beta:g} stage 2", progress, train_set)
     after = payload_digest(net, val)
     if after != before:
@@ -176,6 +219,17 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
 
 
 PAYLOAD_IMAGES = 50
+
+
+class _Features(torch.nn.Module):
+    """``backbone.features`` as a module's forward, so DDP can wrap stage 1 (feature distillation)."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x):
+        return self.backbone.features(x)
 
 
 def payload_digest(model, dataset, n: int = PAYLOAD_IMAGES) -> str:
@@ -272,25 +326,36 @@ def evaluate_task(task: str, predict, dataset, limit: int | None = None, progres
     Detection: torchmetrics' ``MeanAveragePrecision`` (COCO mAP@[.5:.95], mAP@.5). Segmentation:
     mIoU and pixel accuracy from a confusion matrix. Returns the metrics and the byte sizes.
     """
+    from . import distributed
     T._check_task(task)
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    metric = _detection_metric() if task == "detection" else SegmentationScore()
-    sizes = []
-    for i in tqdm(range(n), desc=f"{task} eval", leave=False, disable=not progress or None):
+    seg, pairs, sizes = None, [], []
+    mine = distributed.shard(n)          # under torchrun: every world-th scene per rank, batch 1, then gathered
+    for i in tqdm(mine, desc=f"{task} eval", leave=False, disable=not (progress and distributed.is_main()) or None):
         x, target = dataset[i]
         pred, nbytes = predict(x)
         if nbytes is not None:
             sizes.append(nbytes)
         if task == "detection":
-            metric.update([{k: pred[k].cpu() for k in ("boxes", "scores", "labels")}],
-                          [{"boxes": target["boxes"], "labels": target["labels"]}])
+            pairs.append(({k: pred[k].cpu() for k in ("boxes", "scores", "labels")},
+                          {"boxes": target["boxes"], "labels": target["labels"]}))
         else:
-            metric.update(pred["semantic"], target["semantic"])
+            seg = seg or SegmentationScore(pred["logits"].shape[0])     # one row/column per class of the model
+            seg.update(pred["semantic"], target["semantic"])
+    parts = distributed.gather((pairs, sizes, seg.confusion if seg else None))
+    sizes = [b for p in parts for b in p[1]]
     if task == "detection":
+        metric = _detection_metric()
+        for p in parts:
+            for pred, target in p[0]:
+                metric.update([pred], [target])
         m = metric.compute()
         scores = {"map": 100.0 * float(m["map"]), "map_50": 100.0 * float(m["map_50"])}
     else:
-        scores = metric.compute()
+        confusions = [p[2] for p in parts if p[2] is not None]
+        seg = SegmentationScore(len(confusions[0]))
+        seg.confusion = sum(confusions)
+        scores = seg.compute()
     return {**scores, "n": n, "sizes": sizes}
 
 

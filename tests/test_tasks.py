@@ -35,7 +35,7 @@ def test_task_teacher_trains_only_fpn_and_head(task, teacher):
     net = T.build_task_teacher(task, teacher)
     trainable = {n.split(".")[0] + "." + n.split(".")[1] for n, p in net.named_parameters() if p.requires_grad}
     assert trainable <= {"backbone.fpn", "head.0", "head.1", "head.4", "head.classification_head",
-                         "head.regression_head", "fcos.head", "fcos.backbone"}
+                         "head.regression_head", "model.head", "model.backbone"}
     assert not any(p.requires_grad for p in net.backbone.front.parameters())
     assert not any(p.requires_grad for p in net.backbone.layer4.parameters())
     # the backbone is the classification teacher's: same layer1 features

@@ -132,8 +132,8 @@ def voc(root, split: str = "train", task: str = "detection", year: str = "2007",
         download: bool = False):
     """PASCAL VOC detection (boxes, labels) or segmentation (semantic map; 255 = ignore)."""
     from torchvision.datasets import VOCDetection, VOCSegmentation, wrap_dataset_for_transforms_v2
-    how = (f"Pass download=True with internet (VOC {year}: ≈439 MB for 2007), or point root at the folder "
-           "holding VOCdevkit/.")
+    how = (f"Pass download=True with internet (VOC {year}; 2007 ≈ 439 MB, 2012 ≈ 2 GB), or point root at the "
+           "folder holding VOCdevkit/.")
     tf = v2.Compose([v2.ToImage(), v2.Resize((size, size), antialias=True), v2.ToDtype(torch.float32, scale=True),
                      v2.ToPureTensor()])
     if task == "detection":

@@ -45,7 +45,7 @@ from torchvision.models.segmentation.fcn import FCNHead
 from torchvision.ops import FeaturePyramidNetwork
 
 from . import entropy
-from .teacher import Teacher, check_images
+from .teacher import IMAGENET_MEAN, IMAGENET_STD, Teacher, check_images
 
 TASKS = ("detection", "segmentation")
 LEVELS = ("layer1", "layer2", "layer3", "layer4")
@@ -56,11 +56,16 @@ FPN_CHANNELS = 64
 class TeacherFront(nn.Module):
     """The teacher's device-side half: image in [0, 1] → ``layer1`` (normalises inside)."""
 
-    def __init__(self, teacher: Teacher):
+    def __init__(self, stem: nn.Module, layer1: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
         super().__init__()
-        self.register_buffer("mean", teacher.mean.clone(), persistent=False)
-        self.register_buffer("std", teacher.std.clone(), persistent=False)
-        self.stem, self.layer1 = copy.deepcopy(teacher.stem), copy.deepcopy(teacher.layer1)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.stem, self.layer1 = stem, layer1
+
+    @classmethod
+    def of(cls, teacher: Teacher) -> TeacherFront:
+        return cls(copy.deepcopy(teacher.stem), copy.deepcopy(teacher.layer1), teacher.config.mean,
+                   teacher.config.std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_images(x)
@@ -100,16 +105,23 @@ class StudentFront(nn.Module):
 
 
 class Pyramid(nn.Module):
-    """front → ``layer1`` … ``layer4`` → FPN; the ``backbone`` torchvision's detectors expect."""
+    """front → ``layer1`` … ``layer4`` → FPN (or none); the ``backbone`` torchvision's task models expect.
 
-    def __init__(self, front: nn.Module, teacher: Teacher, out_channels: int = FPN_CHANNELS):
+    Its outputs are named ``"0"`` … ``"3"`` (stride 4 … 32), as torchvision's FPN backbones name them.
+    """
+
+    def __init__(self, front: nn.Module, layers: dict, fpn: nn.Module | None, out_channels: int):
         super().__init__()
         self.front = front
         for name in LEVELS[1:]:
-            setattr(self, name, copy.deepcopy(getattr(teacher, name)))
-        widths = [_width(getattr(teacher, n)) for n in LEVELS]
-        self.fpn = FeaturePyramidNetwork(widths, out_channels)
-        self.out_channels = out_channels
+            setattr(self, name, layers[name])
+        self.fpn, self.out_channels = fpn, out_channels
+
+    @classmethod
+    def of(cls, front: nn.Module, teacher: Teacher, out_channels: int = FPN_CHANNELS) -> Pyramid:
+        """The mini layout: the teacher's ``layer2`` … ``layer4`` (copies) and a new FPN over all four levels."""
+        fpn = FeaturePyramidNetwork([_width(getattr(teacher, n)) for n in LEVELS], out_channels)
+        return cls(front, {n: copy.deepcopy(getattr(teacher, n)) for n in LEVELS[1:]}, fpn, out_channels)
 
     def stages(self, h: torch.Tensor) -> OrderedDict:
         """``layer1`` output → ``{layer1 … layer4}``."""
@@ -122,8 +134,12 @@ class Pyramid(nn.Module):
     def features(self, x: torch.Tensor) -> OrderedDict:
         return self.stages(self.front(x))
 
+    def from_layer1(self, h: torch.Tensor) -> OrderedDict:
+        levels = OrderedDict((str(i), v) for i, v in enumerate(self.stages(h).values()))
+        return self.fpn(levels) if self.fpn is not None else levels
+
     def forward(self, x: torch.Tensor) -> OrderedDict:
-        return self.fpn(self.features(x))
+        return self.from_layer1(self.front(x))
 
 
 def _width(layer: nn.Sequential) -> int:
@@ -155,7 +171,7 @@ class TaskNet(nn.Module):
 
     def trainable(self) -> list[nn.Module]:
         """What task training updates (the frozen backbone excluded)."""
-        return [self.backbone.fpn, self.head]
+        return [m for m in (self.backbone.fpn, self.head) if m is not None]
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -169,56 +185,70 @@ class TaskNet(nn.Module):
 
 
 class Detector(TaskNet):
-    """torchvision FCOS on the pyramid (classes: 0 = background, 1 … 10 = Fashion-MNIST classes)."""
+    """A torchvision detector (FCOS, or Faster R-CNN for the paper preset) on the pyramid.
+
+    Classes: 0 = background, 1 … = the dataset's classes. Images keep their size: the detector's transform
+    only batches them (``min_size = max_size`` = the image size, mean 0, std 1: the front normalises).
+    """
 
     task = "detection"
 
     def __init__(self, backbone: Pyramid, num_classes: int = 11, image_size: int = 128,
-                 score_thresh: float = 0.05, detections_per_img: int = 50, head_convs: int = 2):
+                 score_thresh: float = 0.05, detections_per_img: int = 50, head_convs: int = 2, model=None):
         super().__init__(backbone, num_classes)
-        # one anchor point per location, its size = the level's stride (FCOS's regression ranges follow it)
-        anchors = AnchorGenerator(tuple((s,) for s in STRIDES), ((1.0,),) * len(STRIDES))
-        # the images are normalised inside the front, so the detector's transform only batches them
-        self.fcos = FCOS(backbone, num_classes, min_size=image_size, max_size=image_size,
+        if model is None:
+            # one anchor point per location, its size = the level's stride (FCOS's regression ranges follow it)
+            anchors = AnchorGenerator(tuple((s,) for s in STRIDES), ((1.0,),) * len(STRIDES))
+            model = FCOS(backbone, num_classes, min_size=image_size, max_size=image_size,
                          image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0], anchor_generator=anchors,
                          head=FCOSHead(backbone.out_channels, 1, num_classes, num_convs=head_convs),
                          score_thresh=score_thresh, detections_per_img=detections_per_img)
-        self.head = self.fcos.head
+        self.model = model
+        self.head = (model.head if isinstance(model, FCOS)
+                     else nn.ModuleDict({"rpn": model.rpn, "roi_heads": model.roi_heads}))
 
     def forward(self, images, targets=None):
         images = list(images) if not isinstance(images, (list, tuple)) else images
         for x in images:
             check_images(x.unsqueeze(0))
-        if targets is not None:   # FCOS needs boxes and labels only (its transform would resize masks too)
+        if targets is not None:   # boxes and labels only (the transform would resize masks too)
             targets = [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets]
-        return self.fcos(images, targets)
+        return self.model(images, targets)
 
     def from_layer1(self, h: torch.Tensor, image_size: tuple[int, int], targets=None):
-        """FCOS's eval path (head → anchors → box decoding + NMS) on features that came from bytes."""
+        """The detector's eval path on features that came from bytes (no transform: the size is kept)."""
         if targets is not None:
             raise ValueError("from_layer1 runs inference; train through forward(images, targets)")
-        feats = list(self.backbone.fpn(self.backbone.stages(h)).values())
-        head = self.fcos.head(feats)
         sizes = [tuple(image_size)] * h.shape[0]
         images = ImageList(h.new_empty((h.shape[0], 3, *image_size)), sizes)
-        anchors = self.fcos.anchor_generator(images, feats)
+        features = self.backbone.from_layer1(h)
+        if not isinstance(self.model, FCOS):          # two stages: proposals, then RoI heads
+            proposals, _ = self.model.rpn(images, features)
+            return self.model.roi_heads(features, proposals, sizes)[0]
+        feats = list(features.values())
+        head = self.model.head(feats)
+        anchors = self.model.anchor_generator(images, feats)
         per_level = [f.size(2) * f.size(3) for f in feats]
         split_head = {k: list(v.split(per_level, dim=1)) for k, v in head.items()}
         split_anchors = [list(a.split(per_level)) for a in anchors]
-        return self.fcos.postprocess_detections(split_head, split_anchors, sizes)
+        return self.model.postprocess_detections(split_head, split_anchors, sizes)
 
 
 class Segmenter(TaskNet):
-    """torchvision's FCN head on the stride-4 pyramid level, upsampled to the image (class 0 = background)."""
+    """A segmentation head upsampled to the image (class 0 = background; 255 = "void", not scored).
+
+    mini: torchvision's FCN head on the FPN's stride-4 level. paper: DeepLabv3's head on ``layer4``.
+    """
 
     task = "segmentation"
 
-    def __init__(self, backbone: Pyramid, num_classes: int = 11):
+    def __init__(self, backbone: Pyramid, num_classes: int = 11, head: nn.Module | None = None):
         super().__init__(backbone, num_classes)
-        self.head = FCNHead(backbone.out_channels, num_classes)
+        self.head = head if head is not None else FCNHead(backbone.out_channels, num_classes)
 
     def logits(self, h: torch.Tensor, image_size) -> torch.Tensor:
-        p = self.backbone.fpn(self.backbone.stages(h))["layer1"]
+        levels = self.backbone.from_layer1(h)
+        p = levels["0"] if self.backbone.fpn is not None else levels["3"]
         return F.interpolate(self.head(p), size=tuple(image_size), mode="bilinear", align_corners=False)
 
     def from_layer1(self, h: torch.Tensor, image_size: tuple[int, int], targets=None):
@@ -230,13 +260,51 @@ class Segmenter(TaskNet):
 
 
 def build_task_teacher(task: str, teacher: Teacher, num_classes: int = 11, image_size: int | None = None) -> TaskNet:
-    """The task teacher: the classification teacher's backbone (frozen) + FPN + the task head."""
+    """The mini task teacher: the classification teacher's backbone (frozen) + FPN + the task head."""
     _check_task(task)
-    backbone = Pyramid(TeacherFront(teacher), teacher)
+    backbone = Pyramid.of(TeacherFront.of(teacher), teacher)
     for m in [backbone.front] + [getattr(backbone, n) for n in LEVELS[1:]]:
         m.requires_grad_(False)
     net = (Detector(backbone, num_classes, image_size or teacher.config.image_size) if task == "detection"
            else Segmenter(backbone, num_classes))
+    return net.train(False)
+
+
+def build_paper_task_teacher(task: str, image_size: int = 512, weights: bool = True) -> TaskNet:
+    """The paper's task teachers from torchvision (DESIGN §2; SC2's choice): Faster R-CNN R50-FPN trained on
+    COCO 2017 (91 labels) and DeepLabv3-R50 with the 21 PASCAL VOC labels. ``weights=False`` builds them
+    untrained (offline, for tests); with ``weights=True`` torchvision downloads them once.
+
+    The ResNet-50 body is split into the stages the student replaces (``stem`` + ``layer1`` → the front)
+    and keeps (``layer2`` … ``layer4``); the FPN and heads are torchvision's own.
+    """
+    from torchvision.models import detection, segmentation
+    _check_task(task)
+    try:
+        if task == "detection":
+            w = detection.FasterRCNN_ResNet50_FPN_Weights.COCO_V1 if weights else None
+            model = detection.fasterrcnn_resnet50_fpn(weights=w, weights_backbone=None, num_classes=91,
+                                                      min_size=image_size, max_size=image_size,
+                                                      image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0])
+            body, fpn, width = model.backbone.body, model.backbone.fpn, model.backbone.out_channels
+        else:
+            w = segmentation.DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1 if weights else None
+            model = segmentation.deeplabv3_resnet50(weights=w, weights_backbone=None, num_classes=21, aux_loss=None)
+            body, fpn, width = model.backbone, None, 2048
+    except Exception as e:
+        if not weights:
+            raise
+        raise ConnectionError(f"could not get torchvision's {task} weights ({e}); they download once into "
+                              "$TORCH_HOME with internet (see docs/paper_scale.md)") from e
+    stem = nn.Sequential(OrderedDict(conv1=body.conv1, bn1=body.bn1, relu=body.relu, maxpool=body.maxpool))
+    backbone = Pyramid(TeacherFront(stem, body.layer1), {n: getattr(body, n) for n in LEVELS[1:]}, fpn, width)
+    for m in [backbone.front] + [getattr(backbone, n) for n in LEVELS[1:]]:
+        m.requires_grad_(False)
+    if task == "detection":
+        model.backbone = backbone
+        net = Detector(backbone, 91, image_size, model=model)
+    else:
+        net = Segmenter(backbone, 21, head=model.classifier)
     return net.train(False)
 
 
@@ -246,6 +314,10 @@ def build_task_student(task_teacher: TaskNet, student) -> TaskNet:
     starting from the task teacher's)."""
     if not entropy.is_updated(student.entropy_bottleneck):
         raise RuntimeError("the classification student must have its coding tables (student.update())")
+    width = task_teacher.backbone.layer2[0].conv1.in_channels
+    if student.config.target_channels != width:
+        raise ValueError(f"the student's decoder outputs {student.config.target_channels} channels, the task "
+                         f"teacher's layer2 takes {width}: use a student of the same preset")
     net = copy.deepcopy(task_teacher)
     net.backbone.front = StudentFront(student)
     return net.train(False)
