@@ -6,6 +6,7 @@
     minist serve [--port 8765] / minist send [--channel 4g]
     minist bench [foundation|student|split|rd|explorer|imagenette]
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
+    minist eval-codec --format jpeg --quality 10 [--preset paper --data-root /data/imagenet]
     minist train-task --task detection --beta 0.16 | --preset paper --student S.pt --data-root /data/coco
     minist tasks [--tasks detection,segmentation] [--betas 0.02,0.16,0.64] [--quick] / minist tasks --ship
     minist notebooks [--quick] [--out build/notebooks]
@@ -207,6 +208,22 @@ def cmd_tasks(args) -> int:
     return 0
 
 
+def cmd_eval_codec(args) -> int:
+    """The input-compression baseline on one preset's val set: JPEG/WebP at one quality + the unmodified teacher."""
+    from . import pretrained
+    from .evaluate import codec_accuracy, size_stats
+    from .train import StudentTrainConfig
+    cfg = StudentTrainConfig.preset_config(args.preset, data_root=args.data_root)
+    _, val = cfg.datasets()
+    teacher = pretrained.teacher(args.preset)
+    acc, sizes, headers = codec_accuracy(teacher, val, args.format, args.quality, limit=args.limit,
+                                         return_sizes=True)
+    st = size_stats(sizes, tuple(val[0][0].shape[-2:]))
+    print(f"{args.format} q{args.quality}: top-1 {acc:.2f} % at {st['kb_mean']:.3f} KB/image ({st['bpp']:.3f} bpp, "
+          f"header {sum(headers) / len(headers):.0f} B) on {st['n']} val images")
+    return 0
+
+
 def cmd_train_task(args) -> int:
     """One task student on a frozen classification student (paper: torchvision's COCO/VOC task teachers)."""
     from . import distributed, pretrained, tasks
@@ -316,6 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--ship", action="store_true",
                    help="do not train: copy the β-grid students to data/ and write data/results_mini.json")
     w.set_defaults(fn=cmd_sweep)
+
+    ec = sub.add_parser("eval-codec", help="JPEG/WebP + the unmodified teacher on a preset's val set (a baseline "
+                                           "point; --preset paper: ImageNet)")
+    ec.add_argument("--preset", default="mini", choices=("mini", "paper"))
+    ec.add_argument("--data-root", default=None, help="the paper preset: ImageNet folder (train/ and val/)")
+    ec.add_argument("--format", default="jpeg", choices=("jpeg", "webp"))
+    ec.add_argument("--quality", type=int, default=10)
+    ec.add_argument("--limit", type=int, default=None, help="score only the first N val images")
+    ec.set_defaults(fn=cmd_eval_codec)
 
     tt = sub.add_parser("train-task", help="train one task student (detection or segmentation) on a frozen "
                                            "classification student's encoder; --preset paper: COCO / VOC")

@@ -190,3 +190,32 @@ def test_a_shipped_segmentation_student_remeasures_its_bytes(teacher):
     full = tasks.evaluate_task("segmentation", tasks.teacher_predictor(tnet), scenes, limit=40)
     assert 0 < full["miou"] <= 100
     assert abs(sum(res["sizes"]) / 40 / 1024 - p["kb_mean"]) < 0.25 * p["kb_mean"]
+
+
+@pytest.mark.parametrize("task", T.TASKS)
+def test_paper_task_models_split_at_layer1_and_serve_the_paper_students_bytes(task):
+    """torchvision's Faster R-CNN R50-FPN / DeepLabv3-R50 (untrained here: nothing downloads) with the paper
+    student's frozen encoder in front: the server's answer from bytes equals the model's own eval output."""
+    from minist.models.student import EntropicStudent
+    from minist.models.teacher import build_teacher
+    torch.manual_seed(0)
+    tnet = T.build_paper_task_teacher(task, image_size=64, weights=False)
+    assert tnet.num_classes == (91 if task == "detection" else 21)
+    assert not any(p.requires_grad for p in tnet.backbone.front.parameters())
+    student = EntropicStudent(build_teacher("paper"))
+    student.update(force=True)
+    snet = T.build_task_student(tnet, student.eval()).eval()
+    x = torch.rand(3, 64, 64)
+    payload = student.split()[0](x.unsqueeze(0))
+    got = T.TaskServer(snet)(payload)
+    with torch.no_grad():
+        want = snet([x])[0]
+    key = "boxes" if task == "detection" else "semantic"
+    assert torch.equal(got[key], want[key])
+    cfg = tasks.TaskTrainConfig.preset_config("paper", task=task)
+    assert (cfg.num_classes, cfg.image_size) == ((91 if task == "detection" else 21), 512)
+    with pytest.raises(ValueError, match="data_root"):
+        cfg.datasets()
+    mini_student = pretrained.student("mini", beta=0.64)
+    with pytest.raises(ValueError, match="same preset"):
+        T.build_task_student(tnet, mini_student)
