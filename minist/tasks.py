@@ -409,8 +409,10 @@ def _done(out: Path, name: str) -> bool:
 
 
 def run(tasks=T.TASKS, betas=BETAS, out: str | Path = "runs/tasks", quick: bool = False, progress: bool = True,
-        baselines: bool = True) -> Path:
-    """Train and score everything for ``tasks``; one JSON per point under ``out/points`` (resumable)."""
+        baselines: bool = True, **recipe) -> Path:
+    """Train and score everything for ``tasks``; one JSON per point under ``out/points`` (resumable).
+
+    ``recipe`` overrides :class:`TaskTrainConfig` fields (e.g. ``stage2_epochs=4``)."""
     from . import pretrained
     from .models import entropy
     out = Path(out)
@@ -419,7 +421,7 @@ def run(tasks=T.TASKS, betas=BETAS, out: str | Path = "runs/tasks", quick: bool 
     limit = 20 if quick else None
     for task in tasks:
         T._check_task(task)
-        base = TaskTrainConfig(task=task, out=str(out), **small)
+        base = TaskTrainConfig(task=task, out=str(out), **{**recipe, **small})
         val = val_scenes(base)
         hw = tuple(val[0][0].shape[-2:])
         tpath = out / TEACHER_FILE.format(task=task)

@@ -67,5 +67,5 @@ def test_paper_weights_offline_error(monkeypatch):
     def offline(*a, **k):
         raise OSError("no network")
     monkeypatch.setattr(torchvision.models, "resnet50", offline)
-    with pytest.raises(RuntimeError, match="TORCH_HOME"):
+    with pytest.raises(ConnectionError, match="TORCH_HOME"):
         tmod.load_imagenet_resnet50()
