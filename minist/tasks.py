@@ -61,6 +61,7 @@ class TaskTrainConfig:
     max_steps: int | None = None     # per stage (quick mode, tests)
     device: str | None = None
     out: str = "runs/tasks"
+    resume: bool = False             # go on from <out>/<stage>-last.pt, written after every epoch
     preset: str = "mini"
     data_root: str | None = None     # the paper preset: COCO 2017 (detection) or VOCdevkit's parent (segmentation)
     workers: int = 0
@@ -111,8 +112,12 @@ def _params(modules) -> list:
 
 
 def _fit(net, modules, loss_of_batch, cfg: TaskTrainConfig, epochs: int, lr: float, tag: str,
-         progress: bool, train_set=None, forward: torch.nn.Module | None = None) -> list[dict]:
-    """AdamW + warm-up/cosine over ``epochs`` of fresh scenes (or ``train_set``); returns the per-epoch history."""
+         progress: bool, train_set=None, forward: torch.nn.Module | None = None, name: str = "fit") -> list[dict]:
+    """AdamW + warm-up/cosine over ``epochs`` of fresh scenes (or ``train_set``); returns the per-epoch history.
+
+    After every epoch rank 0 writes ``<cfg.out>/<name>-last.pt`` (weights, optimiser, schedule, history);
+    with ``cfg.resume`` a run goes on from it.
+    """
     from . import distributed
     from .train import _set_epoch, warmup_cosine
     device = next(net.parameters()).device
@@ -126,8 +131,15 @@ def _fit(net, modules, loss_of_batch, cfg: TaskTrainConfig, epochs: int, lr: flo
     # under torchrun: DDP around what the loss calls (the task losses are batch means: no loss scaling)
     model = distributed.wrap(forward or net, find_unused=True)
     progress = progress and distributed.is_main()
-    history, step = [], 0
-    for epoch in range(epochs):
+    history, step, start = [], 0, 0
+    last = Path(cfg.out) / f"{name}-last.pt"
+    if cfg.resume and last.is_file():
+        state = checkpoint.load(last, kind="task-train-state")
+        net.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history, step, start = state["history"], state["step"], state["epoch"]
+    for epoch in range(start, epochs):
         _set_epoch(train, epoch)
         # Fashion-on-Photos renders new scenes every epoch; a fixed dataset is shuffled (per rank under torchrun)
         loader = torch.utils.data.DataLoader(train, batch_size=distributed.per_rank_batch(cfg.batch_size),
@@ -159,6 +171,11 @@ def _fit(net, modules, loss_of_batch, cfg: TaskTrainConfig, epochs: int, lr: flo
         if progress:
             print(f"{tag} epoch {epoch + 1}/{epochs}: loss {run:.4f}, {seen / history[-1]['seconds']:.1f} images/s",
                   flush=True)
+        if distributed.is_main():
+            checkpoint.save(last, kind="task-train-state", config=asdict(cfg), state_dict=net.state_dict(),
+                            optimizer=opt.state_dict(), scheduler=sched.state_dict(), epoch=epoch + 1, step=step,
+                            history=history)
+        distributed.barrier()
         if step >= total:
             break
     return history
@@ -174,7 +191,7 @@ def train_task_teacher(cfg: TaskTrainConfig, teacher, progress: bool = True, tra
     set_seed(cfg.seed)
     net = T.build_task_teacher(cfg.task, teacher, cfg.num_classes, cfg.image_size).to(get_device(cfg.device))
     history = _fit(net, net.trainable(), lambda m, x, y: m(x, y), cfg, cfg.epochs, cfg.lr, f"{cfg.task} teacher",
-                   progress, train_set)
+                   progress, train_set, name=f"{cfg.task}-teacher")
     return net.eval(), {"train": asdict(cfg), "history": history}
 
 
@@ -205,11 +222,11 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
     for m in heads:                          # stage 1 trains the decoder alone
         m.requires_grad_(False)
     h1 = _fit(net, [decoder], stage1, cfg, cfg.stage1_epochs, cfg.stage1_lr, f"{cfg.task} β={cfg.beta:g} stage 1",
-              progress, train_set, forward=_Features(net.backbone))
+              progress, train_set, forward=_Features(net.backbone), name=f"{cfg.task}-beta{cfg.beta:g}-stage1")
     for m in heads:
         m.requires_grad_(True)
     h2 = _fit(net, [decoder] + net.trainable(), lambda m, x, y: m(x, y), cfg, cfg.stage2_epochs, cfg.lr / 4,
-              f"{cfg.task} β={cfg.beta:g} stage 2", progress, train_set)
+              f"{cfg.task} β={cfg.beta:g} stage 2", progress, train_set, name=f"{cfg.task}-beta{cfg.beta:g}-stage2")
     after = payload_digest(net, val)
     if after != before:
         raise RuntimeError("the shared encoder's payloads changed during task training: the encoder or the "

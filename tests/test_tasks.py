@@ -72,7 +72,7 @@ def test_task_server_rejects_bad_bytes(teacher, student):
 
 @pytest.mark.parametrize("task", T.TASKS)
 def test_task_student_training_keeps_payloads_bit_identical(task, teacher, student, scenes, tmp_path):
-    cfg = tasks.TaskTrainConfig(task=task, beta=0.64, **SMALL)
+    cfg = tasks.TaskTrainConfig(task=task, beta=0.64, out=str(tmp_path), **SMALL)
     tnet, _ = tasks.train_task_teacher(cfg, teacher, progress=False)
     enc_before = {k: v.clone() for k, v in student.encoder.state_dict().items()}
     dec_before = {k: v.clone() for k, v in student.decoder.state_dict().items()}
@@ -145,12 +145,22 @@ def test_detection_metric_is_100_for_the_truth_and_lower_for_shifted_boxes(scene
     assert res["map"] < 90.0 and res["sizes"] == [10] * 4
 
 
+def test_task_training_resumes_from_its_last_epoch(teacher, tmp_path):
+    cfg = tasks.TaskTrainConfig(task="segmentation", epochs=2, train_length=8, batch_size=4, out=str(tmp_path))
+    net, meta = tasks.train_task_teacher(cfg, teacher, progress=False)
+    assert [h["epoch"] for h in meta["history"]] == [1, 2] and (tmp_path / "segmentation-teacher-last.pt").is_file()
+    from dataclasses import replace
+    again, meta2 = tasks.train_task_teacher(replace(cfg, resume=True), teacher, progress=False)
+    assert meta2["history"] == meta["history"]          # nothing left to train: the saved epochs come back
+    assert all(torch.equal(a, b) for a, b in zip(net.head.state_dict().values(), again.head.state_dict().values()))
+
+
 def test_unknown_task_and_tiny_train_set(teacher):
     with pytest.raises(ValueError, match="unknown task"):
         T.build_task_teacher("keypoints", teacher)
     with pytest.raises(ValueError, match="fewer than one batch"):
-        tasks.train_task_teacher(tasks.TaskTrainConfig(task="segmentation", batch_size=64, train_length=16),
-                                 teacher, progress=False)
+        tasks.train_task_teacher(tasks.TaskTrainConfig(task="segmentation", batch_size=64, train_length=16,
+                                                       out="unused"), teacher, progress=False)
 
 
 RESULTS = data_dir() / tasks.RESULTS_FILE
