@@ -198,6 +198,7 @@ def cmd_tasks(args) -> int:
     from . import tasks
     names = tuple(t for t in args.tasks.split(",") if t)
     betas = tuple(float(b) for b in args.betas.split(",") if b)
+    args.out = args.out or ("runs/tasks-quick" if args.quick else "runs/tasks")   # never mix quick points in
     if not (args.collect or args.ship):
         tasks.run(tasks=names, betas=betas, out=args.out, quick=args.quick)
     if args.ship:
@@ -354,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "students at several β, JPEG/WebP baselines (notebook 04)")
     k.add_argument("--tasks", default="detection,segmentation")
     k.add_argument("--betas", default="0.02,0.16,0.64", help="shipped classification students to build on")
-    k.add_argument("--out", default="runs/tasks", help="checkpoints and one JSON per point go here (resumable)")
+    k.add_argument("--out", default=None,
+                   help="checkpoints and one JSON per point go here, resumable (default: runs/tasks, or "
+                        "runs/tasks-quick with --quick)")
     k.add_argument("--quick", action="store_true", help="a few steps on 20 scenes")
     k.add_argument("--collect", action="store_true", help="only merge the points into <out>/results_tasks_mini.json")
     k.add_argument("--ship", action="store_true", help="do not train: copy the task models and results to data/")

@@ -229,3 +229,23 @@ def test_paper_task_models_split_at_layer1_and_serve_the_paper_students_bytes(ta
     mini_student = pretrained.student("mini", beta=0.64)
     with pytest.raises(ValueError, match="same preset"):
         T.build_task_student(tnet, mini_student)
+
+
+def test_tasks_cli_quick_and_collect(tmp_path, capsys):
+    from minist.cli import main
+    assert main(["tasks", "--quick", "--tasks", "segmentation", "--betas", "0.64", "--out", str(tmp_path)]) == 0
+    assert main(["tasks", "--collect", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / tasks.RESULTS_FILE).read_text())
+    methods = {p["method"] for p in doc["points"]}
+    assert methods == {"teacher", "jpeg", "webp", "entropic"}
+    assert main(["tasks", "--quick", "--tasks", "keypoints", "--out", str(tmp_path)]) == 2
+    assert "unknown task" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not RESULTS.is_file(), reason="no shipped task results")
+def test_train_task_cli_on_a_shipped_encoder(tmp_path, capsys):
+    from minist.cli import main
+    assert main(["train-task", "--task", "segmentation", "--beta", "0.64", "--max-steps", "1", "--train-length",
+                 "8", "--batch-size", "4", "--val-length", "8", "--eval-limit", "4", "--out", str(tmp_path)]) == 0
+    assert "miou" in capsys.readouterr().out
+    assert (tmp_path / "task_student_mini_segmentation.pt").is_file()
