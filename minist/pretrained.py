@@ -40,15 +40,20 @@ def student_file(preset: str, beta: float) -> str:
     return f"student_{preset}_beta{beta:g}.pt"
 
 
-def betas(preset: str = "mini") -> list[float]:
-    """The β values of the students shipped in ``data/`` for ``preset`` (sorted)."""
-    _check(preset)
+def _shipped_betas(prefix: str) -> list[float]:
+    """The β of every ``data/<prefix>_beta<β>.pt``, sorted."""
     found = []
-    for p in data_dir().glob(f"student_{preset}_beta*.pt"):
-        m = re.fullmatch(rf"student_{preset}_beta(.+)\.pt", p.name)
+    for p in data_dir().glob(f"{prefix}_beta*.pt"):
+        m = re.fullmatch(rf"{re.escape(prefix)}_beta(.+)\.pt", p.name)
         if m:
             found.append(float(m.group(1)))
     return sorted(found)
+
+
+def betas(preset: str = "mini") -> list[float]:
+    """The β values of the students shipped in ``data/`` for ``preset`` (sorted)."""
+    _check(preset)
+    return _shipped_betas(f"student_{preset}")
 
 
 def student(preset: str = "mini", beta: float | None = None, with_meta: bool = False):
@@ -109,12 +114,7 @@ def task_teacher(task: str, preset: str = "mini", with_meta: bool = False):
 def task_betas(task: str, preset: str = "mini") -> list[float]:
     """The β values with a shipped ``task`` student."""
     _check(preset)
-    found = []
-    for p in data_dir().glob(f"task_student_{preset}_{task}_beta*.pt"):
-        m = re.fullmatch(rf"task_student_{preset}_{task}_beta(.+)\.pt", p.name)
-        if m:
-            found.append(float(m.group(1)))
-    return sorted(found)
+    return _shipped_betas(f"task_student_{preset}_{task}")
 
 
 def task_student(task: str, beta: float | None = None, preset: str = "mini", with_meta: bool = False):
