@@ -354,7 +354,7 @@ def evaluate_task(task: str, predict, dataset, limit: int | None = None, progres
         if nbytes is not None:
             sizes.append(nbytes)
         if task == "detection":
-            pairs.append(({k: pred[k].cpu() for k in ("boxes", "scores", "labels")},
+            pairs.append((i, {k: pred[k].cpu() for k in ("boxes", "scores", "labels")},
                           {"boxes": target["boxes"], "labels": target["labels"]}))
         else:
             seg = seg or SegmentationScore(pred["logits"].shape[0])     # one row/column per class of the model
@@ -362,10 +362,9 @@ def evaluate_task(task: str, predict, dataset, limit: int | None = None, progres
     parts = distributed.gather((pairs, sizes, seg.confusion if seg else None))
     sizes = [b for p in parts for b in p[1]]
     if task == "detection":
-        metric = _detection_metric()
-        for p in parts:
-            for pred, target in p[0]:
-                metric.update([pred], [target])
+        metric = _detection_metric()   # in scene order, as one process would (COCO's ranking breaks ties by order)
+        for _, pred, target in sorted((q for p in parts for q in p[0]), key=lambda q: q[0]):
+            metric.update([pred], [target])
         m = metric.compute()
         scores = {"map": 100.0 * float(m["map"]), "map_50": 100.0 * float(m["map_50"])}
     else:

@@ -14,6 +14,7 @@ import torch
 from minist import distributed
 
 HELPER = Path(__file__).parent / "helpers" / "ddp_step.py"
+TASK_HELPER = Path(__file__).parent / "helpers" / "ddp_task_eval.py"
 
 
 def _free_port() -> int:
@@ -22,9 +23,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(args, out: Path) -> None:
+def _run(args, out: Path, helper: Path = HELPER) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
-    r = subprocess.run([sys.executable, *args, str(HELPER), str(out)], env=env, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, *args, str(helper), str(out)], env=env, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
@@ -56,6 +57,22 @@ def test_two_process_gloo_step_equals_one_step_on_the_combined_batch(tmp_path):
     assert h1["n"] == h2["n"] == 6
     assert h1["bytes_mean"] == pytest.approx(h2["bytes_mean"], rel=1e-6)
     assert h1["accuracy"] == pytest.approx(h2["accuracy"])
+
+
+def test_task_evaluation_split_over_two_gloo_processes_equals_one_process(tmp_path):
+    """mAP and mIoU from 2 ranks (each every other scene, batch 1, gathered) = one process on all scenes."""
+    import json
+    torchrun = ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                "--master_port", str(_free_port())]
+    _run([], tmp_path / "one.json", TASK_HELPER)
+    _run(torchrun, tmp_path / "two.json", TASK_HELPER)
+    one, two = (json.loads((tmp_path / f).read_text()) for f in ("one.json", "two.json"))
+    assert one["detection"]["n"] == two["detection"]["n"] == 10
+    assert sorted(one["segmentation"]["sizes"]) == sorted(two["segmentation"]["sizes"])
+    assert len(two["segmentation"]["sizes"]) == 10 and 0 < one["detection"]["map"] < 100
+    for task, keys in (("detection", ("map", "map_50")), ("segmentation", ("miou", "pixel_accuracy"))):
+        for k in keys:
+            assert two[task][k] == pytest.approx(one[task][k], abs=1e-6), (task, k)
 
 
 def test_single_process_helpers_are_no_ops():
