@@ -368,6 +368,10 @@ def _timed(fn, steps: int, warmup: int, device) -> float:
     return (time.perf_counter() - tic) / steps
 
 
+def _per_s(rate: float) -> str:
+    return f"{rate:,.0f} images/s" if rate >= 100 else f"{rate:.2g} images/s"
+
+
 def paper_throughput(batch: int = 64, steps: int = 20, warmup: int = 5, device=None, amp: bool = True) -> list:
     """Stage-1 training steps/s of the paper preset (ResNet-50 teacher, C = 24, 224×224 synthetic images) and the
     teacher's forward-only rate on the same device and batch, with a breakdown of the stage-1 step.
@@ -423,8 +427,8 @@ def paper_throughput(batch: int = 64, steps: int = 20, warmup: int = 5, device=N
     return [
         (f"device: {name}, batch {batch}, 224×224, {'bf16 teacher' if amp and device.type == 'cuda' else 'fp32'}"
          f"{mem}", ""),
-        ("teacher (ResNet-50) forward only", f"{batch / t_fwd:,.0f} images/s"),
-        ("stage-1 training step (teacher features + student fwd/bwd + Adam + aux)", f"{batch / t_step:,.0f} images/s"),
+        ("teacher (ResNet-50) forward only", _per_s(batch / t_fwd)),
+        ("stage-1 training step (teacher features + student fwd/bwd + Adam + aux)", _per_s(batch / t_step)),
         ("ratio: stage-1 step / teacher forward", f"{t_fwd / t_step:.2f}×"),
         ("  of the step: teacher layer1…4 features (no grad)", f"{100 * t_feat / t_step:.0f} %"),
         ("  of the step: student forward (fp32, no grad)", f"{100 * t_sfwd / t_step:.0f} %"),
