@@ -85,3 +85,10 @@ def test_single_process_helpers_are_no_ops():
     assert distributed.gather({"a": 1}) == [{"a": 1}]
     s = distributed.sampler(list(range(10)), seed=0, epoch=0)
     assert sorted(s) == list(range(10))
+
+
+def test_paper_throughput_table_runs_on_a_cpu():
+    from minist.bench import paper_throughput
+    rows = dict(paper_throughput(batch=1, steps=1, warmup=0, device="cpu"))
+    assert rows["teacher (ResNet-50) forward only"].endswith("images/s")
+    assert rows["ratio: stage-1 step / teacher forward"].endswith("×")
