@@ -150,11 +150,12 @@ TASK_METRIC_LABELS = {"map": "mAP@[.5:.95] (%)", "map_50": "mAP@.5 (%)", "miou":
                       "pixel_accuracy": "pixel accuracy (%)"}
 
 
-def draw_predictions(x: torch.Tensor, boxes=None, semantic=None, classes=None, score_thresh: float = 0.3,
+def draw_predictions(x: torch.Tensor, boxes=None, semantic=None, classes=None, score_thresh: float = 0.5,
                      alpha: float = 0.45) -> torch.Tensor:
     """One image with predicted boxes (``{"boxes", "labels", "scores"}``) and a semantic map drawn on; uint8.
 
-    Labels follow the detection convention (0 = background, k = ``classes[k - 1]``).
+    Boxes with a score ≥ ``score_thresh`` are drawn, one per object (class-agnostic NMS at IoU 0.5). Labels follow
+    the detection convention (0 = background, k = ``classes[k - 1]``).
     """
     img = _as_uint8(x)
     if semantic is not None:
@@ -164,7 +165,11 @@ def draw_predictions(x: torch.Tensor, boxes=None, semantic=None, classes=None, s
             img = draw_segmentation_masks(img, masks, alpha=alpha, colors=[PALETTE[(k - 1) % len(PALETTE)]
                                                                            for k in present])
     if boxes is not None:
-        keep = boxes["scores"] >= score_thresh
+        from torchvision.ops import nms
+        keep = torch.zeros(len(boxes["scores"]), dtype=torch.bool)
+        # for the eye: one box per object (the detector's own NMS is per class, so classes may overlap)
+        keep[nms(boxes["boxes"].float(), boxes["scores"].float(), iou_threshold=0.5)] = True
+        keep &= boxes["scores"] >= score_thresh
         if keep.any():
             names = [f"{classes[int(k) - 1] if classes else int(k)} {float(s):.2f}"
                      for k, s in zip(boxes["labels"][keep], boxes["scores"][keep])]
@@ -196,8 +201,13 @@ def plot_task_rd(res: dict, task: str, metric: str, ax=None, title: str | None =
         ax.axhline(teacher[metric], color=METHOD_COLORS["teacher"], ls=":", lw=1.5,
                    label=f"task teacher, uncompressed ({teacher[metric]:.1f})")
     ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, StrMethodFormatter
+    ax.xaxis.set_major_locator(FixedLocator([0.1, 0.2, 0.5, 1, 2, 5, 10]))
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("KB per image (1 KB = 1024 B, headers included; log scale)")
     ax.set_ylabel(TASK_METRIC_LABELS.get(metric, metric))
     ax.set_title(title or f"{task}: {TASK_METRIC_LABELS.get(metric, metric)} vs rate", fontsize=11)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center right")
     return ax
