@@ -222,15 +222,17 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
             target = task_teacher.backbone.features(x)
         return {"distillation": feature_distillation(features(x), target) / len(images)}   # per image
 
+    tag = f"{cfg.task} student" + ("" if cfg.beta is None else f" β={cfg.beta:g}")
+    name = f"{cfg.task}-student" + ("" if cfg.beta is None else f"-beta{cfg.beta:g}")
     heads = net.trainable()
     for m in heads:                          # stage 1 trains the decoder alone
         m.requires_grad_(False)
-    h1 = _fit(net, [decoder], stage1, cfg, cfg.stage1_epochs, cfg.stage1_lr, f"{cfg.task} β={cfg.beta:g} stage 1",
-              progress, train_set, forward=_Features(net.backbone), name=f"{cfg.task}-beta{cfg.beta:g}-stage1")
+    h1 = _fit(net, [decoder], stage1, cfg, cfg.stage1_epochs, cfg.stage1_lr, f"{tag} stage 1", progress, train_set,
+              forward=_Features(net.backbone), name=f"{name}-stage1")
     for m in heads:
         m.requires_grad_(True)
     h2 = _fit(net, [decoder] + net.trainable(), lambda m, x, y: m(x, y), cfg, cfg.stage2_epochs, cfg.lr / 4,
-              f"{cfg.task} β={cfg.beta:g} stage 2", progress, train_set, name=f"{cfg.task}-beta{cfg.beta:g}-stage2")
+              f"{tag} stage 2", progress, train_set, name=f"{name}-stage2")
     after = payload_digest(net, val)
     if after != before:
         raise RuntimeError("the shared encoder's payloads changed during task training: the encoder or the "

@@ -116,3 +116,31 @@ def test_voc_detection_and_segmentation(tmp_path):
 def test_real_loaders_need_a_root():
     with pytest.raises(ValueError, match="root="):
         mdata.load("voc", split="val")
+
+
+def test_coco_layout_and_offline_error(tmp_path):
+    import json
+    _img(tmp_path / "val2017" / "000000000001.jpg", w=40, h=30)
+    ann = {"images": [{"id": 1, "file_name": "000000000001.jpg", "width": 40, "height": 30}],
+           "annotations": [{"id": 7, "image_id": 1, "category_id": 18, "bbox": [4.0, 6.0, 20.0, 12.0], "area": 240.0,
+                            "iscrowd": 0, "segmentation": [[4, 6, 24, 6, 24, 18, 4, 18]]}],
+           "categories": [{"id": 18, "name": "dog"}]}
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "instances_val2017.json").write_text(json.dumps(ann))
+    ds = mdata.load("coco", split="val", root=tmp_path, size=80)
+    x, t = ds[0]
+    assert x.shape == (3, 80, 80) and t["labels"].tolist() == [18]        # COCO ids, as torchvision's detectors
+    assert torch.allclose(t["boxes"], torch.tensor([[8.0, 16.0, 48.0, 48.0]]), atol=0.5)   # xyxy, resized
+    assert t["masks"].shape == (1, 80, 80) and t["masks"].dtype == torch.uint8
+    with pytest.raises(FileNotFoundError, match="cocodataset.org"):
+        mdata.load("coco", split="train", root=tmp_path)
+
+
+def test_imagenet_layout_and_offline_error(tmp_path):
+    _img(tmp_path / "val" / "n01440764" / "a.JPEG", w=300, h=260)
+    ds = mdata.load("imagenet", split="val", root=tmp_path)
+    assert ds[0][0].shape == (3, 224, 224) and ds[0][1] == 0
+    with pytest.raises(FileNotFoundError, match="image-net.org"):
+        mdata.load("imagenet", split="train", root=tmp_path)
+    with pytest.raises(ValueError, match="classification"):
+        mdata.load("imagenet", split="val", task="detection", root=tmp_path)

@@ -249,3 +249,28 @@ def test_train_task_cli_on_a_shipped_encoder(tmp_path, capsys):
                  "8", "--batch-size", "4", "--val-length", "8", "--eval-limit", "4", "--out", str(tmp_path)]) == 0
     assert "miou" in capsys.readouterr().out
     assert (tmp_path / "task_student_mini_segmentation.pt").is_file()
+
+
+def test_the_online_recipe_runs_on_a_small_pennfudan_folder(tmp_path, teacher, student):
+    """Notebook 04's online section (task teacher + task student on PennFudanPed), on 4 local images."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        (tmp_path / "PNGImages").mkdir(exist_ok=True)
+        (tmp_path / "PedMasks").mkdir(exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (90, 70, 3), dtype=np.uint8)).save(
+            tmp_path / "PNGImages" / f"FudanPed0000{i}.png")
+        mask = np.zeros((90, 70), np.uint8)
+        mask[10:60, 5 + 10 * i:30 + 10 * i] = 1
+        Image.fromarray(mask).save(tmp_path / "PedMasks" / f"FudanPed0000{i}_mask.png")
+    from minist import data
+    ped = data.load("pennfudan", root=tmp_path, size=64)
+    cfg = tasks.TaskTrainConfig(task="detection", num_classes=2, image_size=64, epochs=1, batch_size=2,
+                                stage1_epochs=1, stage2_epochs=1, out=str(tmp_path / "run"))
+    det_teacher, _ = tasks.train_task_teacher(cfg, teacher, progress=False, train_set=ped)
+    det_student, meta = tasks.train_task_student(cfg, det_teacher, student, progress=False, train_set=ped,
+                                                 val_set=ped)
+    assert meta["payload_digest"]["before"] == meta["payload_digest"]["after"]
+    res = tasks.evaluate_task("detection", tasks.student_predictor(det_student), ped)
+    assert res["n"] == 4 and len(res["sizes"]) == 4 and 0 <= res["map"] <= 100
