@@ -118,3 +118,21 @@ def test_paper_preset_trains_end_to_end_on_a_tiny_imagenet_folder(tmp_path):
     assert meta["val"]["n"] == 4 and meta["val"]["kb_mean"] > 0
     assert student.encode(torch.rand(1, 3, 224, 224)).shape == (1, 24, 55, 55)
     assert (tmp_path / "run" / "student.pt").is_file() and (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_torchrun_trains_a_task_student_and_only_rank_0_reports(tmp_path):
+    """`torchrun --nproc_per_node 2 -m minist train-task …` (gloo): DDP task training, sharded eval, one report."""
+    from minist import tasks
+    from minist.utils import data_dir
+    if not (data_dir() / tasks.TEACHER_FILE.format(task="segmentation")).is_file():
+        pytest.skip("no shipped segmentation task teacher")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                        "127.0.0.1", "--master_port", str(_free_port()), "-m", "minist", "train-task", "--task",
+                        "segmentation", "--beta", "0.64", "--max-steps", "2", "--train-length", "16", "--batch-size",
+                        "4", "--val-length", "8", "--eval-limit", "8", "--out", str(tmp_path)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert r.stdout.count("segmentation: miou") == 1          # logging from rank 0 only
+    assert (tmp_path / "task_student_mini_segmentation.pt").is_file()
+    assert (tmp_path / "segmentation-student-beta0.64-stage2-last.pt").is_file()
