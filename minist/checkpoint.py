@@ -41,6 +41,18 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> Path:
     return path
 
 
+def atomic_copy(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy a file into place atomically (a crash mid-copy leaves the old ``dest``), e.g. into ``data/``."""
+    import shutil
+    with open(src, "rb") as f_in:
+        return atomic_write_bytes(dest, lambda f: shutil.copyfileobj(f_in, f))
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    return atomic_write_bytes(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+
+
 def save(path: str | os.PathLike, *, kind: str, config: dict, state_dict: dict,
          meta: dict | None = None, half: bool = False, **extra: Any) -> Path:
     """Save a checkpoint atomically; with ``half=True`` float weights are stored as fp16."""

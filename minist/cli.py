@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -52,11 +51,18 @@ def _dataclass_from_args(cls, args):
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
 
+def _preset_from_args(cls, args):
+    """``cls.preset_config(args.preset)`` with every flag the user changed from the default on top."""
+    defaults = cls()
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+             if getattr(args, f.name) != getattr(defaults, f.name) and f.name != "preset"}
+    return cls.preset_config(args.preset, **given)
+
+
 def _ship(src: Path, dest: Path) -> None:
     """Copy a finished checkpoint into data/ atomically (a crash leaves the old file)."""
-    tmp = dest.with_suffix(".tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dest)
+    from .checkpoint import atomic_copy
+    atomic_copy(src, dest)
     print(f"shipped → {dest}")
 
 
@@ -76,13 +82,8 @@ def cmd_train_student(args) -> int:
     from . import pretrained
     from .train import StudentTrainConfig, train_student
     from .utils import data_dir
-    cfg = _dataclass_from_args(StudentTrainConfig, args)
-    if cfg.preset != "mini":     # the preset's recipe, with every flag given on the command line on top
-        defaults = StudentTrainConfig()
-        given = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-                 if getattr(cfg, f.name) != getattr(defaults, f.name) and f.name != "preset"}
-        cfg = StudentTrainConfig.preset_config(cfg.preset, **given)
-        cfg.check_data()        # before the teacher's weights download
+    cfg = _preset_from_args(StudentTrainConfig, args)   # the preset's recipe, the flags given on top
+    cfg.check_data()            # before the teacher's weights download
     teacher = pretrained.teacher(cfg.preset)
     student, meta = train_student(cfg, teacher, resume=args.resume)
     from .distributed import is_main, shutdown
@@ -230,11 +231,7 @@ def cmd_train_task(args) -> int:
     from . import distributed, pretrained, tasks
     from .models import tasks as T
     from .train import load_student
-    cfg = _dataclass_from_args(tasks.TaskTrainConfig, args)
-    defaults = tasks.TaskTrainConfig()
-    given = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
-             if getattr(cfg, f.name) != getattr(defaults, f.name) and f.name != "preset"}
-    cfg = tasks.TaskTrainConfig.preset_config(cfg.preset, **given)
+    cfg = _preset_from_args(tasks.TaskTrainConfig, args)
     if cfg.beta is None and not args.student:
         raise ValueError("name the shared encoder: --beta B (a shipped mini student) or --student <student.pt>")
     train_set, val_set = cfg.datasets()

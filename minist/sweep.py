@@ -57,7 +57,7 @@ def _point_path(out: Path, method: str, value) -> Path:
 def _write_point(out: Path, point: dict) -> dict:
     path = _point_path(out, point["method"], point["value"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.atomic_write_bytes(path, lambda f: f.write(json.dumps(point, indent=1).encode()))
+    checkpoint.write_json(path, point)
     return point
 
 
@@ -170,7 +170,24 @@ def run_e2e(out: Path, teacher, betas=E2E_BETAS, progress: bool = True, **overri
     return _run_baseline(out, teacher, "end-to-end", "beta", betas, "e2e", {**E2E_RECIPE, **overrides}, progress)
 
 
-# ---- collecting -----------------------------------------------------------------------------------
+# ---- collecting and shipping ---------------------------------------------------------------------
+def ship_students(out: Path | str) -> list[Path]:
+    """Copy every swept student (``<out>/student-β/student.pt``) to ``data/student_mini_beta<β>.pt``, atomically."""
+    from . import pretrained
+    shipped = []
+    for p in sorted(Path(out).glob("points/entropic-*.json")):
+        point = json.loads(p.read_text())
+        src = Path(point["checkpoint"])
+        dest = data_dir() / pretrained.student_file("mini", point["value"])
+        if src.resolve() == dest.resolve():
+            continue
+        if not src.is_file():
+            raise FileNotFoundError(f"{p} names {src}, which is missing: rerun `minist sweep --parts students`")
+        shipped.append(checkpoint.atomic_copy(src, dest))
+    return shipped
+
+
+
 def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
     """Merge the point files into ``data/results_<preset>.json`` (atomically)."""
     from . import pretrained
@@ -197,7 +214,7 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
                      "bpp": "bits per input pixel (128×128)", "accuracy": "% top-1 after real decoding"},
            "made_by": "minist sweep && minist sweep --ship", "torch": torch.__version__, "points": points}
     dest = dest or data_dir() / RESULTS_FILE.format(preset=preset)
-    checkpoint.atomic_write_bytes(dest, lambda f: f.write(json.dumps(doc, indent=1).encode()))
+    checkpoint.write_json(dest, doc)
     return dest
 
 

@@ -256,15 +256,19 @@ class _Features(torch.nn.Module):
         return self.backbone.features(x)
 
 
+def _device_part(model):
+    """The device half that sends ``model``'s bytes: a classification student's, or a task student's (the same
+    shared encoder + prior, so the same :class:`~minist.models.student.DevicePart`)."""
+    from .models.student import DevicePart
+    return DevicePart(model.backbone.front if isinstance(model, T.TaskNet) else model)
+
+
 def payload_digest(model, dataset, n: int = PAYLOAD_IMAGES) -> str:
     """SHA-256 over the payloads of the first ``n`` images, sent by a student or a task student's front."""
-    from .models import entropy
-    front = model.backbone.front if isinstance(model, T.TaskNet) else model
+    device_part = _device_part(model)
     h = hashlib.sha256()
-    with torch.no_grad():
-        for i in range(min(n, len(dataset))):
-            x = dataset[i][0].unsqueeze(0).to(next(front.encoder.parameters()).device)
-            h.update(entropy.compress(front.entropy_bottleneck, front.encoder((x - front.mean) / front.std)))
+    for i in range(min(n, len(dataset))):
+        h.update(device_part(dataset[i][0].unsqueeze(0).to(device_part.mean.device)))
     return h.hexdigest()
 
 
@@ -398,13 +402,10 @@ def teacher_predictor(net, fmt: str | None = None, quality: int | None = None):
 
 def student_predictor(net):
     """``predict(x)`` for a task student through the real split: device bytes → :class:`TaskServer`."""
-    from .models import entropy
-    front, server = net.backbone.front, T.TaskServer(net)
+    device_part, server = _device_part(net), T.TaskServer(net)
 
     def predict(x):
-        x = x.unsqueeze(0).to(front.mean.device)
-        with torch.no_grad():
-            data = entropy.compress(front.entropy_bottleneck, front.encoder((x - front.mean) / front.std))
+        data = device_part(x.unsqueeze(0).to(device_part.mean.device))
         return server(data), len(data)
     return predict
 
@@ -429,7 +430,7 @@ def _recipe(train: dict) -> dict:
 def _write(out: Path, name: str, obj: dict) -> dict:
     path = out / "points" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    checkpoint.atomic_write_bytes(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
+    checkpoint.write_json(path, obj)
     return obj
 
 
@@ -485,10 +486,10 @@ def run(tasks=T.TASKS, betas=BETAS, out: str | Path = "runs/tasks", quick: bool 
                 smeta["train_seconds"] = round(time.time() - tic, 1)
                 save_task(spath, snet, smeta)
             res = evaluate_task(task, student_predictor(snet), val, limit, progress)
-            shared = sum(p.numel() for m in (student.encoder, student.entropy_bottleneck) for p in m.parameters())
             retrained = sum(p.numel() for m in _parts(snet).values() for p in m.parameters())
             _write(out, name, _point(task, "entropic", "beta", beta, res, hw, header_bytes=entropy.HEADER_BYTES,
-                                     payload_digest=smeta["payload_digest"], device_parameters=shared,
+                                     payload_digest=smeta["payload_digest"],
+                                     device_parameters=student.device_parameters(),
                                      retrained_parameters=retrained, train_seconds=smeta.get("train_seconds"),
                                      recipe=_recipe(smeta["train"]), checkpoint=spath.name))
             print(f"{task} β={beta:g}: " + ", ".join(f"{k} {res[k]:.2f}" for k in METRICS[task]))
@@ -512,20 +513,13 @@ def collect(out: str | Path = "runs/tasks", dest: Path | None = None) -> Path:
                      "pixel_accuracy": "% of pixels"},
            "made_by": "minist tasks && minist tasks --ship", "torch": torch.__version__, "points": points}
     dest = dest or data_dir() / RESULTS_FILE
-    checkpoint.atomic_write_bytes(dest, lambda f: f.write(json.dumps(doc, indent=1).encode()))
-    return dest
+    return checkpoint.write_json(dest, doc)
 
 
 def ship(out: str | Path = "runs/tasks") -> list[Path]:
-    """Copy the task teachers and students to ``data/`` and write the results JSON there."""
-    import shutil
-    out, copied = Path(out), []
-    for p in sorted(out.glob("task_*_mini_*.pt")):
-        dest = data_dir() / p.name
-        shutil.copyfile(p, dest)
-        copied.append(dest)
-    copied.append(collect(out))
-    return copied
+    """Copy the task teachers and students to ``data/`` (atomically) and write the results JSON there."""
+    copied = [checkpoint.atomic_copy(p, data_dir() / p.name) for p in sorted(Path(out).glob("task_*_mini_*.pt"))]
+    return copied + [collect(out)]
 
 
 __all__ = ["TaskTrainConfig", "train_task_teacher", "train_task_student", "evaluate_task", "payload_digest",

@@ -237,3 +237,22 @@ def test_sweep_cli_quick(tmp_path, capsys):
     assert {p["method"] for p in doc["points"]} == {"jpeg", "webp", "crbq"}
     assert main(["sweep", "--parts", "bogus", "--out", str(tmp_path)]) == 2
     assert "unknown sweep parts" in capsys.readouterr().err
+
+
+def test_sweep_ship_copies_each_swept_student_into_data(tmp_path, monkeypatch):
+    """`minist sweep --ship`: every entropic point's checkpoint → data/student_mini_beta<β>.pt (atomic copy)."""
+    from minist import sweep
+    data = tmp_path / "data"
+    data.mkdir()
+    monkeypatch.setattr(sweep, "data_dir", lambda: data)
+    ck = tmp_path / "student-0.3" / "student.pt"
+    ck.parent.mkdir()
+    ck.write_bytes(b"weights")
+    (tmp_path / "points").mkdir()
+    (tmp_path / "points" / "entropic-0.3.json").write_text(json.dumps({"value": 0.3, "checkpoint": str(ck)}))
+    assert sweep.ship_students(tmp_path) == [data / "student_mini_beta0.3.pt"]
+    assert (data / "student_mini_beta0.3.pt").read_bytes() == b"weights"
+    assert not list(data.glob("*.tmp"))
+    ck.unlink()
+    with pytest.raises(FileNotFoundError, match="rerun `minist sweep --parts students`"):
+        sweep.ship_students(tmp_path)

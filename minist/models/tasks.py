@@ -79,12 +79,12 @@ class StudentFront(nn.Module):
     (shared, frozen, always in eval mode); the decoder is this task's.
     """
 
-    def __init__(self, student, decoder: nn.Module | None = None):
+    def __init__(self, student):
         super().__init__()
         self.register_buffer("mean", student.mean.clone(), persistent=False)
         self.register_buffer("std", student.std.clone(), persistent=False)
         self.encoder, self.entropy_bottleneck = student.encoder, student.entropy_bottleneck
-        self.decoder = decoder if decoder is not None else copy.deepcopy(student.decoder)
+        self.decoder = copy.deepcopy(student.decoder)
         self.encoder.requires_grad_(False)
         self.entropy_bottleneck.requires_grad_(False)
 
