@@ -5,20 +5,33 @@ BIN := $(VENV)/bin
 # torch is pinned for the install here (it lies on this machine's disk); the package itself asks for a range.
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 NB_OUT ?= build/notebooks
+# every install goes through the tested lock (the versions CI last passed with); `make lock` refreshes it
+LOCK ?= requirements/lock.txt
 
-.PHONY: help setup tutorial lab test lint bench figures sweep teacher student data clean
+.PHONY: help setup lock tutorial lab test lint bench figures sweep teacher student data clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed ## create .venv and install minist with its dev tools (once)
+setup: $(VENV)/.installed ## create .venv and install minist with its dev tools from the lock (once)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install $(TORCH_PIN)
-	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -q -c $(LOCK) --upgrade pip
+	$(BIN)/python -m pip install -c $(LOCK) $(TORCH_PIN)
+	$(BIN)/python -m pip install -c $(LOCK) -e ".[dev]"
 	touch $@
+
+lock: ## refresh requirements/lock.txt with the newest releases the ranges allow (scratch venv); then `make test`
+	rm -rf build/lock-venv
+	$(PY) -m venv build/lock-venv
+	build/lock-venv/bin/python -m pip install -q --upgrade pip
+	build/lock-venv/bin/python -m pip install -q $(TORCH_PIN)
+	build/lock-venv/bin/python -m pip install -q -e ".[dev]"
+	{ sed -n '/^#/p' $(LOCK); build/lock-venv/bin/python -m pip freeze --all --exclude-editable | grep -v '^minist'; } \
+		> $(LOCK).new && mv $(LOCK).new $(LOCK)
+	rm -rf build/lock-venv
+	@echo "$(LOCK) refreshed; \`rm -rf $(VENV) && make test\` checks it (a changed photo or resampler fails loudly)"
 
 tutorial: setup ## run every notebook top to bottom (offline default) → build/notebooks/*.ipynb and *.html
 	$(BIN)/minist notebooks --out $(NB_OUT)

@@ -172,3 +172,89 @@ def test_raw_fashion_mnist_for_tests():
     ds = mdata.load("fashion-mnist", split="val")
     x, y = ds[0]
     assert x.shape == (3, 28, 28) and 0 <= int(y) < 10
+
+
+# ---- a val set that is byte-identical on every machine (data/README.md) ----------------------------
+def test_shipped_val_sets_render_identically_into_an_empty_cache(tmp_path, monkeypatch):
+    """Rendered from nothing, the val images equal the ones every shipped number was measured on."""
+    import json
+
+    from minist import pretrained, tasks
+    from minist.sweep import val_set
+    from minist.utils import data_dir
+    monkeypatch.setenv("MINIST_CACHE", str(tmp_path / "empty"))
+    digest = val_set().digest()
+    results = json.loads((data_dir() / "results_mini.json").read_text())
+    assert digest == results["val_set"]["sha256"]
+    assert digest == pretrained.teacher("mini", with_meta=True)[1]["val_set"]["sha256"]
+    assert digest == pretrained.student("mini", with_meta=True)[1]["val_set"]["sha256"]
+    assert list((tmp_path / "empty" / "fashion-on-photos").glob("val-classification-128px-*.pt"))
+    assert val_set().digest() == digest   # served from the cache file
+    scenes = json.loads((data_dir() / "results_tasks_mini.json").read_text())["val_set"]
+    assert tasks.val_scenes().digest() == scenes["sha256"]
+
+
+_RENDER_200 = """
+import hashlib
+from minist.data.synth import FashionOnPhotos
+g, h = FashionOnPhotos("val", "classification"), hashlib.sha256()
+for i in range(200):
+    h.update(g.render(i)[0].tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_rendering_does_not_depend_on_the_blas_kernel():
+    """OpenBLAS picks a kernel per CPU; forcing another one must not change a pixel (v1's `@` changed 22 of 2000)."""
+    import os
+    import subprocess
+    import sys
+    out = {}
+    for core in ("", "Prescott"):
+        env = {**os.environ, "OPENBLAS_CORETYPE": core} if core else dict(os.environ)
+        out[core] = subprocess.run([sys.executable, "-c", _RENDER_200], env=env, capture_output=True, text=True,
+                                   check=True).stdout.strip()
+    assert len(out[""]) == 64 and out[""] == out["Prescott"]
+
+
+@pytest.fixture
+def _fresh_photo_checks():
+    from minist.data import synth
+    photos.load_photo.cache_clear()
+    synth.check_renderer.cache_clear()
+    yield
+    photos.load_photo.cache_clear()
+    synth.check_renderer.cache_clear()
+
+
+def test_a_photo_that_decodes_differently_is_refused_by_name(monkeypatch, _fresh_photo_checks):
+    monkeypatch.setitem(photos.PHOTO_SHA256, "moon", "0" * 16)
+    monkeypatch.delenv(photos.ALLOW_DRIFT_ENV, raising=False)
+    with pytest.raises(photos.PhotoMismatchError, match=r"'moon' \(moon.png, scikit-image .*Pillow .*make setup"):
+        FashionOnPhotos("val", "classification", **SMALL)
+    photos.load_photo.cache_clear()
+    monkeypatch.setenv(photos.ALLOW_DRIFT_ENV, "1")   # the documented way round it: a warning, and a new cache key
+    with pytest.warns(UserWarning, match="'moon'"):
+        drift = FashionOnPhotos("val", "classification", **SMALL)
+    assert drift.cache_key() == FashionOnPhotos("val", "classification", **SMALL).cache_key()
+    assert np.array_equal(drift.render(0)[0], FashionOnPhotos("val", "classification", **SMALL).render(0)[0])
+
+
+def test_a_resampler_that_differs_is_refused(monkeypatch, _fresh_photo_checks):
+    from minist.data import synth
+    monkeypatch.setattr(synth, "RENDER_PROBE_SHA256", "0" * 16)
+    monkeypatch.delenv(photos.ALLOW_DRIFT_ENV, raising=False)
+    with pytest.raises(photos.PhotoMismatchError, match=r"Pillow \d+.* resizes differently"):
+        FashionOnPhotos("train", "classification", **SMALL)
+
+
+def test_cache_key_changes_with_the_renderer_and_its_inputs(monkeypatch):
+    from minist.data import synth
+    ds = FashionOnPhotos("val", "classification", **SMALL)
+    key = ds.cache_key()
+    monkeypatch.setattr(synth, "RENDERER_VERSION", synth.RENDERER_VERSION + 1)
+    assert ds.cache_key() != key
+    monkeypatch.undo()
+    ds.photos = [ds.photos[0].copy()] + ds.photos[1:]
+    ds.photos[0][0, 0, 0] ^= 1   # a photo that decoded one level differently
+    assert ds.cache_key() != key

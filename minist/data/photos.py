@@ -5,15 +5,26 @@ matplotlib's sample data hold a few real photographs and textures. Fashion-on-
 Photos pastes objects on random crops of them. Train and validation use
 *different* photos, so a model cannot memorise a validation background.
 Validation photos are all PNG: their decoded pixels do not depend on the JPEG
-decoder's version, so the cached validation set is the same on every machine.
+decoder's version.
+
+Every photo's decoded pixels are checked against :data:`PHOTO_SHA256`, the digests
+the shipped val set and training stream were rendered from. A photo that decodes
+differently (another scikit-image release replaced the file, another Pillow or
+libjpeg decodes a JPEG differently) raises :class:`PhotoMismatchError`, which names
+the photo, so a changed input never silently changes the images (data/README.md,
+"A val set that is byte-identical on every machine").
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import warnings
 from functools import cache
 from pathlib import Path
 
 import numpy as np
+import PIL
 from PIL import Image
 
 # name -> (package, file inside that package's data folder)
@@ -38,6 +49,18 @@ PHOTOS = {
     "gravel": ("skimage", "gravel.png"),
     "moon": ("skimage", "moon.png"),
 }
+# name -> SHA-256 (first 16 hex digits) of the decoded uint8 RGB pixels, as shipped (Pillow 13.0.0,
+# scikit-image 0.26.0, scikit-learn 1.9.1, matplotlib 3.11.2: requirements/lock.txt)
+PHOTO_SHA256 = {
+    "astronaut": "a8c429c18afa7b0f", "coffee": "0ce2b51640b9c95f", "camera": "13e2b4aa92cb1649",
+    "brick": "3501e216fb0968c3", "grass": "c7ca5c984d6b5a27", "coins": "aaecc2ad43bd43e2",
+    "rocket": "3d4435cc745752b7", "hubble": "9a3ea9548188f81e", "retina": "3670e389d0dae9f7",
+    "china": "e701459344fd6979", "flower": "3202904ed246795b", "grace_hopper": "f7f982de68dd296a",
+    "chelsea": "416b729128bfb2c3", "ihc": "c5b3ef509a92f16d", "motorcycle": "ca829467c1d4f427",
+    "gravel": "e73bd88250cbfd7f", "moon": "a641c47851a3252e",
+}
+# set to 1 to render from photos that decode differently anyway (a warning instead of an error)
+ALLOW_DRIFT_ENV = "MINIST_ALLOW_PHOTO_DRIFT"
 SPLITS = {
     "train": ("astronaut", "coffee", "camera", "brick", "grass", "coins", "rocket", "hubble",
               "retina", "china", "flower", "grace_hopper"),
@@ -71,12 +94,41 @@ def photo_path(name: str) -> Path:
     return path
 
 
+class PhotoMismatchError(RuntimeError):
+    """A background photo decodes to other pixels than the ones every shipped image was rendered from."""
+
+
+def _versions(package: str) -> str:
+    import importlib.metadata as md
+    dist = {"skimage": "scikit-image", "sklearn": "scikit-learn", "matplotlib": "matplotlib"}[package]
+    return f"{dist} {md.version(dist)}, Pillow {PIL.__version__}"
+
+
+def photo_digest(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()[:16]
+
+
 @cache
 def load_photo(name: str) -> np.ndarray:
-    """One background photo as uint8 RGB (H, W, 3); greyscale photos become 3 equal channels."""
-    with Image.open(photo_path(name)) as im:
+    """One background photo as uint8 RGB (H, W, 3); greyscale photos become 3 equal channels.
+
+    Raises :class:`PhotoMismatchError` if its pixels differ from the shipped ones (:data:`PHOTO_SHA256`),
+    unless ``MINIST_ALLOW_PHOTO_DRIFT=1``.
+    """
+    path = photo_path(name)
+    with Image.open(path) as im:
         arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
     arr.setflags(write=False)
+    got, expected = photo_digest(arr), PHOTO_SHA256[name]
+    if got != expected:
+        msg = (f"background photo {name!r} ({path.name}, {_versions(PHOTOS[name][0])}) decodes differently on "
+               f"this machine: sha256 {got}…, expected {expected}…. Every shipped image and result was rendered "
+               f"from the expected pixels. Install the tested versions with `make setup` (or `pip install -c "
+               f"requirements/lock.txt -e .`); to render from these pixels anyway (the images will differ from "
+               f"the shipped ones), set {ALLOW_DRIFT_ENV}=1.")
+        if os.environ.get(ALLOW_DRIFT_ENV) != "1":
+            raise PhotoMismatchError(msg)
+        warnings.warn(msg, stacklevel=2)
     return arr
 
 

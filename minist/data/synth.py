@@ -2,7 +2,12 @@
 
 The offline default of minist (DESIGN §5). Every sample is a pure function of
 ``(seed, split, epoch, index)``: NumPy's PCG64 generator is the same on every
-machine, so the validation set is byte-identical everywhere and can be cached.
+machine, and the rendering below uses only operations whose result is the same
+on every machine (elementwise IEEE float32 arithmetic in a fixed order, NumPy's
+fixed pairwise sums, Pillow's integer resampling; never BLAS, whose kernels
+round differently on different CPUs). So the validation set is byte-identical
+everywhere and can be cached; :func:`check_renderer` and the photo digests
+(:mod:`minist.data.photos`) refuse to render when a library would change that.
 
 * ``task="classification"``: one object per image; the label is its class (0–9).
 * ``task="detection"``: 1–4 objects; the target holds ``boxes`` (N, 4) xyxy,
@@ -17,18 +22,25 @@ the val photos (:mod:`minist.data.photos`).
 from __future__ import annotations
 
 import hashlib
+import os
+import warnings
 from dataclasses import asdict, dataclass
+from functools import cache
 
 import numpy as np
+import PIL
 import torch
 from PIL import Image
 
 from ..checkpoint import atomic_write_bytes, fingerprint
 from ..utils import cache_dir, data_dir
 from .fashion import CLASSES, SUBSET_FILE, load_fashion_mnist
-from .photos import load_photo, split_photos
+from .photos import ALLOW_DRIFT_ENV, PhotoMismatchError, load_photo, photo_digest, split_photos
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 1   # seeds every sample's generator: changing it changes every image
+# The rendering code's version, part of every cache key: bump it whenever a change to this file changes a pixel,
+# so a cache rendered by older code is never reused. 2: BLAS-free luma (v1's `@` differed between CPUs).
+RENDERER_VERSION = 2
 TASKS = ("classification", "detection")
 SPLITS = {"train": 0, "val": 1}
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -63,6 +75,61 @@ def _resize(arr: np.ndarray, side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(arr).resize((side, side), Image.BILINEAR, reducing_gap=2.0))
 
 
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    """uint8 luma (Pillow's integer ITU-R 601-2 "L" conversion)."""
+    return np.asarray(Image.fromarray(rgb).convert("L"))
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of float32 RGB (..., 3): float32 products, summed left to right.
+
+    Elementwise on purpose: ``rgb @ _LUMA`` goes through BLAS, and OpenBLAS picks a kernel per CPU (with
+    or without fused multiply-adds), so the last bit, and after rounding a pixel, differed between machines.
+    This order reproduces, on every CPU, what the AVX2 kernel computed for the shipped val set.
+    """
+    return (rgb[..., 0] * _LUMA[0] + rgb[..., 1] * _LUMA[1]) + rgb[..., 2] * _LUMA[2]
+
+
+def _colour_luma(rgb: np.ndarray) -> float:
+    """Luma of one float32 colour (3,): float32 products summed in float64, rounded to float32.
+
+    Bit-for-bit what OpenBLAS's AVX2 ``sdot`` returned for ``hue @ _LUMA`` in the shipped val set.
+    """
+    p = (rgb * _LUMA).astype(np.float64)
+    return float(np.float32((p[0] + p[1]) + p[2]))
+
+
+# SHA-256 (16 hex) of the probe images below after _resize and _grey, with Pillow 13.0.0 (requirements/lock.txt)
+RENDER_PROBE_SHA256 = "02873e11c1bb4d5a"
+
+
+def render_probe() -> str:
+    """Digest of Pillow's resampling and grey conversion on a fixed pseudo-random image, in the ways we use them."""
+    rng = np.random.default_rng(1234)
+    rgb = rng.integers(0, 256, size=(389, 389, 3), dtype=np.uint8)
+    h = hashlib.sha256()
+    for crop, side in ((389, 128), (250, 128), (128, 128), (97, 64), (60, 23)):   # down (with reducing_gap), same
+        h.update(_resize(np.ascontiguousarray(rgb[:crop, :crop]), side).tobytes())
+        h.update(_resize(_grey(np.ascontiguousarray(rgb[:crop, :crop])), side).tobytes())
+    for side in (20, 28, 57, 102):   # objects: 28 px Fashion-MNIST up or down to their pasted size
+        h.update(_resize(np.ascontiguousarray(rgb[:28, :28, 0]), side).tobytes())
+    return h.hexdigest()[:16]
+
+
+@cache
+def check_renderer() -> None:
+    """Refuse to render when this Pillow resamples differently from the one the shipped images were made with."""
+    got = render_probe()
+    if got != RENDER_PROBE_SHA256:
+        msg = (f"Pillow {PIL.__version__} resizes differently from the version every shipped image was rendered "
+               f"with (probe sha256 {got}…, expected {RENDER_PROBE_SHA256}…). Install the tested versions with "
+               f"`make setup` (or `pip install -c requirements/lock.txt -e .`); to render anyway (the images will "
+               f"differ from the shipped ones), set {ALLOW_DRIFT_ENV}=1.")
+        if os.environ.get(ALLOW_DRIFT_ENV) != "1":
+            raise PhotoMismatchError(msg)
+        warnings.warn(msg, stacklevel=2)
+
+
 def _random_crop(rng: np.random.Generator, photo: np.ndarray, side: int, lo: int, hi: int) -> np.ndarray:
     """A random square crop of ``lo``…``hi`` px (clipped to the photo), resized to ``side``."""
     h, w = photo.shape[:2]
@@ -90,9 +157,10 @@ class FashionOnPhotos(torch.utils.data.Dataset):
         fm = load_fashion_mnist(cfg.fashion)
         key = "train" if split == "train" else "test"
         self.objects, self.object_labels = fm[f"{key}_images"], fm[f"{key}_labels"]
+        check_renderer()
         self.photos = [load_photo(n) for n in split_photos(split)]
         # greyscale copies of the photos, for textures
-        self._grey = [np.asarray(Image.fromarray(p).convert("L")) for p in self.photos]
+        self._grey = [_grey(p) for p in self.photos]
         self.length = cfg.train_length if split == "train" else cfg.val_length
 
     def __len__(self) -> int:
@@ -135,14 +203,14 @@ class FashionOnPhotos(torch.utils.data.Dataset):
         side = alpha.shape[0]
         region = img[y:y + side, x:x + side]
         w = alpha.sum() + 1e-6
-        bg_luma = float((region @ _LUMA * alpha).sum() / w)
+        bg_luma = float((_luma(region) * alpha).sum() / w)
         shade_mean = float((shade * alpha).sum() / w)
         if bg_luma > 0.5:
             target = rng.uniform(0.05, max(0.06, bg_luma - 0.3))
         else:
             target = rng.uniform(min(bg_luma + 0.3, 0.94), 0.95)
         hue = rng.uniform(0.15, 1.0, size=3).astype(np.float32)
-        tint = hue * (target / max(float(hue @ _LUMA) * shade_mean, 1e-3))
+        tint = hue * (target / max(_colour_luma(hue) * shade_mean, 1e-3))
         look = np.clip(shade[..., None] * tint, 0.0, 1.0)
         a = alpha[..., None]
         img[y:y + side, x:x + side] = region * (1.0 - a) + look * a
@@ -204,7 +272,9 @@ class FashionOnPhotos(torch.utils.data.Dataset):
             source = hashlib.sha256((data_dir() / SUBSET_FILE).read_bytes()).hexdigest()[:16]
         config = asdict(self.config)   # the other split's length does not change these images
         config.pop("val_length" if self.split == "train" else "train_length")
-        return fingerprint(GENERATOR_VERSION, self.split, self.task, self.epoch, config, source)
+        inputs = [photo_digest(p) for p in self.photos] + [render_probe()]   # what the pixels were made from
+        return fingerprint(GENERATOR_VERSION, RENDERER_VERSION, self.split, self.task, self.epoch, config, source,
+                           inputs)
 
 
 def _target_to_torch(t: dict) -> dict:
