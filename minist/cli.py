@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import sys
 import time
 from pathlib import Path
@@ -112,9 +113,18 @@ def cmd_serve(args) -> int:
 
     from .data.fashion import CLASSES
     from .split import SplitServer
-    _, server_part = _student_from(args).split()
+    student = _student_from(args)
+    _, server_part = student.split()
+    sizes = None
+    if args.input_size:
+        for size in args.input_size:
+            if not 32 <= size <= 4096:
+                raise ValueError(f"--input-size must be in 32…4096 px, got {size}")
+        sizes = {student.latent_size(size) for size in args.input_size}
     server = SplitServer(server_part, host=args.host, port=args.port, max_frame=args.max_frame,
-                         timeout=args.timeout, classes=CLASSES)
+                         timeout=args.timeout, classes=CLASSES, latent_sizes=sizes,
+                         max_connections=args.max_connections, idle_timeout=args.idle_timeout,
+                         lifetime=args.lifetime)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}, reachable from other machines", file=sys.stderr)
     print(f"minist server: decoder + layer2…head on {args.host}:{args.port} (Ctrl-C to stop)", flush=True)
@@ -264,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .tasks import TaskTrainConfig
     from .train import StudentTrainConfig, TeacherTrainConfig
     p = argparse.ArgumentParser(prog="minist", description="minist: supervised compression for split computing")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line)")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train-teacher", help="train the mini teacher on Fashion-on-Photos")
@@ -285,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--checkpoint", default=None, help="a student checkpoint instead of a shipped one")
     sv.add_argument("--max-frame", type=int, default=1 << 20, help="largest accepted frame in bytes")
     sv.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a frame")
+    sv.add_argument("--input-size", type=int, nargs="+", default=None,
+                    help="image sizes whose latents are decoded (default: the model's training size)")
+    sv.add_argument("--max-connections", type=int, default=64, help="clients served at once; more are refused")
+    sv.add_argument("--idle-timeout", type=float, default=60.0, help="close a connection after this many s "
+                    "without a request (PINGs do not count)")
+    sv.add_argument("--lifetime", type=float, default=600.0, help="close any connection after this many s")
     sv.set_defaults(fn=cmd_serve)
 
     se = sub.add_parser("send", help="run the device half: encode val images and send them to a server")
@@ -366,14 +383,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# what a user's input can cause (a bad flag value, a missing or damaged file, a busy port, a server that refuses):
+# one line on stderr and exit code 2; `minist --debug …` shows the traceback instead
+USER_ERRORS = (ValueError, TypeError, KeyError, OSError, OverflowError, RuntimeError)
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     args = build_parser().parse_args(argv)
     if args.command == "data" and args.action == "show" and args.out is None:
         args.out = "samples.png"
     try:
         return args.fn(args) or 0
-    except (ValueError, FileNotFoundError, TypeError, ConnectionError) as e:
-        print(f"minist: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("minist: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        text = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
+            text = f"port already in use ({text}); pick another with --port, or stop the other server"
+        print(f"minist: error: {text} (run with --debug for the traceback)", file=sys.stderr)
         return 2
 
 

@@ -18,7 +18,6 @@ every string but the last (uint32 each), then the rANS strings CompressAI produc
 
 from __future__ import annotations
 
-import json
 import struct
 import time
 from dataclasses import asdict, dataclass
@@ -164,7 +163,7 @@ def train_image_codec(cfg: ImageCodecConfig, progress: bool = True):
     meta = {"config": asdict(cfg), "history": history, "train_images": seen, "train_seconds": time.time() - tic}
     checkpoint.save(out / "codec.pt", kind="image-codec", config=asdict(cfg), state_dict=model.state_dict(),
                     meta=meta)
-    (out / "history.json").write_text(json.dumps(history, indent=1))
+    checkpoint.write_json(out / "history.json", history)
     return model, meta
 
 

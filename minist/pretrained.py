@@ -56,6 +56,16 @@ def betas(preset: str = "mini") -> list[float]:
     return _shipped_betas(f"student_{preset}")
 
 
+def _as_beta(beta) -> float:
+    """β as a float: ``0.02``, ``"0.02"`` and ``"2e-2"`` name the same student."""
+    if isinstance(beta, bool):
+        raise TypeError(f"β must be a number, got {beta!r}")
+    try:
+        return float(beta)
+    except (TypeError, ValueError):
+        raise TypeError(f"β must be a number such as 0.02, got {beta!r}") from None
+
+
 def student(preset: str = "mini", beta: float | None = None, with_meta: bool = False):
     """A shipped Entropic Student (eval mode, coding tables built); ``beta=None`` → the default β."""
     from .train import load_student
@@ -63,6 +73,7 @@ def student(preset: str = "mini", beta: float | None = None, with_meta: bool = F
     shipped = betas(preset)
     if beta is None:
         beta = DEFAULT_BETA.get(preset)
+    beta = _as_beta(beta)
     if beta not in shipped:
         raise FileNotFoundError(f"no shipped {preset} student at β = {beta}; shipped: {shipped or 'none'}. "
                                 "Train one with `minist train-student --beta B --ship`.")
@@ -122,7 +133,7 @@ def task_student(task: str, beta: float | None = None, preset: str = "mini", wit
     frozen, with this task's decoder, FPN and head. ``beta=None`` → the default β."""
     from . import tasks
     shipped = task_betas(task, preset)
-    beta = DEFAULT_BETA.get(preset) if beta is None else beta
+    beta = _as_beta(DEFAULT_BETA.get(preset) if beta is None else beta)
     if beta not in shipped:
         raise FileNotFoundError(f"no shipped {preset} {task} student at β = {beta}; shipped: {shipped or 'none'}. "
                                 "Make them with `minist tasks && minist tasks --ship`.")

@@ -118,7 +118,7 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     mcfg = model_config or TeacherConfig.preset_config("mini", image_size=cfg.image_size)
-    (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "model": mcfg.to_dict()}, indent=1))
+    checkpoint.write_json(out / "config.json", {"train": asdict(cfg), "model": mcfg.to_dict()})
     model = Teacher(mcfg).to(device).to(memory_format=torch.channels_last)
 
     dcfg = cfg.data_config()
@@ -185,7 +185,7 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
             "train_seconds": sum(h["seconds"] for h in history), "wall_seconds": time.time() - t0,
             "device": str(device), "torch": str(torch.__version__)}
     save_teacher(out / "teacher.pt", model, meta)
-    (out / "history.json").write_text(json.dumps(history, indent=1))
+    checkpoint.write_json(out / "history.json", history)
     return model.eval(), meta
 
 
@@ -198,7 +198,8 @@ def load_teacher(path) -> tuple[Teacher, dict]:
     """A teacher from a weights-only checkpoint, in eval mode, with its metadata."""
     ck = checkpoint.load(path, kind="teacher")
     model = Teacher(TeacherConfig.from_dict(ck["config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+    checkpoint.load_weights(model, {k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()},
+                            path)
     return model.eval(), ck["meta"]
 
 
@@ -399,7 +400,7 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     if main:
-        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        checkpoint.write_json(out / "config.json", asdict(cfg))
     teacher = teacher.to(device).eval().requires_grad_(False)
     student = build_student(cfg, teacher)
     if cfg.init_from:
@@ -538,7 +539,7 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
         meta["stage1_val"] = json.loads((out / "stage1_val.json").read_text())
     if main:
         save_student(out / "student.pt", student, meta)
-        (out / "history.json").write_text(json.dumps(history, indent=1))
+        checkpoint.write_json(out / "history.json", history)
     distributed.barrier()
     return student, meta
 
@@ -556,7 +557,8 @@ def load_student(path):
     ck = checkpoint.load(path, kind="student")
     teacher = Teacher(TeacherConfig.from_dict(ck["config"]["teacher"]))
     student = EntropicStudent(teacher, BottleneckConfig(**ck["config"]["bottleneck"]))
-    student.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()})
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in ck["state_dict"].items()}
+    checkpoint.load_weights(student, weights, path)
     student.stage = 2
     for name in ("encoder", "entropy_bottleneck"):
         getattr(student, name).requires_grad_(False)

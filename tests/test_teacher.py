@@ -43,13 +43,22 @@ def test_config_round_trip():
 @pytest.mark.parametrize("x, err, match", [
     (torch.rand(3, 128, 128), ValueError, "unsqueeze"),
     (torch.rand(1, 1, 128, 128), ValueError, r"\(B, 3, H, W\)"),
-    ((torch.rand(1, 3, 128, 128) * 255).to(torch.uint8), TypeError, "float images"),
+    ((torch.rand(1, 3, 128, 128) * 255).to(torch.int32), TypeError, "float images"),
+    (torch.rand(1, 3, 128, 128) * 255, ValueError, "divide by 255"),
+    (torch.full((1, 3, 64, 64), float("nan")), ValueError, "NaN or Inf"),
     (torch.rand(1, 3, 16, 16), ValueError, "at least 32"),
     ([[0.0]], TypeError, "torch.Tensor"),
 ])
 def test_bad_images_get_clear_errors(x, err, match):
     with pytest.raises(err, match=match):
         build_teacher("mini")(x)
+
+
+def test_uint8_images_are_divided_by_255():
+    t = build_teacher("mini").eval()
+    u8 = (torch.rand(1, 3, 64, 64) * 255).round().to(torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(t(u8), t(u8.float() / 255))
 
 
 def test_unknown_preset_and_stage():

@@ -70,8 +70,11 @@ def pack(z: torch.Tensor) -> bytes:
     return body + struct.pack(">I", zlib.crc32(body))
 
 
-def unpack(data: bytes, channels: int) -> torch.Tensor:
-    """Bytes from :func:`pack` → the dequantised latent (1, C, h, w); bad bytes raise ``PayloadError``."""
+def unpack(data: bytes, channels: int, latent_sizes=None) -> torch.Tensor:
+    """Bytes from :func:`pack` → the dequantised latent (1, C, h, w); bad bytes raise ``PayloadError``.
+
+    ``latent_sizes``: the (h, w) the caller accepts; ``None`` accepts any.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise PayloadError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -84,6 +87,10 @@ def unpack(data: bytes, channels: int) -> torch.Tensor:
         raise PayloadError("CRC mismatch: the message was corrupted or truncated in transit")
     if c != channels:
         raise PayloadError(f"message has C = {c} channels, this model decodes C = {channels}")
+    if latent_sizes is not None and (h, w) not in latent_sizes:
+        raise PayloadError(f"latent size {h}×{w} is not one this model accepts here ({sorted(latent_sizes)})")
+    if not (np.isfinite(lo) and np.isfinite(step) and 0 < step < 1e30):
+        raise PayloadError(f"the quantiser's lo = {lo} and step = {step} must be finite, with step > 0")
     n = c * h * w
     if len(data) != HEADER_BYTES + n:
         raise PayloadError(f"message length {len(data)} B does not match its header ({HEADER_BYTES} + {n} B)")
@@ -143,3 +150,7 @@ class CRBQServerPart(ServerPart):
 
     def from_bytes(self, data: bytes) -> torch.Tensor:
         return unpack(data, self.channels)
+
+    def decoder_for_strangers(self, latent_sizes):
+        """Raw bytes need no entropy decoder: the strict header and length checks are the whole guard."""
+        return lambda data: unpack(data, self.channels, latent_sizes)

@@ -20,6 +20,13 @@ Wire format (version 1), all integers big-endian::
     12+n    4     CRC-32 of bytes 0 … 12+n−1
 
 The 16 header/trailer bytes are ours and are reported apart from the payload.
+
+A header can lie (the CRC and the fingerprint are public), so :func:`parse` checks
+everything it can before any decoding: C against the model, the latent size against
+the sizes the caller accepts (``latent_sizes``), and the body's length against what
+rANS can produce for that many symbols (:func:`payload_bounds`). CompressAI's decoder
+still trusts the body; bytes from strangers go through
+:class:`minist.models.sandbox.SandboxedDecoder` (what ``minist serve`` uses).
 """
 
 from __future__ import annotations
@@ -35,6 +42,11 @@ MAGIC = b"MN"
 VERSION = 1
 _HEAD = struct.Struct(">2sBBHH4s")   # magic, version, C, h, w, fingerprint
 HEADER_BYTES = _HEAD.size + 4        # + CRC-32 trailer = 16
+PRECISION_BITS = 16                  # CompressAI's CDF precision: an in-range symbol costs at most 16 bits
+BYPASS_BITS = 16 + 4 * 9             # an out-of-range one: the escape symbol + ≤ 9 four-bit chunks (int32 values)
+# |symbol| this format carries. CompressAI's encoder loops forever on symbols near ±2³¹ (its bypass length
+# loop shifts a negative number), so larger ones (a NaN or Inf latent, a forged stream) are refused first.
+MAX_SYMBOL = 1 << 24
 
 
 class PayloadError(ValueError):
@@ -77,14 +89,22 @@ def compress(eb: EntropyBottleneck, z: torch.Tensor) -> bytes:
         raise ValueError(f"latent has {c} channels, the entropy model {eb.channels}")
     if not (0 < h < 65536 and 0 < w < 65536):
         raise ValueError(f"latent size {h}×{w} does not fit the wire format")
-    payload = eb.compress(z)[0]
+    payload = payload_of(eb, z)
     head = _HEAD.pack(MAGIC, VERSION, c, h, w, table_fingerprint(eb))
     body = head + payload
     return body + struct.pack(">I", zlib.crc32(body))
 
 
-def parse(data: bytes, eb: EntropyBottleneck) -> tuple[bytes, tuple[int, int]]:
-    """Check a message against this model; return its rANS payload and latent size, or raise PayloadError."""
+def payload_bounds(symbols: int) -> tuple[int, int]:
+    """Fewest and most bytes CompressAI's rANS writes for ``symbols`` symbols (32-bit words, 8-byte flush)."""
+    return 8, 8 + 4 * (-(-symbols * BYPASS_BITS // 32) + 1)
+
+
+def parse(data: bytes, eb: EntropyBottleneck, latent_sizes=None) -> tuple[bytes, tuple[int, int]]:
+    """Check a message against this model; return its rANS payload and latent size, or raise PayloadError.
+
+    ``latent_sizes``: the (h, w) the caller accepts (e.g. a server's, from its input sizes); ``None`` accepts any.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise PayloadError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -104,15 +124,44 @@ def parse(data: bytes, eb: EntropyBottleneck) -> tuple[bytes, tuple[int, int]]:
         raise PayloadError("message was made with different coding tables (another model, β or checkpoint)")
     if h == 0 or w == 0:
         raise PayloadError(f"empty latent size {h}×{w}")
-    return data[_HEAD.size:-4], (h, w)
+    if latent_sizes is not None and (h, w) not in latent_sizes:
+        raise PayloadError(f"latent size {h}×{w} is not one this model accepts here ({_sizes(latent_sizes)})")
+    payload = data[_HEAD.size:-4]
+    lo, hi = payload_bounds(c * h * w)
+    if not lo <= len(payload) <= hi or len(payload) % 4:
+        raise PayloadError(f"a {c}×{h}×{w} latent codes to {lo}…{hi} bytes in 4-byte words, "
+                           f"this body has {len(payload)}: forged or corrupt")
+    return payload, (h, w)
+
+
+def _sizes(sizes) -> str:
+    return ", ".join(f"{h}×{w}" for h, w in sorted(sizes))
+
+
+def check_symbols(eb: EntropyBottleneck, z: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless ``z`` is finite and its symbols fit the format (``|round(z − median)| < 2²⁴``)."""
+    if not torch.isfinite(z).all():
+        raise ValueError("the latent holds NaN or Inf values (were the pixels finite and in [0, 1]?)")
+    dev = (z - eb._get_medians().detach().reshape(1, -1, 1, 1)).abs().max()
+    if float(dev) >= MAX_SYMBOL:
+        raise ValueError(f"the latent reaches {float(dev):.3g} from its medians, over the format's {MAX_SYMBOL}")
+
+
+def payload_of(eb: EntropyBottleneck, z: torch.Tensor) -> bytes:
+    """The rANS payload our encoder writes for one latent (1, C, h, w) (no header)."""
+    check_symbols(eb, z)
+    return eb.compress(z)[0]
 
 
 @torch.no_grad()
-def decompress(eb: EntropyBottleneck, data: bytes) -> torch.Tensor:
-    """Bytes of one message → the decoded latent ẑ (1, C, h, w), exactly round(z − median) + median."""
+def decompress(eb: EntropyBottleneck, data: bytes, latent_sizes=None) -> torch.Tensor:
+    """Bytes of one message → the decoded latent ẑ (1, C, h, w), exactly round(z − median) + median.
+
+    In this process: for your own messages. Bytes from strangers: :class:`minist.models.sandbox.SandboxedDecoder`.
+    """
     if not is_updated(eb):
         raise RuntimeError("the entropy model has no coding tables yet: call update() first")
-    payload, (h, w) = parse(data, eb)
+    payload, (h, w) = parse(data, eb, latent_sizes)
     return eb.decompress([payload], (h, w))
 
 

@@ -24,7 +24,8 @@ from torch import nn
 
 from . import entropy
 from .bottleneck import BottleneckConfig, Decoder, Encoder
-from .teacher import Teacher, TeacherConfig, check_images
+from .sandbox import SandboxedDecoder
+from .teacher import Teacher, TeacherConfig, as_images
 
 TAIL = ("layer2", "layer3", "layer4", "head")
 CDF_BUFFERS = ["_quantized_cdf", "_offset", "_cdf_length"]
@@ -59,7 +60,7 @@ class EntropicStudent(CompressionModel):
 
     # ---- forward ---------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        check_images(x)
+        x = as_images(x)
         return self.encoder((x - self.mean) / self.std)          # (B, C, H/4 − 1, W/4 − 1)
 
     def tail(self, h: torch.Tensor, features: dict | None = None) -> torch.Tensor:
@@ -147,6 +148,12 @@ class EntropicStudent(CompressionModel):
                                       policy="resize")
         return nn.Module.load_state_dict(self, state_dict, strict=strict)
 
+    @torch.no_grad()
+    def latent_size(self, image_size: int) -> tuple[int, int]:
+        """(h, w) of the latent the device sends for an ``image_size`` × ``image_size`` image."""
+        z = self.encoder(torch.zeros(1, 3, image_size, image_size, device=self.mean.device))
+        return int(z.shape[-2]), int(z.shape[-1])
+
     def device_parameters(self) -> int:
         return sum(p.numel() for p in self.encoder.parameters()) + sum(
             p.numel() for p in self.entropy_bottleneck.parameters())
@@ -168,7 +175,8 @@ class DevicePart(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> bytes:
-        check_images(x)
+        """One image (1, 3, H, W): float in [0, 1], or uint8 (divided by 255); anything else is refused."""
+        x = as_images(x)
         if x.shape[0] != 1:
             raise ValueError(f"the device sends one image per message, got a batch of {x.shape[0]}")
         return self.to_bytes(self.encoder((x - self.mean) / self.std))
@@ -184,14 +192,20 @@ class ServerPart(nn.Module):
         self.channels = student.config.channels
         for name in TAIL:
             setattr(self, name, getattr(student, name))
+        #: what a server accepts by default: the latent of the training image size (DESIGN §5)
+        self.latent_sizes = {student.latent_size(student.teacher_config.image_size)}
         self.eval()
 
     def from_bytes(self, data: bytes) -> torch.Tensor:
         return entropy.decompress(self.entropy_bottleneck, data)
 
+    def decoder_for_strangers(self, latent_sizes):
+        """A ``bytes → ẑ`` for untrusted messages: the sandboxed, re-encoding-checked rANS decoder."""
+        return SandboxedDecoder(self.entropy_bottleneck, latent_sizes).decode
+
     @torch.no_grad()
-    def forward(self, data: bytes) -> torch.Tensor:
-        h = self.decoder(self.from_bytes(data))
+    def forward(self, data: bytes, decode=None) -> torch.Tensor:
+        h = self.decoder((decode or self.from_bytes)(data))
         for name in TAIL:
             h = getattr(self, name)(h)
         return h

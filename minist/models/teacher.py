@@ -108,7 +108,7 @@ class Teacher(nn.Module):
                 nn.init.zeros_((m.bn2 if isinstance(m, BasicBlock) else m.bn3).weight)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        check_images(x)
+        x = as_images(x)
         return (x - self.mean) / self.std
 
     def features(self, x: torch.Tensor, names=("layer1", "layer2", "layer3", "layer4", "head")) -> dict:
@@ -128,17 +128,43 @@ class Teacher(nn.Module):
         return self.features(x, ("head",))["head"]   # (B, num_classes)
 
 
+MAX_SIDE = 4096   # larger images are refused, not silently allowed to exhaust memory: resize them first
+_SLACK = 1e-3     # resampling may overshoot [0, 1] by rounding; a mistaken scale is far outside
+
+
 def check_images(x: torch.Tensor) -> None:
-    """Raise a clear error unless ``x`` is a float batch (B, 3, H, W) of images in [0, 1]."""
+    """Raise a clear error unless ``x`` is a float batch (B, 3, H, W) of finite images in [0, 1]."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor of images, got {type(x).__name__}")
     if x.dim() != 4 or x.shape[1] != 3:
         raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}; "
                          "add a batch dimension with x.unsqueeze(0)")
     if not x.is_floating_point():
-        raise TypeError(f"expected float images in [0, 1], got dtype {x.dtype}; use x.float() / 255")
+        raise TypeError(f"expected float images in [0, 1], got dtype {x.dtype}; use x.float() / 255 "
+                        "(or minist.models.teacher.as_images(x), which converts uint8)")
     if x.shape[-1] < 32 or x.shape[-2] < 32:
         raise ValueError(f"images must be at least 32×32 (the teacher downsamples by 32), got {tuple(x.shape[-2:])}")
+    if max(x.shape[-2:]) > MAX_SIDE:
+        raise ValueError(f"images must be at most {MAX_SIDE} px a side, got {tuple(x.shape[-2:])}: resize them first")
+    if x.numel() == 0:
+        raise ValueError("empty batch of images")
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if not (lo >= -_SLACK and hi <= 1 + _SLACK):    # also False for NaN
+        if not torch.isfinite(x).all():
+            raise ValueError("images hold NaN or Inf pixels; pixels must be finite values in [0, 1]")
+        hint = ("divide by 255" if hi > 1.5 else "map [−1, 1] to [0, 1] with (x + 1) / 2" if lo < -0.5
+                else "clamp them with x.clamp(0, 1)")
+        raise ValueError(f"pixels must be in [0, 1]; got min {lo:.4g}, max {hi:.4g}: {hint}")
+
+
+def as_images(x) -> torch.Tensor:
+    """``x`` as float32 images in [0, 1], checked: uint8 (0–255) is divided by 255, float64/16 become float32."""
+    if isinstance(x, torch.Tensor) and x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
+    elif isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != torch.float32:
+        x = x.float()
+    check_images(x)
+    return x
 
 
 def build_teacher(preset: str = "mini", **overrides) -> Teacher:

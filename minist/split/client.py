@@ -20,6 +20,8 @@ class SplitClient:
     def __init__(self, host: str = "127.0.0.1", port: int = 8765, channel: Channel | None = None,
                  timeout: float = 30.0, max_frame: int = P.DEFAULT_MAX_FRAME):
         self.channel, self.max_frame = channel, max_frame
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port <= 65535:
+            raise ValueError(f"port must be an integer in 1…65535, got {port!r}")
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as e:

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from .. import codecs
+from .. import checkpoint, codecs
 from .protocol import FRAME_OVERHEAD
 
 REPLY_BYTES = 64   # a RESULT frame with the label and a few logits, roughly
@@ -144,8 +144,7 @@ def export_encoder(student, example: torch.Tensor, path=None) -> dict:
     buf = io.BytesIO()
     torch.export.save(program, buf)
     if path is not None:
-        with open(path, "wb") as f:
-            f.write(buf.getvalue())
+        checkpoint.atomic_write_bytes(path, lambda f: f.write(buf.getvalue()))
     buf.seek(0)
     loaded = torch.export.load(buf).module()
     with torch.no_grad():

@@ -4,6 +4,13 @@ Safe by default: binds to 127.0.0.1, refuses frames over ``max_frame`` bytes,
 times out slow or silent clients, answers a malformed or foreign message with
 an ERROR frame and keeps serving, and serves many clients at once (asyncio;
 inference runs one request at a time in a worker thread, so memory stays bounded).
+
+Against a sender who forges headers: only the latent sizes of the accepted input
+sizes are decoded (``latent_sizes``, by default the model's training size), the rANS
+decoder runs in a process of its own with a deadline and a re-encoding check
+(:mod:`minist.models.sandbox`), any exception in a request becomes an ERROR frame, at
+most ``max_connections`` clients are served at once, and a connection ends after
+``idle_timeout`` s without a request (PINGs do not count) or ``lifetime`` s in all.
 """
 
 from __future__ import annotations
@@ -24,10 +31,17 @@ class SplitServer:
     """Run ``server_part`` (bytes → logits) behind a TCP port."""
 
     def __init__(self, server_part, host: str = "127.0.0.1", port: int = 0, max_frame: int = P.DEFAULT_MAX_FRAME,
-                 timeout: float = 10.0, classes=None):
-        self.server_part, self.host, self.port = server_part, host, port
+                 timeout: float = 10.0, classes=None, latent_sizes=None, max_connections: int = 64,
+                 idle_timeout: float = 60.0, lifetime: float = 600.0):
+        if not 0 <= int(port) <= 65535:
+            raise ValueError(f"port must be in 0…65535 (0 picks a free one), got {port}")
+        self.server_part, self.host, self.port = server_part, host, int(port)
         self.max_frame, self.timeout, self.classes = max_frame, timeout, classes
-        self.stats = {"requests": 0, "errors": 0, "connections": 0}
+        self.max_connections, self.idle_timeout, self.lifetime = max_connections, idle_timeout, lifetime
+        self.latent_sizes = set(latent_sizes or getattr(server_part, "latent_sizes", None) or ())
+        maker = getattr(server_part, "decoder_for_strangers", None)
+        self._decode = maker(self.latent_sizes or None) if maker is not None else None
+        self.stats = {"requests": 0, "errors": 0, "connections": 0, "refused": 0}
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="minist-infer")
         self._loop = self._server = self._thread = None
         self._handlers: set = set()
@@ -36,7 +50,10 @@ class SplitServer:
     def _infer(self, message: bytes) -> dict:
         tic = time.perf_counter()
         with torch.no_grad():
-            logits = self.server_part(message)[0]
+            logits = (self.server_part(message, decode=self._decode) if self._decode is not None
+                      else self.server_part(message))[0]
+        if not torch.isfinite(logits).all():
+            raise PayloadError("the message decodes to non-finite logits: refused")
         label = int(logits.argmax())
         out = {"label": label, "logits": [round(float(v), 5) for v in logits],
                "server_ms": 1000 * (time.perf_counter() - tic)}
@@ -50,13 +67,28 @@ class SplitServer:
         await writer.drain()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._handlers) >= self.max_connections:
+            self.stats["refused"] += 1
+            try:
+                await self._reply_error(writer, f"server busy: {self.max_connections} connections open; retry later")
+            except ConnectionError:
+                pass
+            writer.close()
+            return
         self.stats["connections"] += 1
         self._handlers.add(asyncio.current_task())
         loop = asyncio.get_running_loop()
+        opened = last_request = loop.time()
         try:
             while True:
+                now = loop.time()
+                if now - opened > self.lifetime or now - last_request > self.idle_timeout:
+                    why = "lifetime" if now - opened > self.lifetime else "idle time"
+                    await self._reply_error(writer, f"connection closed: over its {why} limit; reconnect")
+                    return
+                wait = min(self.timeout, self.lifetime - (now - opened), self.idle_timeout - (now - last_request))
                 try:
-                    head = await asyncio.wait_for(reader.readexactly(P.PREFIX.size), self.timeout)
+                    head = await asyncio.wait_for(reader.readexactly(P.PREFIX.size), max(wait, 0.01))
                 except asyncio.IncompleteReadError:
                     return                                   # client closed (possibly mid-prefix)
                 length, kind = P.PREFIX.unpack(head)
@@ -73,11 +105,15 @@ class SplitServer:
                     writer.write(P.encode_frame(P.PONG))
                 elif kind == P.INFER:
                     self.stats["requests"] += 1
+                    last_request = loop.time()
                     try:
                         result = await loop.run_in_executor(self._pool, self._infer, body)
                         writer.write(P.encode_frame(P.RESULT, json.dumps(result).encode()))
                     except PayloadError as e:
                         await self._reply_error(writer, f"bad payload: {e}")
+                        continue
+                    except Exception as e:   # noqa: BLE001 (whatever a request breaks, the client hears why)
+                        await self._reply_error(writer, f"server error: {type(e).__name__}: {e}")
                         continue
                 else:
                     await self._reply_error(writer, f"unexpected frame type {kind}; send INFER (1) or PING (4)")
@@ -85,7 +121,8 @@ class SplitServer:
                 await writer.drain()
         except asyncio.TimeoutError:
             try:
-                await self._reply_error(writer, f"timed out after {self.timeout} s waiting for a frame")
+                await self._reply_error(writer, f"timed out after {self.timeout} s waiting for a frame, or over "
+                                                f"the connection's idle ({self.idle_timeout} s) or lifetime limit")
             except ConnectionError:
                 pass
         except (ConnectionError, asyncio.CancelledError):   # client gone, or the server shutting down

@@ -1,0 +1,136 @@
+"""Decode untrusted bytes without trusting CompressAI's decoder: a process of its own, and a re-encoding check.
+
+Header checks (:func:`minist.models.entropy.parse`) refuse a lying latent size or a
+body of impossible length before any decoding. What they cannot rule out: a forged
+body of plausible length whose rANS stream makes CompressAI's C++ decoder read past
+its buffer (it has no bound; the bypass path for out-of-range symbols can be driven to
+read far). So the server decodes in :mod:`minist.models.rans_worker`, a small process
+that holds only the coding tables, with a memory cap and a deadline:
+
+* the process crashes (an out-of-bounds read) → ``PayloadError``, and a new process;
+* it takes longer than ``timeout`` s → killed → ``PayloadError``;
+* it returns → the symbols are **re-encoded** here, and a message whose payload is not
+  exactly what our encoder would have written for them is refused. A forged body can
+  decode to *some* latent; only the one stream our encoder makes passes, so no forged
+  message gets an answer computed from garbage.
+
+Cost per message (default student, one thread): see ``minist bench`` / the closing note of
+the hardening issue; the process starts in milliseconds because it imports no torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import select
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import entropy
+from .entropy import PayloadError
+
+WORKER = Path(__file__).with_name("rans_worker.py")
+
+
+class SandboxedDecoder:
+    """``decode(message) → ẑ (1, C, h, w)`` for one entropy bottleneck, in a separate process."""
+
+    def __init__(self, eb, latent_sizes=None, timeout: float = 5.0, max_mb: int = 512):
+        if not entropy.is_updated(eb):
+            raise RuntimeError("the entropy model has no coding tables yet: call update() first")
+        self.eb, self.latent_sizes, self.timeout, self.max_mb = eb, latent_sizes, timeout, max_mb
+        self._tables = json.dumps({
+            "cdfs": eb._quantized_cdf.tolist(), "lengths": eb._cdf_length.reshape(-1).int().tolist(),
+            "offsets": eb._offset.reshape(-1).int().tolist(), "max_mb": max_mb}).encode()
+        self._medians = eb._get_medians().detach().reshape(1, -1, 1, 1).float()
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self.restarts = 0
+
+    # ---- the worker process -----------------------------------------------------------------
+    def _start(self) -> subprocess.Popen:
+        ans = importlib.util.find_spec("compressai.ans").origin
+        proc = subprocess.Popen([sys.executable, "-I", str(WORKER), ans], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        proc.stdin.write(struct.pack("<I", len(self._tables)) + self._tables)
+        proc.stdin.flush()
+        return proc
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            for f in (self._proc.stdin, self._proc.stdout):
+                f.close()
+            self._proc = None
+            self.restarts += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._kill()
+
+    def __del__(self):
+        try:
+            self._kill()
+        except Exception:   # noqa: BLE001 (interpreter shutdown)
+            pass
+
+    def _read(self, n: int, deadline: float) -> bytes:
+        out = self._proc.stdout
+        chunks, got = [], 0
+        while got < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([out], [], [], left)[0]:
+                raise TimeoutError
+            chunk = out.read1(n - got)
+            if not chunk:
+                raise EOFError
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def _symbols(self, payload: bytes, c: int, h: int, w: int) -> np.ndarray:
+        n = c * h * w
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._kill()
+                self._proc = self._start()
+            deadline = time.monotonic() + self.timeout
+            try:
+                self._proc.stdin.write(struct.pack("<IIII", c, h, w, len(payload)) + payload)
+                self._proc.stdin.flush()
+                status = self._read(1, deadline)
+                if status == b"\0":
+                    return np.frombuffer(self._read(4 * n, deadline), dtype="<i4")
+                (k,) = struct.unpack("<I", self._read(4, deadline))
+                raise PayloadError(f"the rANS decoder refused the payload ({self._read(k, deadline).decode()})")
+            except TimeoutError:
+                self._kill()
+                raise PayloadError(f"decoding took longer than {self.timeout} s: refused") from None
+            except (EOFError, BrokenPipeError, OSError):
+                self._kill()
+                raise PayloadError("the rANS decoder crashed on this payload (a forged stream): refused") from None
+
+    # ---- one message -------------------------------------------------------------------------
+    @torch.no_grad()
+    def decode(self, data: bytes) -> torch.Tensor:
+        """A message → ẑ (1, C, h, w), or ``PayloadError``; the payload must be exactly our encoder's."""
+        payload, (h, w) = entropy.parse(data, self.eb, self.latent_sizes)
+        c = self.eb.channels
+        values = torch.from_numpy(self._symbols(payload, c, h, w).astype(np.float32)).view(1, c, h, w)
+        z_hat = values + self._medians
+        try:
+            again = entropy.payload_of(self.eb, z_hat)
+        except ValueError:
+            raise PayloadError("the payload decodes to symbols no encoder writes: forged or corrupt, refused") from None
+        if again != payload:
+            raise PayloadError("the payload is not what the encoder writes for the latent it decodes to: "
+                               "forged or corrupt, refused")
+        return z_hat
