@@ -8,7 +8,9 @@ NB_OUT ?= build/notebooks
 # every install goes through the tested lock (the versions CI last passed with); `make lock` refreshes it
 LOCK ?= requirements/lock.txt
 
-.PHONY: help setup lock tutorial lab test lint bench figures sweep teacher student data clean
+DEVICE_VENV ?= .venv-device
+
+.PHONY: help setup lock tutorial lab test test-device lint bench figures sweep teacher student data clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,11 +42,21 @@ lab: setup ## open the notebooks interactively in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
 lint: setup ## ruff
-	$(BIN)/ruff check minist tests
+	$(BIN)/ruff check minist tests device
 
-test: setup lint ## lint, the unit tests, and every notebook in quick mode
+test: setup lint ## lint, the unit tests, the torch-free device's tests, and every notebook in quick mode
 	OMP_NUM_THREADS=1 MINIST_QUICK=1 $(BIN)/python -m pytest -n 2 tests
+	$(MAKE) test-device
 	OMP_NUM_THREADS=1 MINIST_QUICK=1 $(BIN)/python -m pytest -n 2 --nbmake --nbmake-timeout=900 notebooks
+
+$(DEVICE_VENV)/.installed: device/pyproject.toml $(LOCK)
+	$(PY) -m venv $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/python -m pip install -q -c $(LOCK) --upgrade pip
+	$(DEVICE_VENV)/bin/python -m pip install -c $(LOCK) "./device[test]"
+	touch $@
+
+test-device: setup $(DEVICE_VENV)/.installed ## the device package in its own venv (no torch) against a real server
+	MINIST_MAIN_PYTHON=$(abspath $(BIN)/python) OMP_NUM_THREADS=1 $(DEVICE_VENV)/bin/python -m pytest -q device/tests
 
 bench: setup ## print the benchmark table (data speed, teacher speed and accuracy)
 	$(BIN)/minist bench

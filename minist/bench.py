@@ -307,6 +307,8 @@ def main(quick: bool = False, which: str = "all") -> int:
         return imagenette_main(quick)
     if which == "throughput":
         return throughput_main(quick)
+    if which == "device":
+        return device_main(quick)
     if which in ("all", "foundation"):
         foundation_main(quick)
     if which in ("all", "student"):
@@ -443,4 +445,96 @@ def throughput_main(quick: bool = False) -> int:
     rows = paper_throughput(batch=batch, steps=steps, warmup=warmup)
     _print_table(f"paper preset stage-1 throughput — torch {torch.__version__}"
                  f"{'' if cuda else ' (no GPU here: CPU numbers, not the target)'}{' (quick)' if quick else ''}", rows)
+    return 0
+
+
+# ---- the device without PyTorch (minist export + device/) -------------------------------------------
+def _du_mb(folder) -> float | None:
+    from pathlib import Path
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
+
+
+_DEVICE_PROBE = """
+import json, sys, time
+sys.modules["torch"] = None                  # the device process may not import torch
+from minist_device import Device
+import numpy as np
+d = Device(sys.argv[1])
+xs = np.load(sys.argv[2])
+d.encode(xs[0])
+import hashlib
+ts, sizes, digests = [], [], []
+for x in xs:
+    t = time.perf_counter(); m = d.encode(x); ts.append(time.perf_counter() - t); sizes.append(len(m))
+    digests.append(hashlib.sha256(m).hexdigest())
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")]   # ru_maxrss survives exec: not it
+print(json.dumps({"ms": 1000 * float(np.median(ts)), "bytes": float(np.mean(sizes)), "sha256": digests,
+                  "rss_mb": int(hwm[0].split()[1]) / 1024 if hwm else float("nan")}))
+"""
+
+
+def device_main(quick: bool = False, device_python: str | None = None) -> int:
+    """Bundle and environment sizes, encode + entropy-code latency (ONNX Runtime + NumPy rANS vs PyTorch eager,
+    one thread), peak RSS of the device process, payload bytes."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from . import pretrained
+    from .export import export_bundle
+    from .sweep import val_set
+    torch.set_num_threads(1)
+    import hashlib
+    n = 20 if quick else 1000
+    student = pretrained.student("mini")
+    device_part, _ = student.split()
+    val = val_set(limit=n)
+    xs = torch.stack([val[i][0] for i in range(n)])
+    device_part(xs[:1])
+    ts, digests = [], []
+    for x in xs:
+        t = time.perf_counter()
+        m = device_part(x[None])
+        ts.append(time.perf_counter() - t)
+        digests.append(hashlib.sha256(m).hexdigest())
+    torch_ms = 1000 * float(np.median(ts))
+    root = Path(__file__).resolve().parents[1]
+    device_python = device_python or os.environ.get("MINIST_DEVICE_PYTHON") or str(root / ".venv-device/bin/python")
+    with tempfile.TemporaryDirectory() as tmp:
+        export_bundle(student, Path(tmp) / "bundle")
+        bundle_kb = _du_mb(Path(tmp) / "bundle") * 1024
+        np.save(Path(tmp) / "x.npy", xs.numpy()[:, None])
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if not Path(device_python).exists():   # no device venv: run the probe here, with the device/ sources
+            device_python, env["PYTHONPATH"] = sys.executable, str(root / "device")
+        run = subprocess.run([device_python, "-c", _DEVICE_PROBE, str(Path(tmp) / "bundle"), str(Path(tmp) / "x.npy")],
+                             capture_output=True, text=True, env=env)
+    if run.returncode:
+        raise RuntimeError(f"the device probe failed: {run.stderr.strip().splitlines()[-1:]}")
+    probe = json.loads(run.stdout.strip().splitlines()[-1])
+    venv = Path(device_python).parents[1]
+    dev_mb, main_mb = _du_mb(venv) if venv.name == ".venv-device" else None, _du_mb(root / ".venv")
+    fmt = lambda v: "–" if v is None else f"{v:,.0f} MB"   # noqa: E731
+    _print_table(f"The device without PyTorch (default student, {n} val images, one thread, medians)", [
+        ("device environment (.venv-device: onnxruntime, numpy, pillow)", fmt(dev_mb)),
+        ("full environment (.venv, torch + CUDA libraries)", fmt(main_mb)),
+        ("bundle (encoder.onnx + tables.npz + manifest.json)", f"{bundle_kb:.0f} KB"),
+        ("encode + entropy code, ONNX Runtime + NumPy rANS", f"{probe['ms']:.2f} ms"),
+        ("encode + entropy code, PyTorch eager + CompressAI", f"{torch_ms:.2f} ms"),
+        ("ratio (device ÷ PyTorch)", f"{probe['ms'] / torch_ms:.2f}"),
+        (f"peak RSS of the device process (incl. the {xs.numel() * 4 / 2**20:.0f} MB of test images it holds)",
+         f"{probe['rss_mb']:.0f} MB"),
+        ("payload bytes per image", f"{probe['bytes']:.0f} B"),
+        ("payloads byte-identical to PyTorch's (so the same server predictions)",
+         f"{sum(a == b for a, b in zip(probe['sha256'], digests))}/{n}"),
+    ])
     return 0

@@ -136,6 +136,15 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export_bundle
+    manifest = export_bundle(_student_from(args), args.out, args.input_size)
+    size = sum(p.stat().st_size for p in manifest.parent.iterdir()) / 1024
+    print(f"device bundle in {manifest.parent} ({size:.0f} KB); on the device: "
+          f"pip install ./device && minist-device send IMAGE --bundle {manifest.parent}")
+    return 0
+
+
 def cmd_send(args) -> int:
     from . import data as mdata
     from .split import SplitClient, get_channel
@@ -328,9 +337,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="print the benchmark table (data, teacher, accuracy)")
     b.add_argument("which", nargs="?", default="all",
-                   choices=("all", "foundation", "student", "split", "rd", "explorer", "imagenette", "throughput"))
+                   choices=("all", "foundation", "student", "split", "rd", "explorer", "imagenette", "throughput",
+                            "device"))
     b.add_argument("--quick", action="store_true")
     b.set_defaults(fn=cmd_bench)
+
+    x = sub.add_parser("export", help="write a device bundle (ONNX encoder + coding tables) for minist-device")
+    x.add_argument("--beta", type=float, default=None, help="shipped student β (default: the default β)")
+    x.add_argument("--checkpoint", default=None, help="a student checkpoint instead of a shipped one")
+    x.add_argument("--out", default="build/bundle", help="folder to write (default build/bundle)")
+    x.add_argument("--input-size", type=int, default=None, help="image size the device encodes (default: training)")
+    x.set_defaults(fn=cmd_export)
 
     n = sub.add_parser("notebooks", help="execute every notebook top to bottom; write .ipynb and .html")
     n.add_argument("--out", default="build/notebooks")

@@ -42,15 +42,15 @@ def _forge(fp: bytes, h: int, w: int, body: bytes, c: int = 12) -> bytes:
 
 # ---- forged messages -------------------------------------------------------------------------------
 def test_forged_messages_fuzz_in_a_subprocess():
-    """~1,000 header-valid forgeries (recomputed CRC, copied fingerprint) through the server's decoder."""
-    run = subprocess.run([sys.executable, str(HELPERS / "fuzz_payloads.py"), "1000", "1"], capture_output=True,
+    """1,800 header-valid forgeries (recomputed CRC, copied fingerprint) through the server's decoder."""
+    run = subprocess.run([sys.executable, str(HELPERS / "fuzz_payloads.py"), "1800", "1"], capture_output=True,
                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, f"the decoder process died (rc {run.returncode}): {run.stderr[-2000:]}"
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["genuine_ok"]
     outcomes = {k.split(" | ")[1] for k in report["cases"]}
     assert outcomes == {"clear"}, report["cases"]
-    assert sum(report["cases"].values()) == 1000
+    assert sum(report["cases"].values()) == 1800
 
 
 def test_lying_sizes_are_refused_before_decoding(parts):

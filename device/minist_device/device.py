@@ -1,0 +1,66 @@
+"""Image → bytes on the device: ONNX Runtime encoder, rounding around the medians, rANS (NumPy)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import rans, wire
+from .bundle import Bundle
+
+
+class Device:
+    """``Device(bundle_folder).encode(image) → bytes``, one image per message, one thread by default."""
+
+    def __init__(self, bundle, threads: int = 1):
+        import onnxruntime as ort
+        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = opts.inter_op_num_threads = int(threads)
+        self.session = ort.InferenceSession(self.bundle.onnx, opts, providers=["CPUExecutionProvider"])
+        c, h, w = self.bundle.latent
+        self._channel = np.repeat(np.arange(c), h * w)
+
+    def prepare(self, image) -> np.ndarray:
+        """(H, W, 3) uint8, a PIL image or a path (resized to the bundle's input size), or (1, 3, H, W) float
+        in [0, 1] → (1, 3, S, S) float32, checked like minist's ``as_images``."""
+        from PIL import Image
+        s = self.bundle.input_size
+        if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+            with Image.open(image) as im:
+                image = im.convert("RGB")
+        if isinstance(image, Image.Image):
+            image = np.asarray(image.convert("RGB").resize((s, s), Image.BILINEAR))
+        x = np.asarray(image)
+        if x.dtype == np.uint8:
+            if x.ndim != 3 or x.shape[-1] != 3:
+                raise ValueError(f"uint8 images are (H, W, 3); got shape {x.shape}")
+            x = x.transpose(2, 0, 1)[None].astype(np.float32) / 255.0
+        if x.dtype.kind != "f":
+            raise TypeError(f"expected uint8 or float images, got dtype {x.dtype}")
+        x = x.astype(np.float32)
+        if x.shape != (1, 3, s, s):
+            raise ValueError(f"this bundle encodes (1, 3, {s}, {s}) images, got {x.shape}; pass a PIL image or a "
+                             f"path to have it resized")
+        if not np.isfinite(x).all():
+            raise ValueError("images hold NaN or Inf pixels; pixels must be finite values in [0, 1]")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise ValueError(f"pixels must be in [0, 1]; got min {lo:.4g}, max {hi:.4g}"
+                             + (": divide by 255" if hi > 1.5 else ""))
+        return x
+
+    def latent(self, image) -> np.ndarray:
+        return self.session.run(None, {"image": self.prepare(image)})[0]
+
+    def encode(self, image) -> bytes:
+        """One image → one minist message (header + rANS payload + CRC), as ``student.split()[0]`` makes it."""
+        b = self.bundle
+        z = self.latent(image)
+        if not np.isfinite(z).all():
+            raise ValueError("the latent holds NaN or Inf values")
+        symbols = np.rint(z[0] - b.medians[:, None, None]).reshape(-1)   # round half to even, as torch.round
+        if np.abs(symbols).max() >= b.max_symbol:
+            raise ValueError(f"the latent is over the format's range ({b.max_symbol} from the medians)")
+        payload = rans.encode_symbols(symbols.astype(np.int64), self._channel, b.cdfs, b.lengths, b.offsets)
+        c, h, w = b.latent
+        return wire.message(b.wire_version, c, h, w, b.fingerprint, payload)

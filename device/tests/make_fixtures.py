@@ -1,0 +1,38 @@
+"""Run with the MAIN environment's Python (it imports minist and torch): a bundle, val images and what to expect.
+
+    python make_fixtures.py OUT [BETA]  →  OUT/bundle/, OUT/images/*.png, OUT/expected.json
+"""
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from minist import pretrained
+from minist.export import export_bundle
+from minist.sweep import val_set
+
+out = Path(sys.argv[1])
+beta = float(sys.argv[2]) if len(sys.argv) > 2 else None
+student = pretrained.student("mini", beta=beta)
+export_bundle(student, out / "bundle")
+device, server = student.split()
+val = val_set(limit=16)
+(out / "images").mkdir(parents=True, exist_ok=True)
+expected = []
+for i in range(len(val)):
+    x = val[i][0]
+    u8 = (x * 255).round().to(torch.uint8)
+    assert torch.equal(u8.float() / 255, x)
+    path = out / "images" / f"val{i:03d}.png"
+    Image.fromarray(u8.permute(1, 2, 0).numpy()).save(path)
+    message = device(x[None])
+    with torch.no_grad():
+        logits = server(message)[0]
+    expected.append({"image": path.name, "sha256": hashlib.sha256(message).hexdigest(), "bytes": len(message),
+                     "label": int(logits.argmax()), "logits": np.round(logits.numpy(), 4).tolist()})
+(out / "expected.json").write_text(json.dumps(expected))
