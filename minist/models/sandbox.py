@@ -68,7 +68,10 @@ class SandboxedDecoder:
             self._proc.kill()
             self._proc.wait()
             for f in (self._proc.stdin, self._proc.stdout):
-                f.close()
+                try:
+                    f.close()
+                except OSError:   # a dead reader: the unflushed request goes nowhere, which is fine
+                    pass
             self._proc = None
             self.restarts += 1
 
