@@ -75,6 +75,13 @@ class SandboxedDecoder:
             self._proc = None
             self.restarts += 1
 
+    def start(self) -> None:
+        """Start the decoder process now rather than at the first message (a server calls this as it opens)."""
+        with self._lock:
+            if self._proc is None or self._proc.poll() is not None:
+                self._kill()
+                self._proc = self._start()
+
     def close(self) -> None:
         with self._lock:
             self._kill()

@@ -139,6 +139,9 @@ class SplitServer:
     async def serve(self, ready: threading.Event | None = None) -> None:
         """Serve until cancelled (``asyncio.run(server.serve())`` runs it in the foreground)."""
         self._loop = asyncio.get_running_loop()
+        start = getattr(getattr(self._decode, "__self__", None), "start", None)
+        if start is not None:   # the sandboxed decoder's process, ready before the first client
+            start()
         self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=self.max_frame + 16)
         self.port = self._server.sockets[0].getsockname()[1]
         if ready is not None:
@@ -176,6 +179,9 @@ class SplitServer:
         if self._thread is not None:
             self._thread.join(10)
         self._pool.shutdown(wait=True)
+        close = getattr(getattr(self._decode, "__self__", None), "close", None)
+        if close is not None:   # the sandboxed decoder's process
+            close()
 
     def __enter__(self):
         return self.start()
