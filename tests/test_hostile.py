@@ -85,6 +85,22 @@ def test_a_crashing_decoder_becomes_a_payload_error(parts, monkeypatch):
     dec.close()
 
 
+def test_a_real_decoder_crash_is_contained(parts):
+    """A 20 KB all-ones body makes CompressAI's C++ decoder read past its buffer and die (measured: every time).
+    In the sandbox that is a PayloadError; the next genuine message decodes; decode() refuses such a body first."""
+    from minist.models import sandbox
+    device, server = parts
+    dec = sandbox.SandboxedDecoder(server.entropy_bottleneck, server.latent_sizes, timeout=10.0)
+    msg = device(torch.rand(1, 3, 128, 128))
+    with pytest.raises(PayloadError, match="crashed"):
+        dec._symbols(b"\xff" * 20_000, 12, 31, 31)   # below decode()'s pre-check, straight to the C++ decoder
+    assert dec.restarts == 1
+    assert torch.equal(dec.decode(msg), entropy.decompress(server.entropy_bottleneck, msg))
+    with pytest.raises(PayloadError, match="all-ones"):
+        dec.decode(_forge(msg[8:12], 31, 31, b"\xff" * 20_000))
+    dec.close()
+
+
 # ---- images ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad, match", [
     (lambda x: x.index_fill(2, torch.tensor([5]), float("nan")), "NaN or Inf"),
@@ -300,3 +316,15 @@ def test_server_soak(parts):
         assert c.infer(msg)["label"] == expected
     srv.stop()
     assert _rss_mb() - rss0 < 50
+
+
+def test_a_connection_can_be_closed_after_too_many_bad_payloads(parts):
+    device, server_part = parts
+    with SplitServer(server_part, max_bad_payloads=3) as srv, SplitClient(port=srv.port) as c:
+        for _ in range(2):
+            with pytest.raises(ServerError, match="bad payload"):
+                c.infer(b"MN" + bytes(30))
+        with pytest.raises(ServerError, match="bad payload"):
+            c.infer(b"MN" + bytes(30))
+        with pytest.raises((ServerError, ConnectionError), match="closed after 3 bad payloads|closed"):
+            c.infer(device(torch.rand(1, 3, 128, 128)))

@@ -6,9 +6,10 @@ server therefore decodes in this small process, started by
 :class:`minist.models.sandbox.SandboxedDecoder`: a crash, a memory blow-up or a
 hang here ends this process, not the server, and becomes a ``PayloadError``.
 
-It loads only CompressAI's compiled ``ans`` module (by file path, so neither torch
-nor CompressAI's Python package is imported: it starts in milliseconds) and
-speaks a tiny protocol on stdin/stdout, all integers little-endian::
+It loads only CompressAI's compiled ``ans`` module (by file path, so neither torch,
+NumPy nor CompressAI's Python package is imported: it starts in tens of milliseconds,
+which is also what a crash costs) and speaks a tiny protocol on stdin/stdout, integers
+in the machine's byte order (parent and worker share the machine)::
 
     start:    u32 n | n bytes of JSON {"cdfs", "lengths", "offsets", "max_mb"}
     request:  u32 C | u32 h | u32 w | u32 n_bytes | n_bytes payload
@@ -21,8 +22,7 @@ import json
 import resource
 import struct
 import sys
-
-import numpy as np
+from array import array
 
 
 def _load_ans(path: str):
@@ -43,7 +43,7 @@ def _read(stream, n: int) -> bytes:
 def main() -> None:
     ans = _load_ans(sys.argv[1])
     inp, out = sys.stdin.buffer, sys.stdout.buffer
-    (n,) = struct.unpack("<I", _read(inp, 4))
+    (n,) = struct.unpack("=I", _read(inp, 4))
     tables = json.loads(_read(inp, n))
     limit = int(tables["max_mb"]) << 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))   # a blow-up ends here, not in the server
@@ -51,19 +51,19 @@ def main() -> None:
     decoder, indexes_of = ans.RansDecoder(), {}
     while True:
         try:
-            c, h, w, n_bytes = struct.unpack("<IIII", _read(inp, 16))
+            c, h, w, n_bytes = struct.unpack("=IIII", _read(inp, 16))
             payload = _read(inp, n_bytes)
         except EOFError:
             return
         if (c, h, w) not in indexes_of:   # symbol i of channel k uses channel k's table
-            indexes_of[c, h, w] = np.repeat(np.arange(c), h * w).tolist()
+            indexes_of[c, h, w] = [k for k in range(c) for _ in range(h * w)]
         indexes = indexes_of[c, h, w]
         try:
             values = decoder.decode_with_indexes(payload, indexes, cdfs, lengths, offsets)
-            reply = b"\0" + np.asarray(values, dtype="<i4").tobytes()
+            reply = b"\0" + array("i", values).tobytes()
         except Exception as e:   # noqa: BLE001 (any failure is the message's, and is reported as such)
             text = f"{type(e).__name__}: {e}".encode()
-            reply = b"\1" + struct.pack("<I", len(text)) + text
+            reply = b"\1" + struct.pack("=I", len(text)) + text
         out.write(reply)
         out.flush()
 

@@ -37,6 +37,10 @@ from . import entropy
 from .entropy import PayloadError
 
 WORKER = Path(__file__).with_name("rans_worker.py")
+# Two consecutive 0xFFFFFFFF words: in a genuine (near-random) stream about once in 2⁶⁴ word pairs; in a forged one,
+# the cheapest way to make the decoder's bypass loop run off the end. Refused before decoding (the process is the
+# guarantee; this only saves it a restart).
+_ALL_ONES_RUN = b"\xff" * 8
 
 
 class SandboxedDecoder:
@@ -52,6 +56,7 @@ class SandboxedDecoder:
         self._medians = eb._get_medians().detach().reshape(1, -1, 1, 1).float()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
+        self._spare: subprocess.Popen | None = None   # started ahead: a crash costs a swap, not a start-up
         self.restarts = 0
 
     # ---- the worker process -----------------------------------------------------------------
@@ -59,36 +64,50 @@ class SandboxedDecoder:
         ans = importlib.util.find_spec("compressai.ans").origin
         proc = subprocess.Popen([sys.executable, "-I", str(WORKER), ans], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        proc.stdin.write(struct.pack("<I", len(self._tables)) + self._tables)
+        proc.stdin.write(struct.pack("=I", len(self._tables)) + self._tables)
         proc.stdin.flush()
         return proc
 
+    def _ensure(self) -> None:
+        """A live decoder process in ``_proc`` (the spare, if one is ready), and a new spare behind it."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._kill()
+            spare, self._spare = self._spare, None
+            self._proc = spare if spare is not None and spare.poll() is None else self._start()
+        if self._spare is None or self._spare.poll() is not None:
+            self._spare = self._start()
+
+    @staticmethod
+    def _end(proc: subprocess.Popen) -> None:
+        proc.kill()
+        proc.wait()
+        for f in (proc.stdin, proc.stdout):
+            try:
+                f.close()
+            except OSError:   # a dead reader: the unflushed request goes nowhere, which is fine
+                pass
+
     def _kill(self) -> None:
         if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait()
-            for f in (self._proc.stdin, self._proc.stdout):
-                try:
-                    f.close()
-                except OSError:   # a dead reader: the unflushed request goes nowhere, which is fine
-                    pass
+            self._end(self._proc)
             self._proc = None
             self.restarts += 1
 
     def start(self) -> None:
         """Start the decoder process now rather than at the first message (a server calls this as it opens)."""
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._kill()
-                self._proc = self._start()
+            self._ensure()
 
     def close(self) -> None:
         with self._lock:
             self._kill()
+            if self._spare is not None:
+                self._end(self._spare)
+                self._spare = None
 
     def __del__(self):
         try:
-            self._kill()
+            self.close()
         except Exception:   # noqa: BLE001 (interpreter shutdown)
             pass
 
@@ -109,17 +128,15 @@ class SandboxedDecoder:
     def _symbols(self, payload: bytes, c: int, h: int, w: int) -> np.ndarray:
         n = c * h * w
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._kill()
-                self._proc = self._start()
+            self._ensure()
             deadline = time.monotonic() + self.timeout
             try:
-                self._proc.stdin.write(struct.pack("<IIII", c, h, w, len(payload)) + payload)
+                self._proc.stdin.write(struct.pack("=IIII", c, h, w, len(payload)) + payload)
                 self._proc.stdin.flush()
                 status = self._read(1, deadline)
                 if status == b"\0":
-                    return np.frombuffer(self._read(4 * n, deadline), dtype="<i4")
-                (k,) = struct.unpack("<I", self._read(4, deadline))
+                    return np.frombuffer(self._read(4 * n, deadline), dtype=np.intc)
+                (k,) = struct.unpack("=I", self._read(4, deadline))
                 raise PayloadError(f"the rANS decoder refused the payload ({self._read(k, deadline).decode()})")
             except TimeoutError:
                 self._kill()
@@ -133,6 +150,8 @@ class SandboxedDecoder:
     def decode(self, data: bytes) -> torch.Tensor:
         """A message → ẑ (1, C, h, w), or ``PayloadError``; the payload must be exactly our encoder's."""
         payload, (h, w) = entropy.parse(data, self.eb, self.latent_sizes)
+        if _ALL_ONES_RUN in payload:   # drives CompressAI's bypass loop far past the body (measured: a crash)
+            raise PayloadError("the payload holds a run of all-ones words that no encoder writes: forged, refused")
         c = self.eb.channels
         values = torch.from_numpy(self._symbols(payload, c, h, w).astype(np.float32)).view(1, c, h, w)
         z_hat = values + self._medians

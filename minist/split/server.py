@@ -10,7 +10,8 @@ sizes are decoded (``latent_sizes``, by default the model's training size), the 
 decoder runs in a process of its own with a deadline and a re-encoding check
 (:mod:`minist.models.sandbox`), any exception in a request becomes an ERROR frame, at
 most ``max_connections`` clients are served at once, and a connection ends after
-``idle_timeout`` s without a request (PINGs do not count) or ``lifetime`` s in all.
+``idle_timeout`` s without a request (PINGs do not count), ``lifetime`` s in all, or
+(if set) ``max_bad_payloads`` refused messages.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ class SplitServer:
 
     def __init__(self, server_part, host: str = "127.0.0.1", port: int = 0, max_frame: int = P.DEFAULT_MAX_FRAME,
                  timeout: float = 10.0, classes=None, latent_sizes=None, max_connections: int = 64,
-                 idle_timeout: float = 60.0, lifetime: float = 600.0):
+                 idle_timeout: float = 60.0, lifetime: float = 600.0, max_bad_payloads: int | None = None):
         if not 0 <= int(port) <= 65535:
             raise ValueError(f"port must be in 0…65535 (0 picks a free one), got {port}")
         self.server_part, self.host, self.port = server_part, host, int(port)
         self.max_frame, self.timeout, self.classes = max_frame, timeout, classes
         self.max_connections, self.idle_timeout, self.lifetime = max_connections, idle_timeout, lifetime
+        self.max_bad_payloads = max_bad_payloads
         self.latent_sizes = set(latent_sizes or getattr(server_part, "latent_sizes", None) or ())
         maker = getattr(server_part, "decoder_for_strangers", None)
         self._decode = maker(self.latent_sizes or None) if maker is not None else None
@@ -79,6 +81,7 @@ class SplitServer:
         self._handlers.add(asyncio.current_task())
         loop = asyncio.get_running_loop()
         opened = last_request = loop.time()
+        bad = 0
         try:
             while True:
                 now = loop.time()
@@ -111,6 +114,10 @@ class SplitServer:
                         writer.write(P.encode_frame(P.RESULT, json.dumps(result).encode()))
                     except PayloadError as e:
                         await self._reply_error(writer, f"bad payload: {e}")
+                        bad += 1
+                        if self.max_bad_payloads is not None and bad >= self.max_bad_payloads:
+                            await self._reply_error(writer, f"connection closed after {bad} bad payloads")
+                            return
                         continue
                     except Exception as e:   # noqa: BLE001 (whatever a request breaks, the client hears why)
                         await self._reply_error(writer, f"server error: {type(e).__name__}: {e}")
