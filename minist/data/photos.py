@@ -121,15 +121,19 @@ def load_photo(name: str) -> np.ndarray:
     arr.setflags(write=False)
     got, expected = photo_digest(arr), PHOTO_SHA256[name]
     if got != expected:
-        msg = (f"background photo {name!r} ({path.name}, {_versions(PHOTOS[name][0])}) decodes differently on "
-               f"this machine: sha256 {got}…, expected {expected}…. Every shipped image and result was rendered "
-               f"from the expected pixels. Install the tested versions with `make setup` (or `pip install -c "
-               f"requirements/lock.txt -e .`); to render from these pixels anyway (the images will differ from "
-               f"the shipped ones), set {ALLOW_DRIFT_ENV}=1.")
-        if os.environ.get(ALLOW_DRIFT_ENV) != "1":
-            raise PhotoMismatchError(msg)
-        warnings.warn(msg, stacklevel=2)
+        refuse_drift(f"background photo {name!r} ({path.name}, {_versions(PHOTOS[name][0])}) decodes differently "
+                     f"on this machine: sha256 {got}…, expected {expected}…. Every shipped image and result was "
+                     f"rendered from the expected pixels.")
     return arr
+
+
+def refuse_drift(what: str) -> None:
+    """Raise :class:`PhotoMismatchError` (say how to fix it), or only warn if ``MINIST_ALLOW_PHOTO_DRIFT=1``."""
+    msg = (f"{what} Install the tested versions with `make setup` (or `pip install -c requirements/lock.txt -e .`); "
+           f"to render anyway (the images will differ from the shipped ones), set {ALLOW_DRIFT_ENV}=1.")
+    if os.environ.get(ALLOW_DRIFT_ENV) != "1":
+        raise PhotoMismatchError(msg)
+    warnings.warn(msg, stacklevel=3)
 
 
 def split_photos(split: str) -> tuple[str, ...]:

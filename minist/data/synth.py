@@ -22,8 +22,6 @@ the val photos (:mod:`minist.data.photos`).
 from __future__ import annotations
 
 import hashlib
-import os
-import warnings
 from dataclasses import asdict, dataclass
 from functools import cache
 
@@ -35,7 +33,7 @@ from PIL import Image
 from ..checkpoint import atomic_write_bytes, fingerprint
 from ..utils import cache_dir, data_dir
 from .fashion import CLASSES, SUBSET_FILE, load_fashion_mnist
-from .photos import ALLOW_DRIFT_ENV, PhotoMismatchError, load_photo, photo_digest, split_photos
+from .photos import load_photo, photo_digest, refuse_drift, split_photos
 
 GENERATOR_VERSION = 1   # seeds every sample's generator: changing it changes every image
 # The rendering code's version, part of every cache key: bump it whenever a change to this file changes a pixel,
@@ -121,13 +119,8 @@ def check_renderer() -> None:
     """Refuse to render when this Pillow resamples differently from the one the shipped images were made with."""
     got = render_probe()
     if got != RENDER_PROBE_SHA256:
-        msg = (f"Pillow {PIL.__version__} resizes differently from the version every shipped image was rendered "
-               f"with (probe sha256 {got}…, expected {RENDER_PROBE_SHA256}…). Install the tested versions with "
-               f"`make setup` (or `pip install -c requirements/lock.txt -e .`); to render anyway (the images will "
-               f"differ from the shipped ones), set {ALLOW_DRIFT_ENV}=1.")
-        if os.environ.get(ALLOW_DRIFT_ENV) != "1":
-            raise PhotoMismatchError(msg)
-        warnings.warn(msg, stacklevel=2)
+        refuse_drift(f"Pillow {PIL.__version__} resizes differently from the version every shipped image was "
+                     f"rendered with (probe sha256 {got}…, expected {RENDER_PROBE_SHA256}…).")
 
 
 def _random_crop(rng: np.random.Generator, photo: np.ndarray, side: int, lo: int, hi: int) -> np.ndarray:
