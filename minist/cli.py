@@ -127,9 +127,10 @@ def cmd_serve(args) -> int:
                          lifetime=args.lifetime)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}, reachable from other machines", file=sys.stderr)
-    print(f"minist server: decoder + layer2…head on {args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    banner = lambda srv: print(f"minist server: decoder + layer2…head on {srv.host}:{srv.port} (Ctrl-C to stop)",  # noqa: E731
+                               flush=True)
     try:
-        asyncio.run(server.serve())
+        asyncio.run(server.serve(on_ready=banner))   # the banner names the bound port (--port 0 picks one)
     except KeyboardInterrupt:
         pass
     print(f"served {server.stats['requests']} requests, {server.stats['errors']} errors")

@@ -143,8 +143,11 @@ class SplitServer:
                 pass
 
     # ---- lifecycle ------------------------------------------------------------------------
-    async def serve(self, ready: threading.Event | None = None) -> None:
-        """Serve until cancelled (``asyncio.run(server.serve())`` runs it in the foreground)."""
+    async def serve(self, ready: threading.Event | None = None, on_ready=None) -> None:
+        """Serve until cancelled (``asyncio.run(server.serve())`` runs it in the foreground).
+
+        ``ready`` is set, and ``on_ready(self)`` called, once the port is open (``self.port`` is then the bound one).
+        """
         self._loop = asyncio.get_running_loop()
         start = getattr(getattr(self._decode, "__self__", None), "start", None)
         if start is not None:   # the sandboxed decoder's process, ready before the first client
@@ -153,6 +156,8 @@ class SplitServer:
         self.port = self._server.sockets[0].getsockname()[1]
         if ready is not None:
             ready.set()
+        if on_ready is not None:
+            on_ready(self)
         async with self._server:
             try:
                 await self._server.serve_forever()
