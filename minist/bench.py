@@ -449,14 +449,6 @@ def throughput_main(quick: bool = False) -> int:
 
 
 # ---- the device without PyTorch (minist export + device/) -------------------------------------------
-def _du_mb(folder) -> float | None:
-    from pathlib import Path
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
-
-
 _DEVICE_PROBE = """
 import json, sys, time
 sys.modules["torch"] = None                  # the device process may not import torch
@@ -476,13 +468,12 @@ print(json.dumps({"ms": 1000 * float(np.median(ts)), "bytes": float(np.mean(size
 """
 
 
-def device_main(quick: bool = False, device_python: str | None = None) -> int:
+def device_main(quick: bool = False) -> int:
     """Bundle and environment sizes, encode + entropy-code latency (ONNX Runtime + NumPy rANS vs PyTorch eager,
     one thread), peak RSS of the device process, payload bytes."""
+    import hashlib
     import json
-    import os
     import subprocess
-    import sys
     import tempfile
     import time
     from pathlib import Path
@@ -490,10 +481,9 @@ def device_main(quick: bool = False, device_python: str | None = None) -> int:
     import numpy as np
 
     from . import pretrained
-    from .export import export_bundle
+    from .export import DEVICE_VENV, REPO, device_python, export_bundle, folder_mb
     from .sweep import val_set
     torch.set_num_threads(1)
-    import hashlib
     n = 20 if quick else 1000
     student = pretrained.student("mini")
     device_part, _ = student.split()
@@ -507,22 +497,17 @@ def device_main(quick: bool = False, device_python: str | None = None) -> int:
         ts.append(time.perf_counter() - t)
         digests.append(hashlib.sha256(m).hexdigest())
     torch_ms = 1000 * float(np.median(ts))
-    root = Path(__file__).resolve().parents[1]
-    device_python = device_python or os.environ.get("MINIST_DEVICE_PYTHON") or str(root / ".venv-device/bin/python")
+    python, env = device_python()   # .venv-device, else this Python with the device/ sources
     with tempfile.TemporaryDirectory() as tmp:
         export_bundle(student, Path(tmp) / "bundle")
-        bundle_kb = _du_mb(Path(tmp) / "bundle") * 1024
+        bundle_kb = folder_mb(Path(tmp) / "bundle") * 1024
         np.save(Path(tmp) / "x.npy", xs.numpy()[:, None])
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        if not Path(device_python).exists():   # no device venv: run the probe here, with the device/ sources
-            device_python, env["PYTHONPATH"] = sys.executable, str(root / "device")
-        run = subprocess.run([device_python, "-c", _DEVICE_PROBE, str(Path(tmp) / "bundle"), str(Path(tmp) / "x.npy")],
+        run = subprocess.run([python, "-c", _DEVICE_PROBE, str(Path(tmp) / "bundle"), str(Path(tmp) / "x.npy")],
                              capture_output=True, text=True, env=env)
     if run.returncode:
         raise RuntimeError(f"the device probe failed: {run.stderr.strip().splitlines()[-1:]}")
     probe = json.loads(run.stdout.strip().splitlines()[-1])
-    venv = Path(device_python).parents[1]
-    dev_mb, main_mb = _du_mb(venv) if venv.name == ".venv-device" else None, _du_mb(root / ".venv")
+    dev_mb, main_mb = folder_mb(DEVICE_VENV), folder_mb(REPO / ".venv")
     fmt = lambda v: "–" if v is None else f"{v:,.0f} MB"   # noqa: E731
     _print_table(f"The device without PyTorch (default student, {n} val images, one thread, medians)", [
         ("device environment (.venv-device: onnxruntime, numpy, pillow)", fmt(dev_mb)),

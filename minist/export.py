@@ -108,6 +108,14 @@ print(json.dumps({"results": out, "torch_loaded": any(m == "torch" and v is not 
 """
 
 
+def folder_mb(folder) -> float | None:
+    """Size of the files under ``folder`` in MB (links not followed), or None if it does not exist."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
+
+
 def device_python() -> tuple[str, dict]:
     """The device environment's Python (``make test-device`` builds ``.venv-device``), else this one with the
     ``device/`` sources on the path; and the environment variables to run it with."""

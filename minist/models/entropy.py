@@ -42,8 +42,9 @@ MAGIC = b"MN"
 VERSION = 1
 _HEAD = struct.Struct(">2sBBHH4s")   # magic, version, C, h, w, fingerprint
 HEADER_BYTES = _HEAD.size + 4        # + CRC-32 trailer = 16
-PRECISION_BITS = 16                  # CompressAI's CDF precision: an in-range symbol costs at most 16 bits
-BYPASS_BITS = 16 + 4 * 9             # an out-of-range one: the escape symbol + ≤ 9 four-bit chunks (int32 values)
+# most bits one symbol can cost: an in-range one ≤ 16 (CompressAI's CDF precision), an out-of-range one the
+# 16-bit escape symbol + ≤ 9 four-bit bypass chunks (int32 values)
+BYPASS_BITS = 16 + 4 * 9
 # |symbol| this format carries. CompressAI's encoder loops forever on symbols near ±2³¹ (its bypass length
 # loop shifts a negative number), so larger ones (a NaN or Inf latent, a forged stream) are refused first.
 MAX_SYMBOL = 1 << 24

@@ -199,9 +199,9 @@ class ServerPart(nn.Module):
     def from_bytes(self, data: bytes) -> torch.Tensor:
         return entropy.decompress(self.entropy_bottleneck, data)
 
-    def decoder_for_strangers(self, latent_sizes):
+    def decoder_for_strangers(self, latent_sizes) -> SandboxedDecoder:
         """A ``bytes → ẑ`` for untrusted messages: the sandboxed, re-encoding-checked rANS decoder."""
-        return SandboxedDecoder(self.entropy_bottleneck, latent_sizes).decode
+        return SandboxedDecoder(self.entropy_bottleneck, latent_sizes)
 
     @torch.no_grad()
     def forward(self, data: bytes, decode=None) -> torch.Tensor:

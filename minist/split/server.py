@@ -149,7 +149,7 @@ class SplitServer:
         ``ready`` is set, and ``on_ready(self)`` called, once the port is open (``self.port`` is then the bound one).
         """
         self._loop = asyncio.get_running_loop()
-        start = getattr(getattr(self._decode, "__self__", None), "start", None)
+        start = getattr(self._decode, "start", None)
         if start is not None:   # the sandboxed decoder's process, ready before the first client
             start()
         self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=self.max_frame + 16)
@@ -191,7 +191,7 @@ class SplitServer:
         if self._thread is not None:
             self._thread.join(10)
         self._pool.shutdown(wait=True)
-        close = getattr(getattr(self._decode, "__self__", None), "close", None)
+        close = getattr(self._decode, "close", None)
         if close is not None:   # the sandboxed decoder's process
             close()
 
