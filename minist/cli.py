@@ -16,11 +16,32 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import errno
 import sys
 import time
 from pathlib import Path
+
+import matplotlib
+
+from . import data as mdata
+from . import distributed, pretrained
+from .checkpoint import atomic_copy
+from .config import StudentTrainConfig, TaskTrainConfig, TeacherTrainConfig
+from .data.fashion import CLASSES, SUBSET_FILE, make_subset
+from .data.synth import cached
+from .evaluate import METRICS, codec_accuracy, evaluate_task, size_stats, student_predictor
+from .experiments import bench, sweep, task_study
+from .experiments.figures import make_all
+from .experiments.notebooks import run_all
+from .export import export_bundle
+from .models import tasks as T
+from .models.store import load_student, save_task
+from .plots import show_samples
+from .recipes import train_student, train_task_student, train_teacher
+from .split import SplitClient, SplitServer, get_channel
+from .utils import data_dir
 
 
 def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> None:
@@ -62,14 +83,11 @@ def _preset_from_args(cls, args):
 
 def _ship(src: Path, dest: Path) -> None:
     """Copy a finished checkpoint into data/ atomically (a crash leaves the old file)."""
-    from .checkpoint import atomic_copy
     atomic_copy(src, dest)
     print(f"shipped → {dest}")
 
 
 def cmd_train_teacher(args) -> int:
-    from .train import TeacherTrainConfig, train_teacher
-    from .utils import data_dir
     cfg = _dataclass_from_args(TeacherTrainConfig, args)
     model, meta = train_teacher(cfg, resume=args.resume)
     out = Path(cfg.out) / "teacher.pt"
@@ -80,16 +98,12 @@ def cmd_train_teacher(args) -> int:
 
 
 def cmd_train_student(args) -> int:
-    from . import pretrained
-    from .train import StudentTrainConfig, train_student
-    from .utils import data_dir
     cfg = _preset_from_args(StudentTrainConfig, args)   # the preset's recipe, the flags given on top
     cfg.check_data()            # before the teacher's weights download
     teacher = pretrained.teacher(cfg.preset)
     student, meta = train_student(cfg, teacher, resume=args.resume)
-    from .distributed import is_main, shutdown
-    if not is_main():           # under torchrun: rank 0 reports and ships
-        shutdown()
+    if not distributed.is_main():           # under torchrun: rank 0 reports and ships
+        distributed.shutdown()
         return 0
     v = meta["val"]
     out = Path(cfg.out) / "student.pt"
@@ -101,18 +115,12 @@ def cmd_train_student(args) -> int:
 
 
 def _student_from(args):
-    from . import pretrained
-    from .train import load_student
     if getattr(args, "checkpoint", None):
         return load_student(args.checkpoint)[0]
     return pretrained.student("mini", beta=args.beta)
 
 
 def cmd_serve(args) -> int:
-    import asyncio
-
-    from .data.fashion import CLASSES
-    from .split import SplitServer
     student = _student_from(args)
     _, server_part = student.split()
     sizes = None
@@ -138,7 +146,6 @@ def cmd_serve(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_bundle
     manifest = export_bundle(_student_from(args), args.out, args.input_size)
     size = sum(p.stat().st_size for p in manifest.parent.iterdir()) / 1024
     print(f"device bundle in {manifest.parent} ({size:.0f} KB); on the device: "
@@ -147,8 +154,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_send(args) -> int:
-    from . import data as mdata
-    from .split import SplitClient, get_channel
     device_part, _ = _student_from(args).split()
     val = mdata.load("fashion-on-photos", split="val", task="classification")
     channel = get_channel(args.channel) if args.channel != "none" else None
@@ -167,23 +172,17 @@ def cmd_send(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .utils import data_dir
     if args.action == "make-subset":
-        from .data.fashion import SUBSET_FILE, make_subset
         out = args.out or data_dir() / SUBSET_FILE
         path = make_subset(args.source, out, args.per_class_train, args.per_class_test)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     elif args.action == "cache":
-        from .data.synth import cached
         for task in ("classification", "detection"):
             t = time.time()
             ds = cached("val", task, refresh=args.refresh, size=args.size)
             print(f"{task}: {len(ds)} val images cached in {time.time() - t:.1f} s, sha256 {ds.digest()[:16]}…")
     elif args.action == "show":
-        import matplotlib
         matplotlib.use("Agg")
-        from . import data as mdata
-        from .plots import show_samples
         ds = mdata.load("fashion-on-photos", split=args.split, task=args.task, cache=False)
         fig = show_samples(ds, n=args.n)
         fig.savefig(args.out, dpi=110)
@@ -192,17 +191,14 @@ def cmd_data(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import main as bench_main
-    return bench_main(quick=args.quick, which=args.which)
+    return bench.main(quick=args.quick, which=args.which)
 
 
 def cmd_notebooks(args) -> int:
-    from .notebooks import run_all
     return run_all(out=args.out, quick=args.quick, pattern=args.only, timeout=args.timeout)
 
 
 def cmd_sweep(args) -> int:
-    from . import sweep
     parts = tuple(p for p in args.parts.split(",") if p)
     if not (args.collect or args.ship):
         sweep.run(parts=parts, out=args.out, quick=args.quick)
@@ -216,25 +212,21 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_tasks(args) -> int:
-    from . import tasks
     names = tuple(t for t in args.tasks.split(",") if t)
     betas = tuple(float(b) for b in args.betas.split(",") if b)
     args.out = args.out or ("runs/tasks-quick" if args.quick else "runs/tasks")   # never mix quick points in
     if not (args.collect or args.ship):
-        tasks.run(tasks=names, betas=betas, out=args.out, quick=args.quick)
+        task_study.run(tasks=names, betas=betas, out=args.out, quick=args.quick)
     if args.ship:
-        for path in tasks.ship(args.out):
+        for path in task_study.ship(args.out):
             print(f"shipped → {path}")
     elif args.collect or not args.quick:
-        print(f"wrote {tasks.collect(args.out, dest=Path(args.out) / tasks.RESULTS_FILE)}")
+        print(f"wrote {task_study.collect(args.out, dest=Path(args.out) / task_study.RESULTS_FILE)}")
     return 0
 
 
 def cmd_eval_codec(args) -> int:
     """The input-compression baseline on one preset's val set: JPEG/WebP at one quality + the unmodified teacher."""
-    from . import pretrained
-    from .evaluate import codec_accuracy, size_stats
-    from .train import StudentTrainConfig
     cfg = StudentTrainConfig.preset_config(args.preset, data_root=args.data_root)
     _, val = cfg.datasets()
     teacher = pretrained.teacher(args.preset)
@@ -248,10 +240,7 @@ def cmd_eval_codec(args) -> int:
 
 def cmd_train_task(args) -> int:
     """One task student on a frozen classification student (paper: torchvision's COCO/VOC task teachers)."""
-    from . import distributed, pretrained, tasks
-    from .models import tasks as T
-    from .train import load_student
-    cfg = _preset_from_args(tasks.TaskTrainConfig, args)
+    cfg = _preset_from_args(TaskTrainConfig, args)
     if cfg.beta is None and not args.student:
         raise ValueError("name the shared encoder: --beta B (a shipped mini student) or --student <student.pt>")
     train_set, val_set = cfg.datasets()
@@ -261,28 +250,25 @@ def cmd_train_task(args) -> int:
     else:
         task_teacher = pretrained.task_teacher(cfg.task)
     student = load_student(args.student)[0] if args.student else pretrained.student(cfg.preset, beta=cfg.beta)
-    net, meta = tasks.train_task_student(cfg, task_teacher, student, train_set=train_set, val_set=val_set)
-    res = tasks.evaluate_task(cfg.task, tasks.student_predictor(net), val_set, limit=args.eval_limit, progress=True)
+    net, meta = train_task_student(cfg, task_teacher, student, train_set=train_set, val_set=val_set)
+    res = evaluate_task(cfg.task, student_predictor(net), val_set, limit=args.eval_limit, progress=True)
     if distributed.is_main():
         out = Path(cfg.out) / f"task_student_{cfg.preset}_{cfg.task}.pt"
-        tasks.save_task(out, net, {**meta, "val": {k: v for k, v in res.items() if k != "sizes"}})
+        save_task(out, net, {**meta, "val": {k: v for k, v in res.items() if k != "sizes"}})
         kb = sum(res["sizes"]) / max(1, len(res["sizes"])) / 1024
-        print(f"{cfg.task}: " + ", ".join(f"{k} {res[k]:.2f}" for k in tasks.METRICS[cfg.task]) +
+        print(f"{cfg.task}: " + ", ".join(f"{k} {res[k]:.2f}" for k in METRICS[cfg.task]) +
               f" at {kb:.3f} KB/image on {res['n']} val images, real bytes → {out}")
     distributed.shutdown()
     return 0
 
 
 def cmd_figures(args) -> int:
-    from .figures import make_all
     for p in make_all(args.out):
         print(f"wrote {p}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .tasks import TaskTrainConfig
-    from .train import StudentTrainConfig, TeacherTrainConfig
     p = argparse.ArgumentParser(prog="minist", description="minist: supervised compression for split computing")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error (anywhere on the line)")
     sub = p.add_subparsers(dest="command", required=True)

@@ -14,7 +14,7 @@ What DDP needs from the Entropic Student, and where it is handled:
   DDP averages gradients over ranks, so each rank's loss is multiplied by ``W``
   (:func:`loss_scale`): one DDP step then equals one single-process step on the combined batch.
   Stage 2's KD loss is a batch mean and needs no scaling.
-* **The prior's quantiles.** The auxiliary loss trains ``entropy_bottleneck.quantiles`` outside the
+* **The prior's quantiles.** The auxiliary loss trains ``codec.quantiles`` outside the
   forward pass; it does not depend on the data, so every rank computes the same update and DDP is told
   to ignore that parameter.
 * **Stage 1's uniform noise** is drawn on each rank independently, as it would be for each sample.
@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from .utils import get_device
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,6 @@ def launched() -> bool:
 
 def init(device: str | None = None) -> Context:
     """Join the process group ``torchrun`` set up (NCCL on CUDA, else gloo); a no-op outside ``torchrun``."""
-    from .utils import get_device
     if not launched():
         return Context(device=get_device(device))
     local = int(os.environ.get("LOCAL_RANK", "0"))
@@ -102,7 +103,7 @@ def sampler(dataset, seed: int, epoch: int, shuffle: bool = True):
     return s
 
 
-IGNORED = ("entropy_bottleneck.quantiles",)   # trained by the aux loss on every rank alike
+IGNORED = ("codec.quantiles",)   # trained by the aux loss on every rank alike
 
 
 def wrap(model: torch.nn.Module, sync_bn: bool = True, find_unused: bool = False) -> torch.nn.Module:

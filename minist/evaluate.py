@@ -1,21 +1,46 @@
-"""Measuring: accuracy, and what each way of splitting the network would send.
+"""Measuring (DESIGN §4): accuracy, real bytes, and what each way of splitting the network would send.
 
-The paper's motivating observation (DESIGN §1): sending an intermediate
-feature map of the unmodified teacher costs *more* bytes than sending the input
-image compressed, because early ResNet stages widen the tensor (ResNet-50's
-``layer1``: 256×56×56 values vs 224×224×3 pixels).
+* classification: :func:`evaluate_accuracy` (a model on pixels), :func:`codec_accuracy` (the teacher on JPEG/WebP
+  decodings), :func:`image_codec_accuracy` (on a learned image codec's), :func:`evaluate_student` (a student
+  through its real split, one image → one bitstream, batch 1);
+* tasks: :func:`evaluate_task` with :func:`teacher_predictor` / :func:`student_predictor`, and
+  :func:`payload_digest` (the shared encoder's bytes must not change);
+* the paper's motivating observation (DESIGN §1): sending an intermediate feature map of the unmodified teacher
+  costs *more* bytes than sending the input image compressed, because early ResNet stages widen the tensor
+  (ResNet-50's ``layer1``: 256×56×56 values vs 224×224×3 pixels): :func:`split_point_sizes`.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from . import codecs
+from . import codecs, distributed
+from .models import image_codecs
+from .models import tasks as T
+from .models.student import DevicePart
 from .models.teacher import Teacher
-from .train import evaluate_accuracy
 
-__all__ = ["evaluate_accuracy", "split_point_sizes", "input_codec_sizes"]
+
+@torch.no_grad()
+def evaluate_accuracy(model: torch.nn.Module, dataset, batch_size: int = 250, device=None,
+                      progress: bool = False) -> float:
+    """Top-1 accuracy (in %) of ``model`` on a classification dataset of (x, label)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    correct = total = 0
+    for x, y in tqdm(loader, desc="eval", leave=False, disable=not progress or None):
+        pred = model(x.to(device)).argmax(1).cpu()
+        correct += (pred == y).sum().item()
+        total += len(y)
+    model.train(was_training)
+    return 100.0 * correct / total
+
 
 SPLIT_POINTS = ("input", "stem", "layer1", "layer2", "layer3", "layer4")
 PRECISIONS = {"float32": 4.0, "float16": 2.0, "8-bit": 1.0}
@@ -106,46 +131,153 @@ def codec_accuracy(model, dataset, fmt: str, quality: int, limit: int | None = N
     return acc, sum(sizes) / len(sizes)
 
 
+def image_codec_accuracy(model, teacher, dataset, batch_size: int = 100) -> dict:
+    """DESIGN §4 for a learned image codec: every image its own bitstream, then the unmodified teacher."""
+    model.eval()
+    acc, sizes = decoded_accuracy(teacher, dataset, lambda x: image_codecs.roundtrip(model, x), batch_size=batch_size)
+    return {"accuracy": acc, **size_stats(sizes, dataset[0][0].shape[-2:]),
+            "header_bytes": image_codecs.header_bytes(model)}
+
+
 @torch.no_grad()
 def evaluate_student(student, dataset, progress: bool = False, limit: int | None = None) -> dict:
-    """Accuracy at real bytes (DESIGN §4): compress → bytes → decompress → decoder → tail, batch 1.
+    """Accuracy at real bytes (DESIGN §4): device part → bytes → server part, batch 1, one bitstream per image.
 
-    Returns accuracy (%), mean/std KB per image (1 KB = 1024 B), bpp, the payload's
-    share, our header bytes, and (for a learned prior) the estimated bits Σ −log2 p for comparison.
-    Works for any model whose ``split()`` gives a device part (image → bytes) and a server part
-    (bytes → logits): the Entropic Student, CR+BQ, the end-to-end baseline.
+    Returns accuracy (%), mean/std KB per image (1 KB = 1024 B), bpp, the payload's share, our header bytes,
+    and the estimated bits Σ −log2 p (``device_part(x, with_rate=True)``) next to the real payload.
+    Works for every codec: the Entropic Student, CR+BQ, the end-to-end baseline.
     """
-    from tqdm.auto import tqdm
-
-    from . import distributed
-    from .models import entropy
     student.eval()
     device_part, server_part = student.split()
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    correct, sizes, est_bits = 0, [], 0.0
-    hw = None
-    eb = getattr(student, "entropy_bottleneck", None)
+    correct, sizes, est_bits, hw = 0, [], 0.0, None
     mine = distributed.shard(n)             # under torchrun: every world-th image, still batch 1
     for i in tqdm(mine, desc="real bytes", disable=not (progress and distributed.is_main()) or None, leave=False):
         x, y = dataset[i]
-        x = x.unsqueeze(0).to(next(student.parameters()).device)
+        x = x.unsqueeze(0).to(student.mean.device)
         hw = tuple(x.shape[-2:])
-        if eb is not None:
-            z = student.encode(x)                      # what device_part computes before coding
-            data = entropy.compress(eb, z)             # = device_part(x)
-            est_bits += float(entropy.rate_bits(eb(z, training=False)[1]))
-        else:
-            data = device_part(x)
-        logits = server_part(data)
-        correct += int(logits.argmax(1).item() == int(y))
+        data, bits = device_part(x, with_rate=True)
+        correct += int(server_part(data).argmax(1).item() == int(y))
         sizes.append(len(data))
+        est_bits += bits
     parts = distributed.gather((correct, sizes, est_bits, hw))
     correct, est_bits = sum(p[0] for p in parts), sum(p[2] for p in parts)
     sizes, hw = [s for p in parts for s in p[1]], next(p[3] for p in parts if p[3] is not None)
     stats = size_stats(sizes, hw)
     payload_bytes = stats["bytes_mean"] - student.header_bytes
-    out = {"accuracy": 100.0 * correct / n, **stats, "header_bytes": student.header_bytes,
-           "payload_bytes_mean": payload_bytes}
-    if eb is not None:
-        out.update(estimated_bits_mean=est_bits / n, payload_to_estimate=8 * payload_bytes / max(est_bits / n, 1e-9))
-    return out
+    return {"accuracy": 100.0 * correct / n, **stats, "header_bytes": student.header_bytes,
+            "payload_bytes_mean": payload_bytes, "estimated_bits_mean": est_bits / n,
+            "payload_to_estimate": 8 * payload_bytes / max(est_bits / n, 1e-9)}
+
+
+# ---- tasks (notebook 04) -----------------------------------------------------------------------------------
+IGNORE = 255
+METRICS = {"detection": ("map", "map_50"), "segmentation": ("miou", "pixel_accuracy")}
+
+
+class SegmentationScore:
+    """Confusion matrix over classes; mIoU averages the classes that occur (in truth or prediction)."""
+
+    def __init__(self, num_classes: int = 11):
+        self.num_classes = num_classes
+        self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def update(self, pred: torch.Tensor, truth: torch.Tensor) -> None:
+        k = self.num_classes
+        truth, pred = truth.reshape(-1).long(), pred.reshape(-1).long().cpu()
+        keep = truth != IGNORE            # VOC's 255 = "void" border pixels are not scored
+        idx = truth[keep] * k + pred[keep]
+        self.confusion += torch.bincount(idx, minlength=k * k).reshape(k, k)
+
+    def compute(self) -> dict:
+        c = self.confusion.double()
+        inter, union = c.diag(), c.sum(0) + c.sum(1) - c.diag()
+        present = union > 0
+        iou = inter[present] / union[present]
+        return {"miou": 100.0 * float(iou.mean()), "pixel_accuracy": 100.0 * float(inter.sum() / c.sum()),
+                "iou_per_class": [round(100.0 * float(v), 2) if p else None
+                                  for v, p in zip(inter / union.clamp(min=1), present)]}
+
+
+def _detection_metric():
+    from torchmetrics.detection import MeanAveragePrecision  # heavy (pycocotools): only when scoring detection
+    return MeanAveragePrecision(box_format="xyxy", iou_type="bbox", backend="pycocotools")
+
+
+@torch.no_grad()
+def evaluate_task(task: str, predict, dataset, limit: int | None = None, progress: bool = False) -> dict:
+    """Score ``predict(x) → (prediction dict, bytes sent or None)`` on multi-object scenes, batch 1.
+
+    Detection: torchmetrics' ``MeanAveragePrecision`` (COCO mAP@[.5:.95], mAP@.5). Segmentation:
+    mIoU and pixel accuracy from a confusion matrix. Returns the metrics and the byte sizes.
+    """
+    T._check_task(task)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    seg, pairs, sizes = None, [], []
+    mine = distributed.shard(n)          # under torchrun: every world-th scene per rank, batch 1, then gathered
+    for i in tqdm(mine, desc=f"{task} eval", leave=False, disable=not (progress and distributed.is_main()) or None):
+        x, target = dataset[i]
+        pred, nbytes = predict(x)
+        if nbytes is not None:
+            sizes.append(nbytes)
+        if task == "detection":
+            pairs.append((i, {k: pred[k].cpu() for k in ("boxes", "scores", "labels")},
+                          {"boxes": target["boxes"], "labels": target["labels"]}))
+        else:
+            seg = seg or SegmentationScore(pred["logits"].shape[0])     # one row/column per class of the model
+            seg.update(pred["semantic"], target["semantic"])
+    parts = distributed.gather((pairs, sizes, seg.confusion if seg else None))
+    sizes = [b for p in parts for b in p[1]]
+    if task == "detection":
+        metric = _detection_metric()   # in scene order, as one process would (COCO's ranking breaks ties by order)
+        for _, pred, target in sorted((q for p in parts for q in p[0]), key=lambda q: q[0]):
+            metric.update([pred], [target])
+        m = metric.compute()
+        scores = {"map": 100.0 * float(m["map"]), "map_50": 100.0 * float(m["map_50"])}
+    else:
+        confusions = [p[2] for p in parts if p[2] is not None]
+        seg = SegmentationScore(len(confusions[0]))
+        seg.confusion = sum(confusions)
+        scores = seg.compute()
+    return {**scores, "n": n, "sizes": sizes}
+
+
+def teacher_predictor(net, fmt: str | None = None, quality: int | None = None):
+    """``predict(x)`` for a task teacher on the raw image, or on its JPEG/WebP decoding (real bytes)."""
+    device = next(net.parameters()).device
+
+    def predict(x):
+        nbytes = None
+        if fmt is not None:
+            data = codecs.encode(x, fmt, quality)
+            x, nbytes = codecs.decode(data), len(data)
+        return net([x.to(device)])[0], nbytes
+    return predict
+
+
+def student_predictor(net):
+    """``predict(x)`` for a task student through the real split: device bytes → :class:`TaskServer`."""
+    device_part, server = _device_part(net), T.TaskServer(net)
+
+    def predict(x):
+        data = device_part(x.unsqueeze(0).to(device_part.mean.device))
+        return server(data), len(data)
+    return predict
+
+
+PAYLOAD_IMAGES = 50
+
+
+def _device_part(model):
+    """The device half that sends ``model``'s bytes: a classification student's, or a task student's (the same
+    shared encoder + prior, so the same :class:`~minist.models.student.DevicePart`)."""
+    return DevicePart(model.backbone.front if isinstance(model, T.TaskNet) else model)
+
+
+def payload_digest(model, dataset, n: int = PAYLOAD_IMAGES) -> str:
+    """SHA-256 over the payloads of the first ``n`` images, sent by a student or a task student's front."""
+    device_part = _device_part(model)
+    h = hashlib.sha256()
+    for i in range(min(n, len(dataset))):
+        h.update(device_part(dataset[i][0].unsqueeze(0).to(device_part.mean.device)))
+    return h.hexdigest()

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import __version__, checkpoint
-from .models import entropy
+from .models.codec import MAX_SYMBOL, FactorizedCodec
 
 BUNDLE_FORMAT = "minist-device-bundle"
 BUNDLE_VERSION = 1
@@ -62,8 +62,11 @@ def onnx_bytes(student, image_size: int) -> bytes:
 
 def export_bundle(student, out, image_size: int | None = None) -> Path:
     """Write the bundle of ``student`` (coding tables built) into folder ``out``; return the manifest's path."""
-    eb = student.entropy_bottleneck
-    if not entropy.is_updated(eb):
+    eb = student.codec
+    if not isinstance(eb, FactorizedCodec):
+        raise ValueError(f"the device bundle carries a factorized prior's tables; this student's codec is "
+                         f"{student.codec_name!r}")
+    if not eb.ready():
         raise RuntimeError("the student has no coding tables yet: call student.update() first")
     image_size = int(image_size or student.teacher_config.image_size)
     if not 32 <= image_size <= 4096:
@@ -78,8 +81,8 @@ def export_bundle(student, out, image_size: int | None = None) -> Path:
     h, w = student.latent_size(image_size)
     manifest = {
         "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "made_by": f"minist {__version__}",
-        "fingerprint": entropy.table_fingerprint(eb).hex(), "wire_version": entropy.VERSION,
-        "input_size": image_size, "latent": [eb.channels, h, w], "max_symbol": entropy.MAX_SYMBOL,
+        "fingerprint": eb.fingerprint().hex(), "wire_version": eb.codec_id,
+        "input_size": image_size, "latent": [eb.channels, h, w], "max_symbol": MAX_SYMBOL,
         "sha256": {name: hashlib.sha256(b).hexdigest() for name, b in blobs.items()},
     }
     for name, b in blobs.items():

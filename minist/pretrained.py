@@ -5,13 +5,21 @@ Each file in ``data/`` is made by one documented command (see ``data/README.md``
 
 from __future__ import annotations
 
+import json
 import re
 
+from .models.store import load_student, load_task_student, load_task_teacher, load_teacher
+from .models.teacher import load_imagenet_resnet50
 from .utils import data_dir
 
 PRESETS = ("mini", "paper")
 TEACHER_FILES = {"mini": "teacher_mini.pt"}
 DEFAULT_BETA = {"mini": 0.02}
+# the files of data/ the experiments write (minist.experiments: sweep, task study) and this module reads
+RESULTS_FILE = "results_{preset}.json"
+TASK_RESULTS_FILE = "results_tasks_mini.json"
+TASK_TEACHER_FILE = "task_teacher_mini_{task}.pt"
+TASK_STUDENT_FILE = "task_student_mini_{task}_beta{beta:g}.pt"
 
 
 def _check(preset: str) -> None:
@@ -21,8 +29,6 @@ def _check(preset: str) -> None:
 
 def teacher(preset: str = "mini", with_meta: bool = False):
     """The teacher of ``preset`` in eval mode: ``mini`` from ``data/``, ``paper`` = ImageNet ResNet-50."""
-    from .models.teacher import load_imagenet_resnet50
-    from .train import load_teacher
     _check(preset)
     if preset == "paper":
         model = load_imagenet_resnet50()
@@ -68,7 +74,6 @@ def _as_beta(beta) -> float:
 
 def student(preset: str = "mini", beta: float | None = None, with_meta: bool = False):
     """A shipped Entropic Student (eval mode, coding tables built); ``beta=None`` → the default β."""
-    from .train import load_student
     _check(preset)
     shipped = betas(preset)
     if beta is None:
@@ -89,9 +94,6 @@ def results(preset: str = "mini") -> dict:
     ``entropic``, ``stage1-only``, ``crbq``, ``end-to-end``, ``factorized``, ``hyperprior``,
     ``jpeg``, ``webp``. :func:`points` gives one method's points sorted by rate.
     """
-    import json
-
-    from .sweep import RESULTS_FILE
     _check(preset)
     path = data_dir() / RESULTS_FILE.format(preset=preset)
     if not path.is_file():
@@ -112,13 +114,12 @@ def points(res: dict, method: str) -> list[dict]:
 # ---- notebook 04: task networks on the shared bitstream ---------------------------------------------
 def task_teacher(task: str, preset: str = "mini", with_meta: bool = False):
     """The shipped detection or segmentation teacher (FPN + head on the frozen ``teacher(preset)``)."""
-    from . import tasks
     _check(preset)
-    path = data_dir() / tasks.TEACHER_FILE.format(task=task)
+    path = data_dir() / TASK_TEACHER_FILE.format(task=task)
     if preset != "mini" or not path.is_file():
         raise FileNotFoundError(f"no shipped {preset} {task} teacher ({path.name}); make it with "
                                 "`minist tasks && minist tasks --ship` (see data/README.md)")
-    model, meta = tasks.load_task_teacher(path, teacher(preset))
+    model, meta = load_task_teacher(path, teacher(preset))
     return (model, meta) if with_meta else model
 
 
@@ -131,24 +132,20 @@ def task_betas(task: str, preset: str = "mini") -> list[float]:
 def task_student(task: str, beta: float | None = None, preset: str = "mini", with_meta: bool = False):
     """A shipped task student: the classification ``student(preset, beta)``'s encoder + prior, shared and
     frozen, with this task's decoder, FPN and head. ``beta=None`` → the default β."""
-    from . import tasks
     shipped = task_betas(task, preset)
     beta = _as_beta(DEFAULT_BETA.get(preset) if beta is None else beta)
     if beta not in shipped:
         raise FileNotFoundError(f"no shipped {preset} {task} student at β = {beta}; shipped: {shipped or 'none'}. "
                                 "Make them with `minist tasks && minist tasks --ship`.")
-    path = data_dir() / tasks.STUDENT_FILE.format(task=task, beta=beta)
-    model, meta = tasks.load_task_student(path, task_teacher(task, preset), student(preset, beta))
+    path = data_dir() / TASK_STUDENT_FILE.format(task=task, beta=beta)
+    model, meta = load_task_student(path, task_teacher(task, preset), student(preset, beta))
     return (model, meta) if with_meta else model
 
 
 def task_results(preset: str = "mini") -> dict:
     """The shipped per-task RD results (``data/results_tasks_mini.json``, made by ``minist tasks``)."""
-    import json
-
-    from . import tasks
     _check(preset)
-    path = data_dir() / tasks.RESULTS_FILE
+    path = data_dir() / TASK_RESULTS_FILE
     if preset != "mini" or not path.is_file():
         raise FileNotFoundError(f"no shipped task results for {preset!r} ({path.name}); make them with "
                                 "`minist tasks && minist tasks --ship`")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
 from pathlib import Path
@@ -62,3 +63,13 @@ def cache_dir() -> Path:
     path = Path(env) if env else Path.home() / ".cache" / "minist"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def show_source(obj) -> None:
+    """Print the source of a function or class of minist, with the file and line it comes from (the notebooks
+    show the code that runs, not a paraphrase of it)."""
+    lines, start = inspect.getsourcelines(obj)
+    path = Path(inspect.getsourcefile(obj)).resolve()
+    root = Path(__file__).resolve().parents[1]
+    where = path.relative_to(root) if path.is_relative_to(root) else path
+    print(f"# {where}, line {start}\n" + "".join(lines))

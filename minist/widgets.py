@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from . import codecs, pretrained
+from .config import mini_val_set
 from .data.fashion import CLASSES
-from .models import entropy
 from .plots import METHOD_COLORS, plot_rd
 
 
@@ -38,7 +38,6 @@ class Explorer:
 
     def __init__(self, preset: str = "mini", images: int = 24, res: dict | None = None, dataset=None,
                  students: dict | None = None, teacher=None):
-        from .sweep import val_set
         self.res = res if res is not None else pretrained.results(preset)
         self.preset = preset
         self._students = dict(students or {})
@@ -46,7 +45,7 @@ class Explorer:
         if not self.betas:
             raise FileNotFoundError(f"no shipped {preset} students: run `minist sweep --parts students --ship`")
         self.teacher = teacher if teacher is not None else pretrained.teacher(preset)
-        self.dataset = dataset if dataset is not None else val_set(limit=images)
+        self.dataset = dataset if dataset is not None else mini_val_set(limit=images)
         self.fig = None
         self._rd_cache: dict[float, bytes] = {}
 
@@ -70,11 +69,10 @@ class Explorer:
         student = self.student(beta)
         _, server = student.split()
         x, y = self.dataset[index]
-        eb = student.entropy_bottleneck
         z = student.encode(x.unsqueeze(0))
-        data = entropy.compress(eb, z)                                # the real message
+        data = student.codec.encode(z)                                 # the real message
         probs = server(data).softmax(1)[0]                             # after real decoding
-        bits = -torch.log2(eb(z, training=False)[1][0]).sum(0)         # (h, w) bits per latent position
+        bits = -torch.log2(student.codec(z, training=False)[1][0]).sum(0)   # (h, w) bits per latent position
         point = self.point("entropic", beta)
         out = {"beta": beta, "index": index, "label": int(y), "image": x, "bytes": len(data),
                "pred": int(probs.argmax()), "confidence": float(probs.max()), "bits_map": bits.numpy(),

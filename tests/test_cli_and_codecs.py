@@ -62,12 +62,30 @@ def test_codec_accuracy_batched_equals_one_by_one():
     assert acc == 100.0 * sum(one) / 12 and nbytes == sum(sizes) / 12
 
 
-def test_benchmarks_run_in_quick_mode(capsys):
-    """`minist bench --quick` prints every table (the numbers are measured, so only their presence is checked)."""
-    assert main(["bench", "all", "--quick"]) == 0
-    out = capsys.readouterr().out
-    for row in ("data: Fashion-on-Photos classification", "teacher val accuracy", "payload bits / estimated bits",
-                "decoded latent == rounded latent", "stage 1 step, CPU", "Entropic Student", "crossovers",
-                "torch.export of the encoder", "ratio: best input codec", "accuracy (%) at each Entropic Student rate",
-                "one slider move, total"):
-        assert row in out, row
+def _table(out: str) -> dict:
+    """The rows ``what | value`` of the benchmark tables in ``out``."""
+    return {k.strip(): v.strip() for k, _, v in (ln.partition(" | ") for ln in out.splitlines() if " | " in ln)}
+
+
+def test_student_benchmark_prints_what_it_measured(capsys):
+    """`minist bench student --quick`: every decode exact, payload bits ≈ Σ −log2 p, accuracy that of real bytes."""
+    assert main(["bench", "student", "--quick"]) == 0
+    rows = _table(capsys.readouterr().out)
+    assert rows["decoded latent == rounded latent, every element"] == "100/100 images"
+    assert 0.98 < float(rows["payload bits / estimated bits Σ−log2 p, mean"]) < 1.1
+    assert rows["our header + CRC per message"] == "16 B"
+    acc = float(rows["student β = 0.02: accuracy at real bytes"].rstrip(" %"))
+    assert 55 < acc < 90 and rows["stage 1 step, CPU"].split()[1] == "img/s"
+
+
+def test_rd_benchmark_reports_the_shipped_study(capsys):
+    """`minist bench rd`: bytes to reach teacher − 1 pt, per method, as :func:`minist.rd.bytes_to_reach` computes."""
+    from minist import pretrained, rd
+    from minist.plots import METHOD_LABELS
+    assert main(["bench", "rd"]) == 0
+    rows = _table(capsys.readouterr().out)
+    for r in rd.bytes_to_reach(pretrained.results("mini"), 1.0):
+        shown = rows[METHOD_LABELS.get(r["method"], r["method"])]
+        assert shown.startswith("never" if r["kb"] is None else f"{r['kb']:.3f} KB"), (r["method"], shown)
+
+

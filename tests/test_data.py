@@ -80,9 +80,12 @@ def test_splits_use_disjoint_photos_and_objects():
     assert not any(o.tobytes() in train_hashes for o in va.objects)
 
 
-def test_val_photos_are_png():
-    # PNG decoding does not depend on the JPEG library's version: the val set is the same everywhere
-    assert all(photos.PHOTOS[n][1].endswith(".png") for n in photos.split_photos("val"))
+def test_val_photos_decode_as_png():
+    """The val photos' files really are PNG (lossless, no JPEG library version in the val set's pixels)."""
+    from PIL import Image
+    for name in photos.split_photos("val"):
+        with Image.open(photos.photo_path(name)) as im:
+            assert im.format == "PNG", name
 
 
 def test_load_entry_point_and_cache():
@@ -179,8 +182,9 @@ def test_shipped_val_sets_render_identically_into_an_empty_cache(tmp_path, monke
     """Rendered from nothing, the val images equal the ones every shipped number was measured on."""
     import json
 
-    from minist import pretrained, tasks
-    from minist.sweep import val_set
+    from minist import pretrained
+    from minist.config import TaskTrainConfig
+    from minist.config import mini_val_set as val_set
     from minist.utils import data_dir
     monkeypatch.setenv("MINIST_CACHE", str(tmp_path / "empty"))
     digest = val_set().digest()
@@ -191,7 +195,7 @@ def test_shipped_val_sets_render_identically_into_an_empty_cache(tmp_path, monke
     assert list((tmp_path / "empty" / "fashion-on-photos").glob("val-classification-128px-*.pt"))
     assert val_set().digest() == digest   # served from the cache file
     scenes = json.loads((data_dir() / "results_tasks_mini.json").read_text())["val_set"]
-    assert tasks.val_scenes().digest() == scenes["sha256"]
+    assert TaskTrainConfig().val_scenes().digest() == scenes["sha256"]
 
 
 _RENDER_200 = """

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from minist import pretrained
+from minist.config import mini_val_set as val_set
 from minist.export import export_bundle
 from minist.split import SplitServer
-from minist.sweep import val_set
 
 DEVICE = Path(__file__).resolve().parents[1] / "device"
 sys.path.insert(0, str(DEVICE))
@@ -38,7 +38,7 @@ def _tables(eb):
 
 def test_numpy_rans_is_byte_identical_to_compressai(student):
     """Real latents and values far outside the tables (CompressAI's bypass path), same bytes."""
-    eb = student.entropy_bottleneck
+    eb = student.codec
     med = eb._get_medians().detach().reshape(1, -1, 1, 1)
     g = torch.Generator().manual_seed(0)
     latents = [student.encode(val_set(limit=4)[i][0][None]).detach() for i in range(4)]

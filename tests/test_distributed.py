@@ -49,7 +49,7 @@ def test_two_process_gloo_step_equals_one_step_on_the_combined_batch(tmp_path):
     sys.path.insert(0, str(HELPER.parent))
     from ddp_step import initial_student
     init = initial_student().state_dict()
-    moved = [k for k in ("encoder.0.weight", "decoder.0.weight", "entropy_bottleneck.matrices.0")
+    moved = [k for k in ("encoder.0.weight", "decoder.0.weight", "codec.matrices.0")
              if (one["state_dict"][k] - init[k]).abs().max() > 1e-3]
     assert len(moved) == 3
     # the evaluation was split over the ranks and gathered: same real-byte result on the same 6 images
@@ -88,7 +88,7 @@ def test_single_process_helpers_are_no_ops():
 
 
 def test_paper_throughput_table_runs_on_a_cpu():
-    from minist.bench import paper_throughput
+    from minist.experiments.bench import paper_throughput
     rows = dict(paper_throughput(batch=1, steps=1, warmup=0, device="cpu"))
     assert rows["teacher (ResNet-50) forward only"].endswith("images/s")
     assert rows["ratio: stage-1 step / teacher forward"].endswith("×")
@@ -100,8 +100,9 @@ def test_paper_preset_trains_end_to_end_on_a_tiny_imagenet_folder(tmp_path):
     import numpy as np
     from PIL import Image
 
+    from minist.config import StudentTrainConfig
     from minist.models.teacher import build_teacher
-    from minist.train import StudentTrainConfig, train_student
+    from minist.recipes import train_student
     rng = np.random.default_rng(0)
     for split in ("train", "val"):
         for c in ("n01440764", "n02102040"):
@@ -112,19 +113,19 @@ def test_paper_preset_trains_end_to_end_on_a_tiny_imagenet_folder(tmp_path):
     cfg = StudentTrainConfig.preset_config("paper", data_root=str(tmp_path / "imagenet"), max_steps=1,
                                            stage1_epochs=1, stage2_epochs=1, stage1_batch_size=2, stage2_batch_size=2,
                                            eval_length=2, workers=0, device="cpu", out=str(tmp_path / "run"))
-    assert (cfg.channels, cfg.image_size, cfg.stage1_lr, cfg.stage2_batch_size) == (24, 224, 1e-3, 2)
+    assert (cfg.bottleneck(256).channels, cfg.image_size, cfg.stage1_lr, cfg.stage2_batch_size) == (24, 224, 1e-3, 2)
     torch.manual_seed(0)
     student, meta = train_student(cfg, build_teacher("paper").eval(), progress=False, final_eval=True)
     assert meta["val"]["n"] == 4 and meta["val"]["kb_mean"] > 0
     assert student.encode(torch.rand(1, 3, 224, 224)).shape == (1, 24, 55, 55)
-    assert (tmp_path / "run" / "student.pt").is_file() and (tmp_path / "run" / "last.pt").is_file()
+    assert (tmp_path / "run" / "student.pt").is_file() and (tmp_path / "run" / "stage2-last.pt").is_file()
 
 
 def test_torchrun_trains_a_task_student_and_only_rank_0_reports(tmp_path):
     """`torchrun --nproc_per_node 2 -m minist train-task …` (gloo): DDP task training, sharded eval, one report."""
-    from minist import tasks
+    from minist import pretrained
     from minist.utils import data_dir
-    if not (data_dir() / tasks.TEACHER_FILE.format(task="segmentation")).is_file():
+    if not (data_dir() / pretrained.TASK_TEACHER_FILE.format(task="segmentation")).is_file():
         pytest.skip("no shipped segmentation task teacher")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",

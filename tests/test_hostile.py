@@ -16,8 +16,7 @@ import pytest
 import torch
 
 from minist import checkpoint, cli, pretrained
-from minist.models import entropy
-from minist.models.entropy import PayloadError
+from minist.models.codec import PayloadError
 from minist.models.teacher import as_images
 from minist.split import SplitClient, SplitServer
 from minist.split.client import ServerError
@@ -66,22 +65,22 @@ def test_lying_sizes_are_refused_before_decoding(parts):
         decode(_forge(fp, 31, 31, b""))
     # the in-process decoder applies the same header and length checks
     with pytest.raises(PayloadError, match="this body has 0"):
-        entropy.decompress(server.entropy_bottleneck, _forge(fp, 31, 31, b""))
+        server.codec.decode(_forge(fp, 31, 31, b""))
 
 
 def test_a_crashing_decoder_becomes_a_payload_error(parts, monkeypatch):
     """If the decoder process dies (an out-of-bounds read), the caller gets PayloadError and a new process."""
     from minist.models import sandbox
     device, server = parts
-    dec = sandbox.SandboxedDecoder(server.entropy_bottleneck, server.latent_sizes, timeout=2.0)
+    dec = sandbox.SandboxedDecoder(server.codec, server.latent_sizes, timeout=2.0)
     msg = device(torch.rand(1, 3, 128, 128))
-    assert torch.equal(dec.decode(msg), entropy.decompress(server.entropy_bottleneck, msg))
+    assert torch.equal(dec.decode(msg), server.codec.decode(msg))
     dec._proc.kill()
     dec._proc.wait()
     dec._proc.poll = lambda: None   # pretend it is still alive: the next request meets a dead pipe
     with pytest.raises(PayloadError, match="crashed"):
         dec.decode(msg)
-    assert torch.equal(dec.decode(msg), entropy.decompress(server.entropy_bottleneck, msg))   # a fresh process
+    assert torch.equal(dec.decode(msg), server.codec.decode(msg))   # a fresh process
     dec.close()
 
 
@@ -90,12 +89,12 @@ def test_a_real_decoder_crash_is_contained(parts):
     In the sandbox that is a PayloadError; the next genuine message decodes; decode() refuses such a body first."""
     from minist.models import sandbox
     device, server = parts
-    dec = sandbox.SandboxedDecoder(server.entropy_bottleneck, server.latent_sizes, timeout=10.0)
+    dec = sandbox.SandboxedDecoder(server.codec, server.latent_sizes, timeout=10.0)
     msg = device(torch.rand(1, 3, 128, 128))
     with pytest.raises(PayloadError, match="crashed"):
         dec._symbols(b"\xff" * 20_000, 12, 31, 31)   # below decode()'s pre-check, straight to the C++ decoder
     assert dec.restarts == 1
-    assert torch.equal(dec.decode(msg), entropy.decompress(server.entropy_bottleneck, msg))
+    assert torch.equal(dec.decode(msg), server.codec.decode(msg))
     with pytest.raises(PayloadError, match="all-ones"):
         dec.decode(_forge(msg[8:12], 31, 31, b"\xff" * 20_000))
     dec.close()
@@ -136,9 +135,9 @@ def test_a_nan_latent_is_refused_by_the_encoder(student):
     z = torch.zeros(1, 12, 31, 31)
     z[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN or Inf"):
-        entropy.compress(student.entropy_bottleneck, z)
+        student.codec.encode(z)
     with pytest.raises(ValueError, match="over the format"):
-        entropy.compress(student.entropy_bottleneck, torch.full((1, 12, 31, 31), 3e9))
+        student.codec.encode(torch.full((1, 12, 31, 31), 3e9))
 
 
 # ---- checkpoints -----------------------------------------------------------------------------------
@@ -188,7 +187,7 @@ def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):
 
 
 def test_a_checkpoint_for_another_model_is_a_clear_error(tmp_path):
-    from minist.train import load_teacher
+    from minist.models.store import load_teacher
     ck = checkpoint.load(pretrained.data_dir() / "teacher_mini.pt")
     state = dict(ck["state_dict"])
     state.pop("head.fc.bias")

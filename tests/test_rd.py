@@ -6,59 +6,41 @@ import pytest
 import torch
 
 from minist import codecs, pretrained
-from minist.models.crbq import HEADER_BYTES, CRBQStudent, bq_roundtrip, pack, unpack
-from minist.models.entropy import PayloadError
-from minist.models.teacher import Teacher, TeacherConfig
+from minist.config import ImageCodecConfig, StudentTrainConfig, TeacherConfig
+from minist.config import mini_val_set as val_set
+from minist.evaluate import evaluate_student
+from minist.experiments import sweep
+from minist.models import image_codecs
+from minist.models.codec import PayloadError, Quantize8Codec
+from minist.models.store import load_image_codec, load_student
+from minist.models.student import EntropicStudent
+from minist.models.teacher import Teacher
+from minist.recipes import train_image_codec, train_student, warm_start
 
 TINY = TeacherConfig.preset_config("mini", widths=(8, 16, 16, 16), stem_width=8, image_size=64)
 
 
 # ---- CR+BQ ------------------------------------------------------------------------------------------
-def test_crbq_bytes_roundtrip_and_size():
-    torch.manual_seed(0)
-    z = torch.randn(1, 3, 15, 15) * 4
-    data = pack(z)
-    assert len(data) == HEADER_BYTES + 3 * 15 * 15
-    back = unpack(data, 3)
-    assert torch.allclose(back, bq_roundtrip(z), atol=1e-6)
-    assert (back - z).abs().max() <= (z.max() - z.min()) / 255 / 2 + 1e-5      # 8-bit: half a step at most
-
-
 @pytest.mark.parametrize("damage, match", [
-    (lambda d: d[:30], "length|CRC"), (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "CRC"),
-    (lambda d: b"XX" + d[2:], "not a CR\\+BQ"), (lambda d: d[:5], "too short"), (lambda d: "text", "expected bytes")])
+    (lambda d: d[:30], "length|checksum"), (lambda d: d[:-1] + bytes([d[-1] ^ 1]), "checksum"),
+    (lambda d: b"XX" + d[2:], "not a minist message"), (lambda d: d[:5], "too short"),
+    (lambda d: "text", "expected bytes")])
 def test_crbq_bad_bytes_raise(damage, match):
-    data = pack(torch.randn(1, 2, 7, 7))
+    data = Quantize8Codec(2).encode(torch.randn(1, 2, 7, 7))
     with pytest.raises(PayloadError, match=match):
-        unpack(damage(data), 2)
-    with pytest.raises(PayloadError, match="C = 2"):
-        unpack(data, 3)
-
-
-def test_crbq_student_split_equals_its_eval_forward():
-    torch.manual_seed(0)
-    s = CRBQStudent(Teacher(TINY).eval()).eval()
-    s.set_stage(2)
-    s.eval()
-    device, server = s.split()
-    x = torch.rand(1, 3, 64, 64)
-    msg = device(x)
-    assert len(msg) == HEADER_BYTES + s.config.channels * 15 * 15
-    assert torch.allclose(server(msg), s(x)["logits"], atol=1e-5)
-    assert not hasattr(s, "entropy_bottleneck") and s.device_parameters() == sum(
-        p.numel() for p in s.encoder.parameters())
+        Quantize8Codec(2).decode(damage(data))
+    with pytest.raises(PayloadError, match="2 latent channels, this model 3"):
+        Quantize8Codec(3).decode(data)
 
 
 # ---- training the baselines, warm starts -------------------------------------------------------------
 def _tiny_cfg(tmp_path, name, **kw):
-    from minist.train import StudentTrainConfig
     base = dict(channels=4, stage1_epochs=1, stage2_epochs=1, stage1_batch_size=8, stage2_batch_size=8,
                 image_size=64, train_length=16, val_length=6, eval_length=4, workers=0, out=str(tmp_path / name))
     return StudentTrainConfig(**{**base, **kw})
 
 
 def test_baselines_train_and_warm_start(tmp_path):
-    from minist.train import load_student, train_student, warm_start
     torch.manual_seed(0)
     teacher = Teacher(TINY).eval()
     s, meta = train_student(_tiny_cfg(tmp_path, "ent", eval_stage1=True), teacher, progress=False)
@@ -69,12 +51,14 @@ def test_baselines_train_and_warm_start(tmp_path):
     first, _ = load_student(tmp_path / "ent" / "stage1.pt")
     assert not torch.equal(ws.encoder[0].weight, first.encoder[0].weight)      # trained on from there
     with pytest.raises(ValueError, match="same C and T"):
-        warm_start(CRBQStudent(teacher, type(s.config)(channels=2, target_channels=8)), tmp_path / "ent" / "stage1.pt")
+        warm_start(EntropicStudent(teacher, type(s.config)(channels=2, target_channels=8), codec="8bit"),
+                   tmp_path / "ent" / "stage1.pt")
 
     crbq, cmeta = train_student(_tiny_cfg(tmp_path, "crbq", method="crbq", channels=2), teacher, progress=False)
-    assert cmeta["val"]["header_bytes"] == HEADER_BYTES
-    assert cmeta["val"]["bytes_mean"] == HEADER_BYTES + 2 * 15 * 15
-    assert "estimated_bits_mean" not in cmeta["val"]
+    assert cmeta["val"]["header_bytes"] == crbq.header_bytes == 20 and crbq.codec_name == "8bit"
+    assert cmeta["val"]["bytes_mean"] == 20 + 2 * 15 * 15
+    assert cmeta["val"]["payload_to_estimate"] == 1.0          # raw codes: the estimate is exact
+    assert load_student(tmp_path / "crbq" / "student.pt")[0].codec_name == "8bit"
 
     e2e, emeta = train_student(_tiny_cfg(tmp_path, "e2e", method="end-to-end", beta=1e-3), teacher,
                                progress=False)
@@ -98,17 +82,20 @@ def test_codec_header_sizes():
 
 @pytest.mark.parametrize("arch", ["factorized", "hyperprior"])
 def test_learned_codec_wire_format(arch):
-    from minist.learned_codecs import build, header_bytes, pack, roundtrip, unpack
     torch.manual_seed(0)
-    m = build(arch, 16, 24).eval()
+    m = image_codecs.build(arch, 16, 24).eval()
     m.update(force=True)
     x = torch.rand(3, 64, 64)
     enc = m.compress(x.unsqueeze(0))
-    data = pack(enc)
-    assert len(data) == header_bytes(m) + sum(len(s[0]) for s in enc["strings"])
-    strings, shape = unpack(data, len(enc["strings"]))
-    assert strings == enc["strings"] and tuple(shape) == tuple(enc["shape"])
-    x_hat, n = roundtrip(m, x)
+    data = image_codecs.encode(m, x.unsqueeze(0))
+    assert data[:3] == b"MN" + bytes([image_codecs.CODEC_IDS[arch]])       # minist's magic and a codec id
+    assert len(data) == image_codecs.header_bytes(m) + sum(len(s[0]) for s in enc["strings"])
+    with pytest.raises(PayloadError, match="checksum"):
+        image_codecs.decode(m, data[:-1] + bytes([data[-1] ^ 1]))
+    other = "hyperprior" if arch == "factorized" else "factorized"
+    with pytest.raises(PayloadError, match="codec"):
+        image_codecs.decode(image_codecs.build(other, 16, 24), data)
+    x_hat, n = image_codecs.roundtrip(m, x)
     assert n == len(data) and x_hat.shape == x.shape
     ref = m.decompress(enc["strings"], enc["shape"])["x_hat"].clamp(0, 1)[0]
     assert torch.equal(x_hat, ref)
@@ -116,7 +103,6 @@ def test_learned_codec_wire_format(arch):
 
 # ---- sweep bookkeeping and shipped results ---------------------------------------------------------
 def test_sweep_codec_points_and_collect(tmp_path):
-    from minist import sweep
     teacher = pretrained.teacher("mini")
     rows = sweep.run_codecs(tmp_path, teacher, limit=20, qualities=(10,))
     assert {r["method"] for r in rows} == {"jpeg", "webp"} and all(r["n"] == 20 for r in rows)
@@ -156,8 +142,6 @@ def test_shipped_results_cover_the_issue():
 
 def test_shipped_sweep_student_reproduces_its_point():
     """One swept student (not the default β): its recorded bytes and accuracy, re-measured on 300 images."""
-    from minist.evaluate import evaluate_student
-    from minist.sweep import val_set
     res = _shipped()
     point = max(pretrained.points(res, "entropic"), key=lambda p: p["value"])
     student, meta = pretrained.student("mini", beta=point["value"], with_meta=True)
@@ -215,13 +199,13 @@ def test_plot_rd_draws_every_method(fake_results):
 
 
 def test_learned_codec_trains_and_warm_starts(tmp_path):
-    from minist.learned_codecs import ImageCodecConfig, load_image_codec, roundtrip, train_image_codec
     base = dict(N=8, M=12, epochs=1, batch_size=4, train_length=8, max_steps=2, image_size=64, crop=32)
     m, meta = train_image_codec(ImageCodecConfig(**base, out=str(tmp_path / "a")), progress=False)
-    assert meta["train_images"] == 8 and meta["history"][0]["bpp"] > 0
+    assert meta["train_images"] == 8 and meta["history"][0]["train_bpp"] > 0
     loaded, _ = load_image_codec(tmp_path / "a" / "codec.pt")
     x = torch.rand(3, 64, 64)
-    assert torch.equal(roundtrip(loaded, x)[0], roundtrip(m, x)[0])        # coding tables travel with it
+    # the coding tables travel with the checkpoint
+    assert torch.equal(image_codecs.roundtrip(loaded, x)[0], image_codecs.roundtrip(m, x)[0])
     train_image_codec(ImageCodecConfig(**base, lmbda=0.05, init_from=str(tmp_path / "a" / "codec.pt"),
                                        out=str(tmp_path / "b")), progress=False)
     with pytest.raises(ValueError, match="same architecture"):
@@ -241,7 +225,6 @@ def test_sweep_cli_quick(tmp_path, capsys):
 
 def test_sweep_ship_copies_each_swept_student_into_data(tmp_path, monkeypatch):
     """`minist sweep --ship`: every entropic point's checkpoint → data/student_mini_beta<β>.pt (atomic copy)."""
-    from minist import sweep
     data = tmp_path / "data"
     data.mkdir()
     monkeypatch.setattr(sweep, "data_dir", lambda: data)

@@ -14,8 +14,9 @@ import torch
 
 layer = pytest.importorskip("sc2bench.models.layer", reason="sc2bench is optional: pip install sc2bench")
 
-from minist.models import entropy  # noqa: E402
-from minist.models.bottleneck import BottleneckConfig, Decoder, Encoder  # noqa: E402
+from minist.config import BottleneckConfig  # noqa: E402
+from minist.models.bottleneck import Decoder, Encoder  # noqa: E402
+from minist.models.codec import FactorizedCodec  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def pair():
     cfg = BottleneckConfig.preset_config("paper")
     theirs = layer.FPBasedResNetBottleneck(3, cfg.channels, cfg.target_channels).eval()
     enc, dec, eb = Encoder(cfg.channels), Decoder(cfg.channels, cfg.target_channels), \
-        entropy.build_entropy_bottleneck(cfg.channels)
+        FactorizedCodec(cfg.channels)
     with torch.no_grad():      # give the prior a non-trivial density so the tables are not the initial ones
         for p in eb.parameters():
             p.add_(0.05 * torch.randn_like(p))
@@ -52,13 +53,13 @@ def test_same_bitstream_up_to_our_header(pair):
     with torch.no_grad():
         ref = theirs.encode(x)
         z = enc(x)
-        ours = entropy.compress(eb, z)
+        ours = eb.encode(z)
     payload = ref["strings"][0][0]
     assert tuple(ref["shape"]) == (55, 55)
-    assert len(ours) == len(payload) + entropy.HEADER_BYTES
+    assert len(ours) == len(payload) + eb.header_bytes
     assert ours[12:-4] == payload                                   # the rANS payload, byte for byte
-    magic, version, c, h, w, _ = struct.unpack(">2sBBHH4s", ours[:12])
-    assert (magic, version, c, h, w) == (b"MN", 1, 24, 55, 55)
+    magic, codec_id, c, h, w, _ = struct.unpack(">2sBBHH4s", ours[:12])
+    assert (magic, codec_id, c, h, w) == (b"MN", 1, 24, 55, 55)
     assert struct.unpack(">I", ours[-4:])[0] == zlib.crc32(ours[:-4])
     with torch.no_grad():
-        assert torch.equal(dec(entropy.decompress(eb, ours)), theirs.decode(ref["strings"], ref["shape"]))
+        assert torch.equal(dec(eb.decode(ours)), theirs.decode(ref["strings"], ref["shape"]))

@@ -4,11 +4,12 @@ import pytest
 import torch
 
 from minist import losses
-from minist.models.bottleneck import BottleneckConfig, Decoder, Encoder
-from minist.models.entropy import PayloadError
+from minist.config import BottleneckConfig
+from minist.models.bottleneck import Decoder, Encoder
+from minist.models.codec import PayloadError
+from minist.models.store import load_student, save_student
 from minist.models.student import EntropicStudent
 from minist.models.teacher import build_teacher
-from minist.train import load_student, save_student
 
 
 def test_paper_bottleneck_matches_design():
@@ -39,8 +40,9 @@ def test_split_equals_the_students_own_prediction(student):
     device, server = student.split()
     for _i in range(4):
         x = torch.rand(1, 3, 128, 128)
-        payload = device(x)
-        assert isinstance(payload, bytes)
+        payload, bits = device(x, with_rate=True)
+        assert payload == device(x) and isinstance(payload, bytes)
+        assert bits == pytest.approx(float(student.codec.estimate_bits(student.encode(x))[0]))
         with torch.no_grad():
             assert torch.equal(server(payload), student(x)["logits"])
     with pytest.raises(ValueError, match="one image per message"):
@@ -55,7 +57,7 @@ def test_forward_shapes_and_noise_in_training(student):
     assert o["latent"].shape == (2, 12, 31, 31) and o["likelihoods"].shape == (2, 12, 31, 31)
     assert {k: tuple(v.shape[1:]) for k, v in o["features"].items()} == {
         "layer1": (32, 32, 32), "layer2": (64, 16, 16), "layer3": (128, 8, 8), "layer4": (256, 4, 4)}
-    med = student.entropy_bottleneck._get_medians().detach().view(1, -1, 1, 1)
+    med = student.codec._get_medians().detach().view(1, -1, 1, 1)
     assert torch.equal(o["latent"], torch.round(student.encode(x) - med) + med)   # eval: rounded
     student.train()
     noisy = student(x)["latent"]
@@ -71,9 +73,9 @@ def test_stage_freezing():
     assert not s.layer2.training                      # frozen BN statistics in stage 1
     s.set_stage(2).train()
     assert not any(p.requires_grad for p in s.encoder.parameters())
-    assert not any(p.requires_grad for p in s.entropy_bottleneck.parameters())
+    assert not any(p.requires_grad for p in s.codec.parameters())
     assert all(p.requires_grad for p in s.head.parameters()) and s.layer2.training
-    assert s.entropy_bottleneck._offset.numel() == 12   # update() ran: the tables exist
+    assert s.codec._offset.numel() == 12   # update() ran: the tables exist
     x = torch.rand(2, 3, 128, 128)
     a, b = s(x)["latent"], s(x)["latent"]
     assert torch.equal(a, b)                           # stage 2: rounded latent, no noise
@@ -87,14 +89,16 @@ def test_checkpoint_resizes_cdf_tables_and_remaps_old_names(student, tmp_path):
     # load into a student whose tables already have another size (plain nn.Module loading would fail)
     other = EntropicStudent(build_teacher("mini"))
     with torch.no_grad():
-        other.entropy_bottleneck.quantiles[:, 0, 0] -= 50
+        other.codec.quantiles[:, 0, 0] -= 50
     other.update(force=True)
-    assert other.entropy_bottleneck._quantized_cdf.shape != student.entropy_bottleneck._quantized_cdf.shape
+    assert other.codec._quantized_cdf.shape != student.codec._quantized_cdf.shape
     other.load_state_dict(student.state_dict())
     assert other.eval().compress(x) == student.compress(x)
-    # CompressAI < 1.2 named the prior's parameters _matrix0, _bias0, _factor0
-    old = {k.replace("matrices.0", "_matrix0").replace("biases.0", "_bias0").replace("factors.0", "_factor0"): v
-           for k, v in student.state_dict().items()}
+    # CompressAI < 1.2 named the prior's parameters _matrix0, _bias0, _factor0, and minist before the codec
+    # interface named the prior entropy_bottleneck (every shipped checkpoint does)
+    old = {k.replace("matrices.0", "_matrix0").replace("biases.0", "_bias0").replace("factors.0", "_factor0")
+           .replace("codec.", "entropy_bottleneck.", 1): v for k, v in student.state_dict().items()}
+    assert any(k.startswith("entropy_bottleneck.") for k in old)
     assert any("_matrix0" in k for k in old)
     fresh = EntropicStudent(build_teacher("mini"))
     fresh.load_state_dict(old)
@@ -106,7 +110,7 @@ def test_compress_needs_update_and_one_image():
     with pytest.raises(RuntimeError, match="update"):
         s.split()
     s.update()
-    with pytest.raises(ValueError, match="one bitstream"):
+    with pytest.raises(ValueError, match="one image"):
         s.compress(torch.rand(3, 3, 128, 128))
 
 
@@ -123,11 +127,14 @@ def test_feature_distillation_golden():
 
 
 def test_rate_golden():
-    lik = torch.tensor([0.5, 0.25, 0.125, 1.0])     # 1 + 2 + 3 + 0 bits
-    assert losses.rate_loss(lik, beta=2.0).item() == 12.0
-    parts = losses.stage1_loss({"layer1": torch.ones(1, 2)}, {"layer1": torch.zeros(1, 2)}, lik, beta=0.5,
+    lik = torch.tensor([[0.5, 0.25], [0.125, 1.0]])     # image 0: 1 + 2 bits, image 1: 3 + 0 bits
+    parts = losses.stage1_loss({"layer1": torch.ones(2, 2)}, {"layer1": torch.zeros(2, 2)}, lik, beta=0.5,
                                weights={"layer1": 1.0})
-    assert parts["bits"].item() == 6.0 and parts["distortion"].item() == 2.0 and parts["loss"].item() == 5.0
+    assert parts["bits"].item() == 6.0 and parts["distortion"].item() == 4.0 and parts["loss"].item() == 7.0
+    # end-to-end: batch means, β on the bits of one image: CE(0 logits over 2 classes) = ln 2, 3 bits per image
+    e2e = losses.end_to_end_loss(torch.zeros(2, 2), torch.tensor([0, 1]), lik, beta=0.5)
+    assert e2e["bits"].item() == 3.0 and e2e["loss"].item() == pytest.approx(float(torch.log(torch.tensor(2.0))) + 1.5)
+    assert losses.distill_weights((1, 0, 2, 0.5)) == {"layer1": 1.0, "layer3": 2.0, "layer4": 0.5}
 
 
 def test_kd_loss_golden():
@@ -143,3 +150,24 @@ def test_kd_loss_golden():
     ps2 = torch.softmax(s / 2, 1)
     kl2 = (0.5 * torch.log(0.5 / ps2)).sum()
     assert torch.allclose(losses.kd_loss(s, t, y, alpha=0.0, tau=2.0), 4 * kl2)
+
+
+def test_crbq_is_the_same_student_with_the_8bit_codec():
+    s = EntropicStudent(build_teacher("mini").eval(), BottleneckConfig(2, 32), codec="8bit").eval()
+    device, server = s.split()
+    x = torch.rand(1, 3, 128, 128)
+    msg = device(x)
+    assert len(msg) == s.header_bytes + 2 * 31 * 31 and s.header_bytes == 20 and s.aux_loss() is None
+    with torch.no_grad():
+        assert torch.allclose(server(msg), s(x)["logits"], atol=1e-5)
+    assert s.device_parameters() == sum(p.numel() for p in s.encoder.parameters())
+
+
+def test_end_to_end_trains_the_encoder_through_the_task_loss():
+    """Singh et al.: CE + β·rate with no teacher; the CE must reach the encoder through the noisy latent."""
+    teacher = build_teacher("mini")
+    s = EntropicStudent(teacher, end_to_end=True).train()
+    assert s.encoder.training and s.codec.training and s.layer2.training
+    o = s(torch.rand(2, 3, 128, 128))
+    torch.nn.functional.cross_entropy(o["logits"], torch.tensor([0, 1])).backward()
+    assert s.encoder[0].weight.grad.abs().sum() > 0

@@ -7,9 +7,13 @@ import json
 import pytest
 import torch
 
-from minist import pretrained, tasks
-from minist.models import entropy
+from minist import evaluate, pretrained
+from minist.config import TaskTrainConfig
+from minist.experiments import task_study
 from minist.models import tasks as T
+from minist.models.codec import PayloadError
+from minist.models.store import load_task_student, load_task_teacher, save_task
+from minist.recipes import train_task_student, train_task_teacher
 from minist.utils import data_dir
 
 SMALL = dict(max_steps=2, train_length=16, batch_size=4, val_length=8, stage1_epochs=1, stage2_epochs=1, epochs=1)
@@ -27,7 +31,7 @@ def student():
 
 @pytest.fixture(scope="module")
 def scenes():
-    return tasks.val_scenes(tasks.TaskTrainConfig(val_length=8))
+    return TaskTrainConfig(val_length=8).val_scenes()
 
 
 @pytest.mark.parametrize("task", T.TASKS)
@@ -64,7 +68,7 @@ def test_server_from_bytes_equals_the_students_own_prediction(task, teacher, stu
 
 def test_task_server_rejects_bad_bytes(teacher, student):
     net = T.build_task_student(T.build_task_teacher("segmentation", teacher), student)
-    with pytest.raises(entropy.PayloadError):
+    with pytest.raises(PayloadError):
         T.TaskServer(net)(b"not a minist payload")
     with pytest.raises(TypeError, match="task student"):
         T.TaskServer(T.build_task_teacher("segmentation", teacher))
@@ -72,11 +76,11 @@ def test_task_server_rejects_bad_bytes(teacher, student):
 
 @pytest.mark.parametrize("task", T.TASKS)
 def test_task_student_training_keeps_payloads_bit_identical(task, teacher, student, scenes, tmp_path):
-    cfg = tasks.TaskTrainConfig(task=task, beta=0.64, out=str(tmp_path), **SMALL)
-    tnet, _ = tasks.train_task_teacher(cfg, teacher, progress=False)
+    cfg = TaskTrainConfig(task=task, beta=0.64, out=str(tmp_path), **SMALL)
+    tnet, _ = train_task_teacher(cfg, teacher, progress=False)
     enc_before = {k: v.clone() for k, v in student.encoder.state_dict().items()}
     dec_before = {k: v.clone() for k, v in student.decoder.state_dict().items()}
-    snet, meta = tasks.train_task_student(cfg, tnet, student, progress=False, val_set=scenes)
+    snet, meta = train_task_student(cfg, tnet, student, progress=False, val_set=scenes)
     assert meta["payload_digest"]["before"] == meta["payload_digest"]["after"]
     assert all(torch.equal(v, student.encoder.state_dict()[k]) for k, v in enc_before.items())
     # the task's decoder is its own copy: trained, while the classification student's stays as it was
@@ -86,14 +90,14 @@ def test_task_student_training_keeps_payloads_bit_identical(task, teacher, stude
     other = pretrained.student("mini", beta=0.64)
     with torch.no_grad():
         other.encoder[0].weight.mul_(1.5)
-    assert tasks.payload_digest(other, scenes) != meta["payload_digest"]["before"]
+    assert evaluate.payload_digest(other, scenes) != meta["payload_digest"]["before"]
     # checkpoints hold only what the task trained, in fp16; they load back to the same predictions
-    path = tasks.save_task(tmp_path / "s.pt", snet, meta)
+    path = save_task(tmp_path / "s.pt", snet, meta)
     sd = torch.load(path, weights_only=True)["state_dict"]
     assert {k.split(".")[0] for k in sd} == {"decoder", "fpn", "head"}
-    tpath = tasks.save_task(tmp_path / "t.pt", tnet, {}, half=False)
-    tnet2, _ = tasks.load_task_teacher(tpath, teacher)
-    snet2, _ = tasks.load_task_student(path, tnet2, student)
+    tpath = save_task(tmp_path / "t.pt", tnet, {}, half=False)
+    tnet2, _ = load_task_teacher(tpath, teacher)
+    snet2, _ = load_task_student(path, tnet2, student)
     x = scenes[1][0]
     with torch.no_grad():
         a, b = snet([x])[0], snet2([x])[0]
@@ -103,10 +107,10 @@ def test_task_student_training_keeps_payloads_bit_identical(task, teacher, stude
     else:
         assert a[key].shape[1] == 4 and b[key].shape[1] == 4
     with pytest.raises(ValueError, match="task-student"):
-        tasks.load_task_teacher(path, teacher)
+        load_task_teacher(path, teacher)
     other_task = "segmentation" if task == "detection" else "detection"
     with pytest.raises(ValueError, match="is a"):
-        tasks.load_task_student(path, T.build_task_teacher(other_task, teacher), student)
+        load_task_student(path, T.build_task_teacher(other_task, teacher), student)
 
 
 def test_segmentation_score_matches_torchmetrics():
@@ -114,7 +118,7 @@ def test_segmentation_score_matches_torchmetrics():
     g = torch.Generator().manual_seed(0)
     truth = torch.randint(0, 11, (4, 32, 32), generator=g)
     pred = torch.where(torch.rand(4, 32, 32, generator=g) < 0.6, truth, torch.randint(0, 11, (4, 32, 32), generator=g))
-    score = tasks.SegmentationScore(11)
+    score = evaluate.SegmentationScore(11)
     for p, t in zip(pred, truth):
         score.update(p, t)
     got = score.compute()
@@ -123,7 +127,7 @@ def test_segmentation_score_matches_torchmetrics():
     assert got["miou"] == pytest.approx(100 * float(miou), abs=1e-4)
     assert got["pixel_accuracy"] == pytest.approx(100 * float(acc), abs=1e-4)
     # VOC's 255 "void" pixels are not scored
-    score2 = tasks.SegmentationScore(11)
+    score2 = evaluate.SegmentationScore(11)
     score2.update(pred[0], torch.where(torch.arange(32)[:, None] < 16, truth[0], torch.tensor(255)))
     assert int(score2.confusion.sum()) == 16 * 32
 
@@ -134,23 +138,23 @@ def test_detection_metric_is_100_for_the_truth_and_lower_for_shifted_boxes(scene
         t = scenes[i][1]
         return {"boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"]))}, None
 
-    res = tasks.evaluate_task("detection", perfect, scenes, limit=4)
+    res = evaluate.evaluate_task("detection", perfect, scenes, limit=4)
     assert res["map"] == pytest.approx(100.0) and res["map_50"] == pytest.approx(100.0)
 
     def shifted(x):
         p, _ = perfect(x)
         return {**p, "boxes": p["boxes"] + 6.0}, 10
 
-    res = tasks.evaluate_task("detection", shifted, scenes, limit=4)
+    res = evaluate.evaluate_task("detection", shifted, scenes, limit=4)
     assert res["map"] < 90.0 and res["sizes"] == [10] * 4
 
 
 def test_task_training_resumes_from_its_last_epoch(teacher, tmp_path):
-    cfg = tasks.TaskTrainConfig(task="segmentation", epochs=2, train_length=8, batch_size=4, out=str(tmp_path))
-    net, meta = tasks.train_task_teacher(cfg, teacher, progress=False)
+    cfg = TaskTrainConfig(task="segmentation", epochs=2, train_length=8, batch_size=4, out=str(tmp_path))
+    net, meta = train_task_teacher(cfg, teacher, progress=False)
     assert [h["epoch"] for h in meta["history"]] == [1, 2] and (tmp_path / "segmentation-teacher-last.pt").is_file()
     from dataclasses import replace
-    again, meta2 = tasks.train_task_teacher(replace(cfg, resume=True), teacher, progress=False)
+    again, meta2 = train_task_teacher(replace(cfg, resume=True), teacher, progress=False)
     assert meta2["history"] == meta["history"]          # nothing left to train: the saved epochs come back
     assert all(torch.equal(a, b) for a, b in zip(net.head.state_dict().values(), again.head.state_dict().values()))
 
@@ -159,17 +163,17 @@ def test_unknown_task_and_tiny_train_set(teacher):
     with pytest.raises(ValueError, match="unknown task"):
         T.build_task_teacher("keypoints", teacher)
     with pytest.raises(ValueError, match="fewer than one batch"):
-        tasks.train_task_teacher(tasks.TaskTrainConfig(task="segmentation", batch_size=64, train_length=16,
+        train_task_teacher(TaskTrainConfig(task="segmentation", batch_size=64, train_length=16,
                                                        out="unused"), teacher, progress=False)
 
 
-RESULTS = data_dir() / tasks.RESULTS_FILE
+RESULTS = data_dir() / task_study.RESULTS_FILE
 
 
 @pytest.mark.skipif(not RESULTS.is_file(), reason="no shipped task results")
 def test_shipped_task_results_cover_the_issue():
     doc = json.loads(RESULTS.read_text())
-    for task, (metric, _) in tasks.METRICS.items():
+    for task, (metric, _) in evaluate.METRICS.items():
         pts = [p for p in doc["points"] if p["task"] == task]
         students = [p for p in pts if p["method"] == "entropic"]
         assert len(students) >= 3
@@ -195,9 +199,9 @@ def test_a_shipped_segmentation_student_remeasures_its_bytes(teacher):
             key=lambda p: p["value"])
     tnet = pretrained.task_teacher("segmentation")
     snet = pretrained.task_student("segmentation", beta=p["value"])
-    scenes = tasks.val_scenes()
-    res = tasks.evaluate_task("segmentation", tasks.student_predictor(snet), scenes, limit=40)
-    full = tasks.evaluate_task("segmentation", tasks.teacher_predictor(tnet), scenes, limit=40)
+    scenes = TaskTrainConfig().val_scenes()
+    res = evaluate.evaluate_task("segmentation", evaluate.student_predictor(snet), scenes, limit=40)
+    full = evaluate.evaluate_task("segmentation", evaluate.teacher_predictor(tnet), scenes, limit=40)
     assert 0 < full["miou"] <= 100
     assert abs(sum(res["sizes"]) / 40 / 1024 - p["kb_mean"]) < 0.25 * p["kb_mean"]
 
@@ -222,7 +226,7 @@ def test_paper_task_models_split_at_layer1_and_serve_the_paper_students_bytes(ta
         want = snet([x])[0]
     key = "boxes" if task == "detection" else "semantic"
     assert torch.equal(got[key], want[key])
-    cfg = tasks.TaskTrainConfig.preset_config("paper", task=task)
+    cfg = TaskTrainConfig.preset_config("paper", task=task)
     assert (cfg.num_classes, cfg.image_size) == ((91 if task == "detection" else 21), 512)
     with pytest.raises(ValueError, match="data_root"):
         cfg.datasets()
@@ -235,7 +239,7 @@ def test_tasks_cli_quick_and_collect(tmp_path, capsys):
     from minist.cli import main
     assert main(["tasks", "--quick", "--tasks", "segmentation", "--betas", "0.64", "--out", str(tmp_path)]) == 0
     assert main(["tasks", "--collect", "--out", str(tmp_path)]) == 0
-    doc = json.loads((tmp_path / tasks.RESULTS_FILE).read_text())
+    doc = json.loads((tmp_path / task_study.RESULTS_FILE).read_text())
     methods = {p["method"] for p in doc["points"]}
     assert methods == {"teacher", "jpeg", "webp", "entropic"}
     assert main(["tasks", "--quick", "--tasks", "keypoints", "--out", str(tmp_path)]) == 2
@@ -266,11 +270,11 @@ def test_the_online_recipe_runs_on_a_small_pennfudan_folder(tmp_path, teacher, s
         Image.fromarray(mask).save(tmp_path / "PedMasks" / f"FudanPed0000{i}_mask.png")
     from minist import data
     ped = data.load("pennfudan", root=tmp_path, size=64)
-    cfg = tasks.TaskTrainConfig(task="detection", num_classes=2, image_size=64, epochs=1, batch_size=2,
+    cfg = TaskTrainConfig(task="detection", num_classes=2, image_size=64, epochs=1, batch_size=2,
                                 stage1_epochs=1, stage2_epochs=1, out=str(tmp_path / "run"))
-    det_teacher, _ = tasks.train_task_teacher(cfg, teacher, progress=False, train_set=ped)
-    det_student, meta = tasks.train_task_student(cfg, det_teacher, student, progress=False, train_set=ped,
+    det_teacher, _ = train_task_teacher(cfg, teacher, progress=False, train_set=ped)
+    det_student, meta = train_task_student(cfg, det_teacher, student, progress=False, train_set=ped,
                                                  val_set=ped)
     assert meta["payload_digest"]["before"] == meta["payload_digest"]["after"]
-    res = tasks.evaluate_task("detection", tasks.student_predictor(det_student), ped)
+    res = evaluate.evaluate_task("detection", evaluate.student_predictor(det_student), ped)
     assert res["n"] == 4 and len(res["sizes"]) == 4 and 0 <= res["map"] <= 100

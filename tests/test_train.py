@@ -1,9 +1,13 @@
 import pytest
 import torch
 
+import minist.data as mdata
 from minist import pretrained
-from minist.models.teacher import TeacherConfig
-from minist.train import TeacherTrainConfig, load_teacher, train_teacher
+from minist.config import StudentTrainConfig, TeacherConfig, TeacherTrainConfig
+from minist.evaluate import evaluate_accuracy, evaluate_student
+from minist.models.store import load_student, load_teacher
+from minist.models.teacher import Teacher
+from minist.recipes import train_student, train_teacher
 
 TINY = TeacherConfig.preset_config("mini", widths=(8, 16, 16, 16), stem_width=8, image_size=64)
 
@@ -16,7 +20,7 @@ def _cfg(tmp_path, **kw):
 def test_training_writes_checkpoints_and_resume_is_exact(tmp_path):
     straight, meta = train_teacher(_cfg(tmp_path / "a"), model_config=TINY, progress=False)
     assert len(meta["history"]) == 2 and meta["val_set"]["sha256"]
-    assert (tmp_path / "a" / "run" / "teacher.pt").is_file() and (tmp_path / "a" / "run" / "last.pt").is_file()
+    assert (tmp_path / "a" / "run" / "teacher.pt").is_file() and (tmp_path / "a" / "run" / "teacher-last.pt").is_file()
 
     # stop after one epoch, then resume: same weights as the uninterrupted run
     train_teacher(_cfg(tmp_path / "b", epochs=2, max_steps=3), model_config=TINY, progress=False)
@@ -43,8 +47,6 @@ def test_resume_refuses_a_different_config(tmp_path):
 
 def test_shipped_teacher_reproduces_its_recorded_accuracy():
     """The shipped mini teacher, on the cached val set, within 0.5 pt of what was recorded."""
-    import minist.data as mdata
-    from minist.train import evaluate_accuracy
     model, meta = pretrained.teacher("mini", with_meta=True)
     cfg = meta["val_set"]["config"]
     val = mdata.load("fashion-on-photos", split="val", task="classification", **cfg)
@@ -56,9 +58,6 @@ def test_shipped_teacher_reproduces_its_recorded_accuracy():
 
 def test_student_two_stages_resume_and_checkpoint(tmp_path):
     """Both stages run, the bitstream is frozen by stage 2, resume across the stage boundary is exact."""
-    from minist.models.teacher import Teacher
-    from minist.train import StudentTrainConfig, load_student, train_student
-
     torch.manual_seed(0)
     teacher = Teacher(TINY).eval()
     base = dict(channels=4, stage1_epochs=1, stage2_epochs=1, stage1_batch_size=8, stage2_batch_size=8,
@@ -83,7 +82,8 @@ def test_student_two_stages_resume_and_checkpoint(tmp_path):
     cfg_b = StudentTrainConfig(**base, out=str(tmp_path / "b"))
     with pytest.raises(KeyboardInterrupt):
         train_student(cfg_b, teacher, progress=False, callback=crash)
-    assert not (tmp_path / "b" / "student.pt").exists() and (tmp_path / "b" / "last.pt").exists()
+    assert not (tmp_path / "b" / "student.pt").exists() and (tmp_path / "b" / "stage1-last.pt").exists()
+    assert not (tmp_path / "b" / "stage2-last.pt").exists()
     resumed, meta_b = train_student(cfg_b, teacher, progress=False, resume=True)
     assert resumed.compress(x) == student.compress(x)
     for (k, a), (_, b) in zip(student.state_dict().items(), resumed.state_dict().items()):
@@ -93,8 +93,6 @@ def test_student_two_stages_resume_and_checkpoint(tmp_path):
 
 def test_shipped_student_reproduces_its_recorded_results():
     """The shipped default-β student: same val set, same accuracy and bytes at real bitstreams (batch 1)."""
-    import minist.data as mdata
-    from minist.evaluate import evaluate_student
     assert pretrained.DEFAULT_BETA["mini"] in pretrained.betas("mini")
     student, meta = pretrained.student("mini", with_meta=True)
     val = mdata.load("fashion-on-photos", split="val", task="classification", **meta["val_set"]["config"])

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from minist import pretrained
+from minist.config import mini_val_set as val_set
 from minist.export import export_bundle
-from minist.sweep import val_set
 
 out = Path(sys.argv[1])
 beta = float(sys.argv[2]) if len(sys.argv) > 2 else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from . import real
 from .fashion import CLASSES, load_fashion_mnist
 from .synth import FashionOnPhotos, FashionOnPhotosConfig, cached
 
@@ -31,7 +32,6 @@ def load(name: str = "fashion-on-photos", split: str = "val", task: str = "class
     * ``imagefolder``: ``root/split/<class>/*``; ``imagenette-mini``: the same on
       ``../shared/data/imagenette-mini`` when it is present.
     """
-    from . import real
     if name == "fashion-on-photos":
         use_cache = options.pop("cache", True)
         if split == "val" and use_cache:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import atomic_write_bytes
 from ..utils import cache_dir, data_dir
 
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -101,7 +102,6 @@ def load_fashion_mnist(source: str | os.PathLike = "subset") -> dict[str, np.nda
 def make_subset(source: str | os.PathLike, out: str | os.PathLike, per_class_train: int = 800,
                 per_class_test: int = 200) -> Path:
     """Write the shipped class-balanced subset: the first ``k`` items of each class, in file order."""
-    from ..checkpoint import atomic_write_bytes
     full = load_fashion_mnist(source)
     arrays = {}
     for split, k in (("train", per_class_train), ("test", per_class_test)):

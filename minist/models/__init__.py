@@ -1,4 +1,5 @@
-"""Models: the teacher (and, in later chapters, the bottleneck, entropy model and student)."""
+"""The models: the teacher, and the Entropic Student's parts (bottleneck, prior, latent codecs, student), task
+networks, learned image codecs, and how each is saved and loaded (``store``)."""
 
 from .teacher import Teacher, TeacherConfig, build_teacher
 

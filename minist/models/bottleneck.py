@@ -4,34 +4,14 @@ DESIGN §2 (Matsubara et al., WACV 2022, Fig. 2): the encoder maps an image to a
 ``C``-channel latent at stride 4 with widths 4C, 2C, C; the decoder rebuilds the
 ``T``-channel tensor the teacher's ``layer1`` outputs, with widths 2T, T, T.
 GDN1 is the simplified GDN of Johnston et al. (2019); IGDN is its inverse.
-All convolutions have no bias. For the ``paper`` preset (C = 24, T = 256) a
-224×224 image gives a 24×55×55 latent and a 256×56×56 decoder output.
+All convolutions have no bias. C and T come from :class:`minist.config.BottleneckConfig`.
+For the ``paper`` preset (C = 24, T = 256) a 224×224 image gives a 24×55×55 latent and a 256×56×56 decoder output.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 from compressai.layers import GDN1
 from torch import nn
-
-
-@dataclass
-class BottleneckConfig:
-    """``channels`` = C (latent channels), ``target_channels`` = T (the teacher's layer1 width)."""
-
-    channels: int = 12
-    target_channels: int = 32
-
-    @classmethod
-    def preset_config(cls, preset: str, **overrides) -> BottleneckConfig:
-        presets = {"mini": dict(channels=12, target_channels=32), "paper": dict(channels=24, target_channels=256)}
-        if preset not in presets:
-            raise ValueError(f"unknown bottleneck preset {preset!r}; choose one of {sorted(presets)}")
-        return cls(**{**presets[preset], **overrides})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Encoder(nn.Sequential):

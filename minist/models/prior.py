@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class FactorizedPrior(nn.Module):
+class FactorizedDensity(nn.Module):
     """Per-channel non-parametric density; parameters shaped as in CompressAI."""
 
     def __init__(self, channels: int, filters=(3, 3, 3, 3), init_scale: float = 10.0):
@@ -39,7 +39,7 @@ class FactorizedPrior(nn.Module):
                 self.factors.append(nn.Parameter(torch.zeros(channels, dims[k + 1], 1)))
 
     @classmethod
-    def from_compressai(cls, eb) -> FactorizedPrior:
+    def from_compressai(cls, eb) -> FactorizedDensity:
         """A prior with the same parameters as a CompressAI ``EntropyBottleneck``."""
         prior = cls(eb.channels, eb.filters)
         prior.load_state_dict({k: v for k, v in eb.state_dict().items()

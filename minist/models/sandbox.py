@@ -1,6 +1,6 @@
 """Decode untrusted bytes without trusting CompressAI's decoder: a process of its own, and a re-encoding check.
 
-Header checks (:func:`minist.models.entropy.parse`) refuse a lying latent size or a
+Header checks (:meth:`minist.models.codec.FactorizedCodec.parse`) refuse a lying latent size or a
 body of impossible length before any decoding. What they cannot rule out: a forged
 body of plausible length whose rANS stream makes CompressAI's C++ decoder read past
 its buffer (it has no bound; the bypass path for out-of-range symbols can be driven to
@@ -34,8 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import entropy
-from .entropy import PayloadError
+from .codec import FactorizedCodec, PayloadError
 
 WORKER = Path(__file__).with_name("rans_worker.py")
 # Two consecutive 0xFFFFFFFF words: in a genuine (near-random) stream about once in 2⁶⁴ word pairs; in a forged one,
@@ -49,8 +48,8 @@ class SandboxedDecoder:
 
     ``start()`` and ``close()`` manage the process (a server calls them as it opens and stops)."""
 
-    def __init__(self, eb, latent_sizes=None, timeout: float = 5.0, max_mb: int = 512):
-        if not entropy.is_updated(eb):
+    def __init__(self, eb: FactorizedCodec, latent_sizes=None, timeout: float = 5.0, max_mb: int = 512):
+        if not eb.ready():
             raise RuntimeError("the entropy model has no coding tables yet: call update() first")
         self.eb, self.latent_sizes, self.timeout, self.max_mb = eb, latent_sizes, timeout, max_mb
         self._tables = json.dumps({
@@ -152,14 +151,14 @@ class SandboxedDecoder:
     @torch.no_grad()
     def decode(self, data: bytes) -> torch.Tensor:
         """A message → ẑ (1, C, h, w), or ``PayloadError``; the payload must be exactly our encoder's."""
-        payload, (h, w) = entropy.parse(data, self.eb, self.latent_sizes)
+        payload, (h, w) = self.eb.parse(data, self.latent_sizes)
         if _ALL_ONES_RUN in payload:   # drives CompressAI's bypass loop far past the body (measured: a crash)
             raise PayloadError("the payload holds a run of all-ones words that no encoder writes: forged, refused")
         c = self.eb.channels
         values = torch.from_numpy(self._symbols(payload, c, h, w).astype(np.float32)).view(1, c, h, w)
         z_hat = values + self._medians
         try:
-            again = entropy.payload_of(self.eb, z_hat)
+            again = self.eb.payload_of(z_hat)
         except ValueError:
             raise PayloadError("the payload decodes to symbols no encoder writes: forged or corrupt, refused") from None
         if again != payload:

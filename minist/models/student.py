@@ -1,16 +1,15 @@
-"""The Entropic Student (Matsubara, Yang, Levorato & Mandt, WACV 2022).
+"""The Entropic Student (Matsubara, Yang, Levorato & Mandt, WACV 2022): encoder + codec + decoder + tail.
 
-The student replaces the teacher's ``stem`` + ``layer1`` by encoder → entropy
-bottleneck → decoder (DESIGN §2) and keeps copies of the teacher's
-``layer2`` … ``head``::
+The student replaces the teacher's ``stem`` + ``layer1`` by encoder → latent codec → decoder (DESIGN §2)
+and keeps copies of the teacher's ``layer2`` … ``head``::
 
-    device:  x ─ encoder ─ z ─ round ─ rANS ─▶ bytes
-    server:  bytes ─ rANS⁻¹ ─ ẑ ─ decoder ─ "layer1" ─ layer2 ─ layer3 ─ layer4 ─ head ─▶ logits
+    device:  x ─ encoder ─ z ─ codec.encode ─▶ bytes                  (round + rANS with the factorized prior)
+    server:  bytes ─ codec.decode ─ ẑ ─ decoder ─ "layer1" ─ layer2 ─ layer3 ─ layer4 ─ head ─▶ logits
 
-Stage 1 trains encoder, prior and decoder with feature distillation + β·rate
-(``layer2`` … ``head`` frozen); stage 2 freezes encoder and prior, builds the
-coding tables, and fine-tunes decoder … head with KD on the rounded latent.
-:meth:`EntropicStudent.split` returns the two halves that really run apart.
+Stage 1 trains encoder, prior and decoder with feature distillation + β·rate (``layer2`` … ``head`` frozen);
+stage 2 freezes encoder and prior, builds the coding tables, and fine-tunes decoder … head with KD on the
+rounded latent. :meth:`EntropicStudent.split` returns the two halves that really run apart. The same class
+with ``codec="8bit"`` is the CR+BQ baseline, and with ``end_to_end=True`` Singh et al.'s (no teacher).
 """
 
 from __future__ import annotations
@@ -22,26 +21,24 @@ from compressai.models import CompressionModel
 from compressai.models.utils import remap_old_keys, update_registered_buffers
 from torch import nn
 
-from . import entropy
-from .bottleneck import BottleneckConfig, Decoder, Encoder
+from ..config import BottleneckConfig, TeacherConfig
+from .bottleneck import Decoder, Encoder
+from .codec import FactorizedCodec, build_codec
 from .sandbox import SandboxedDecoder
-from .teacher import Teacher, TeacherConfig, as_images
+from .teacher import Teacher, as_images
 
 TAIL = ("layer2", "layer3", "layer4", "head")
 CDF_BUFFERS = ["_quantized_cdf", "_offset", "_cdf_length"]
 
 
 class EntropicStudent(CompressionModel):
-    """Encoder + factorized prior + decoder, then the teacher's ``layer2`` … ``head``."""
+    """Encoder + latent codec (a learned factorized prior, or CR+BQ's 8-bit quantiser) + decoder + tail."""
 
-    header_bytes = entropy.HEADER_BYTES
-    #: Singh et al.'s "end-to-end" baseline: no teacher, so layer2 … head train in stage 1 too
-    end_to_end = False
-
-    def __init__(self, teacher: Teacher, config: BottleneckConfig | None = None):
+    def __init__(self, teacher: Teacher, config: BottleneckConfig | None = None, codec: str = "factorized",
+                 end_to_end: bool = False):
         super().__init__()
         tcfg: TeacherConfig = teacher.config
-        self.teacher_config = tcfg
+        self.teacher_config, self.codec_name, self.end_to_end = tcfg, codec, end_to_end
         layer1_width = teacher.layer2[0].conv1.in_channels
         self.config = config or BottleneckConfig.preset_config(tcfg.preset, target_channels=layer1_width)
         if self.config.target_channels != layer1_width:
@@ -50,18 +47,18 @@ class EntropicStudent(CompressionModel):
         c, t = self.config.channels, self.config.target_channels
         self.register_buffer("mean", torch.tensor(tcfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(tcfg.std).view(1, 3, 1, 1), persistent=False)
-        self.encoder = Encoder(c)
-        self.entropy_bottleneck = entropy.build_entropy_bottleneck(c)
-        self.decoder = Decoder(c, t)
+        self.encoder, self.codec, self.decoder = Encoder(c), build_codec(codec, c), Decoder(c, t)
         for name in TAIL:   # copies: training the student never changes the teacher
             setattr(self, name, copy.deepcopy(getattr(teacher, name)))
-        self.stage = 1
         self.set_stage(1)
+
+    @property
+    def header_bytes(self) -> int:
+        return self.codec.header_bytes
 
     # ---- forward ---------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        x = as_images(x)
-        return self.encoder((x - self.mean) / self.std)          # (B, C, H/4 − 1, W/4 − 1)
+        return self.encoder((as_images(x) - self.mean) / self.std)          # (B, C, H/4 − 1, W/4 − 1)
 
     def tail(self, h: torch.Tensor, features: dict | None = None) -> torch.Tensor:
         """layer2 … head on the decoder's output; collects each stage's output into ``features``."""
@@ -79,9 +76,9 @@ class EntropicStudent(CompressionModel):
         """
         if self.stage == 2:
             with torch.no_grad():
-                z_hat, lik = self.entropy_bottleneck(self.encode(x), training=False)
+                z_hat, lik = self.codec(self.encode(x), training=False)
         else:
-            z_hat, lik = self.entropy_bottleneck(self.encode(x))
+            z_hat, lik = self.codec(self.encode(x))
         feats = {"layer1": self.decoder(z_hat)}                  # (B, T, H/4, W/4)
         logits = self.tail(feats["layer1"], feats)
         return {"logits": logits, "likelihoods": lik, "features": feats, "latent": z_hat}
@@ -92,12 +89,11 @@ class EntropicStudent(CompressionModel):
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
         self.stage = stage
-        head_trains = stage == 2 or self.end_to_end
-        for m in self._bitstream_modules():
+        for m in (self.encoder, self.codec):
             m.requires_grad_(stage == 1)
         self.decoder.requires_grad_(True)
         for name in TAIL:
-            getattr(self, name).requires_grad_(head_trains)
+            getattr(self, name).requires_grad_(stage == 2 or self.end_to_end)
         if stage == 2:
             self.update(force=True)
         return self.train(self.training)
@@ -107,46 +103,42 @@ class EntropicStudent(CompressionModel):
         if self.stage == 1 and not self.end_to_end:   # frozen layer2 … head: a fixed perceptual loss, keep BN stats
             for name in TAIL:
                 getattr(self, name).eval()
-        else:                     # frozen encoder and prior: always quantise, never add noise
-            for m in self._bitstream_modules():
-                m.eval()
+        elif self.stage == 2:     # frozen encoder and prior: always quantise, never add noise
+            self.encoder.eval()
+            self.codec.eval()
         return self
 
-    def _bitstream_modules(self) -> list[nn.Module]:
-        """What makes the bytes, frozen in stage 2: the encoder and the prior (CR+BQ has no prior)."""
-        return [m for m in (self.encoder, getattr(self, "entropy_bottleneck", None)) if m is not None]
+    def aux_loss(self) -> torch.Tensor | None:
+        """The prior's quantile loss (CompressAI), or None for a codec without a prior."""
+        return self.codec.loss() if isinstance(self.codec, FactorizedCodec) else None
 
     # ---- coding ----------------------------------------------------------------------------
     def compress(self, x: torch.Tensor) -> bytes:
-        """One image (1, 3, H, W) → the bytes of its message."""
-        if x.dim() == 4 and x.shape[0] != 1:
-            raise ValueError(f"compress takes one image (1, 3, H, W), got a batch of {x.shape[0]}: "
-                             "one image → one bitstream; loop over the batch")
-        if not entropy.is_updated(self.entropy_bottleneck):
-            raise RuntimeError("call student.update() first: it builds the integer CDF tables rANS needs")
-        with torch.no_grad():
-            return entropy.compress(self.entropy_bottleneck, self.encode(x))
+        """One image (1, 3, H, W) → the bytes of its message (what ``split()[0]`` sends)."""
+        return DevicePart(self)(x)
 
     @torch.no_grad()
     def decompress(self, data: bytes) -> torch.Tensor:
         """Bytes of one message → logits (1, num_classes)."""
-        z_hat = entropy.decompress(self.entropy_bottleneck, data)
-        return self.tail(self.decoder(z_hat))
+        return self.tail(self.decoder(self.codec.decode(data)))
 
     def split(self) -> tuple[DevicePart, ServerPart]:
         """The real split: ``server(device(x))`` equals ``self.eval()(x)["logits"]``."""
-        if not entropy.is_updated(self.entropy_bottleneck):
+        if not self.codec.ready():
             raise RuntimeError("call student.update() first: it builds the integer CDF tables rANS needs")
         return DevicePart(self), ServerPart(self)
 
     # ---- checkpoints -----------------------------------------------------------------------
     def load_state_dict(self, state_dict, strict: bool = True):
-        """Load weights; the CDF buffers are resized to the checkpoint's (they change with ``update()``)."""
-        state_dict = remap_old_keys("entropy_bottleneck", dict(state_dict))   # CompressAI's old names
-        if all(f"entropy_bottleneck.{b}" in state_dict for b in CDF_BUFFERS):
-            update_registered_buffers(self.entropy_bottleneck, "entropy_bottleneck", CDF_BUFFERS, state_dict,
-                                      policy="resize")
-        return nn.Module.load_state_dict(self, state_dict, strict=strict)
+        """Load weights; the CDF buffers are resized to the checkpoint's (they change with ``update()``).
+        Checkpoints from before the codec interface name the prior ``entropy_bottleneck``: renamed here."""
+        sd = {("codec." + k[len("entropy_bottleneck."):] if k.startswith("entropy_bottleneck.") else k): v
+              for k, v in state_dict.items()}
+        if isinstance(self.codec, FactorizedCodec):
+            sd = remap_old_keys("codec", sd)   # CompressAI's old names
+            if all(f"codec.{b}" in sd for b in CDF_BUFFERS):
+                update_registered_buffers(self.codec, "codec", CDF_BUFFERS, sd, policy="resize")
+        return nn.Module.load_state_dict(self, sd, strict=strict)
 
     @torch.no_grad()
     def latent_size(self, image_size: int) -> tuple[int, int]:
@@ -155,8 +147,7 @@ class EntropicStudent(CompressionModel):
         return int(z.shape[-2]), int(z.shape[-1])
 
     def device_parameters(self) -> int:
-        return sum(p.numel() for p in self.encoder.parameters()) + sum(
-            p.numel() for p in self.entropy_bottleneck.parameters())
+        return sum(p.numel() for m in (self.encoder, self.codec) for p in m.parameters())
 
 
 class DevicePart(nn.Module):
@@ -164,22 +155,21 @@ class DevicePart(nn.Module):
 
     def __init__(self, student: EntropicStudent):
         super().__init__()
-        self.encoder = student.encoder
-        self.entropy_bottleneck = getattr(student, "entropy_bottleneck", None)   # CR+BQ has none
+        self.encoder, self.codec = student.encoder, student.codec
         self.register_buffer("mean", student.mean.clone(), persistent=False)
         self.register_buffer("std", student.std.clone(), persistent=False)
         self.eval()
 
-    def to_bytes(self, z: torch.Tensor) -> bytes:
-        return entropy.compress(self.entropy_bottleneck, z)
-
     @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> bytes:
-        """One image (1, 3, H, W): float in [0, 1], or uint8 (divided by 255); anything else is refused."""
+    def forward(self, x: torch.Tensor, with_rate: bool = False):
+        """One image (1, 3, H, W): float in [0, 1], or uint8 (divided by 255); anything else is refused.
+        ``with_rate=True`` returns ``(bytes, estimated bits)``: the prior's Σ −log2 p(ẑ) next to the real bytes."""
         x = as_images(x)
         if x.shape[0] != 1:
             raise ValueError(f"the device sends one image per message, got a batch of {x.shape[0]}")
-        return self.to_bytes(self.encoder((x - self.mean) / self.std))
+        z = self.encoder((x - self.mean) / self.std)
+        data = self.codec.encode(z)
+        return (data, float(self.codec.estimate_bits(z)[0])) if with_rate else data
 
 
 class ServerPart(nn.Module):
@@ -187,25 +177,23 @@ class ServerPart(nn.Module):
 
     def __init__(self, student: EntropicStudent):
         super().__init__()
-        self.entropy_bottleneck = getattr(student, "entropy_bottleneck", None)
-        self.decoder = student.decoder
-        self.channels = student.config.channels
+        self.codec, self.decoder = student.codec, student.decoder
         for name in TAIL:
             setattr(self, name, getattr(student, name))
         #: what a server accepts by default: the latent of the training image size (DESIGN §5)
         self.latent_sizes = {student.latent_size(student.teacher_config.image_size)}
         self.eval()
 
-    def from_bytes(self, data: bytes) -> torch.Tensor:
-        return entropy.decompress(self.entropy_bottleneck, data)
-
-    def decoder_for_strangers(self, latent_sizes) -> SandboxedDecoder:
-        """A ``bytes → ẑ`` for untrusted messages: the sandboxed, re-encoding-checked rANS decoder."""
-        return SandboxedDecoder(self.entropy_bottleneck, latent_sizes)
+    def decoder_for_strangers(self, latent_sizes):
+        """A ``bytes → ẑ`` for untrusted messages: the sandboxed, re-encoding-checked rANS decoder (raw 8-bit
+        codes need none: the strict header and length checks are the whole guard)."""
+        if isinstance(self.codec, FactorizedCodec):
+            return SandboxedDecoder(self.codec, latent_sizes)
+        return lambda data: self.codec.decode(data, latent_sizes)
 
     @torch.no_grad()
     def forward(self, data: bytes, decode=None) -> torch.Tensor:
-        h = self.decoder((decode or self.from_bytes)(data))
+        h = self.decoder((decode or self.codec.decode)(data))
         for name in TAIL:
             h = getattr(self, name)(h)
         return h

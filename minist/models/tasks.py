@@ -44,8 +44,8 @@ from torchvision.models.detection.image_list import ImageList
 from torchvision.models.segmentation.fcn import FCNHead
 from torchvision.ops import FeaturePyramidNetwork
 
-from . import entropy
-from .teacher import IMAGENET_MEAN, IMAGENET_STD, Teacher, check_images
+from ..config import IMAGENET_MEAN, IMAGENET_STD
+from .teacher import Teacher, check_images
 
 TASKS = ("detection", "segmentation")
 LEVELS = ("layer1", "layer2", "layer3", "layer4")
@@ -75,7 +75,7 @@ class TeacherFront(nn.Module):
 class StudentFront(nn.Module):
     """The student's front: image → encoder → round (as the bytes carry it) → decoder ≈ ``layer1``.
 
-    ``encoder`` and ``entropy_bottleneck`` are the classification student's *own* modules
+    ``encoder`` and ``codec`` are the classification student's *own* modules
     (shared, frozen, always in eval mode); the decoder is this task's.
     """
 
@@ -83,22 +83,22 @@ class StudentFront(nn.Module):
         super().__init__()
         self.register_buffer("mean", student.mean.clone(), persistent=False)
         self.register_buffer("std", student.std.clone(), persistent=False)
-        self.encoder, self.entropy_bottleneck = student.encoder, student.entropy_bottleneck
+        self.encoder, self.codec = student.encoder, student.codec
         self.decoder = copy.deepcopy(student.decoder)
         self.encoder.requires_grad_(False)
-        self.entropy_bottleneck.requires_grad_(False)
+        self.codec.requires_grad_(False)
 
     def train(self, mode: bool = True):
         super().train(mode)
         self.encoder.eval()
-        self.entropy_bottleneck.eval()
+        self.codec.eval()
         return self
 
     def latent(self, x: torch.Tensor) -> torch.Tensor:
         """ẑ: what the server gets after rANS decoding (round around the medians)."""
         check_images(x)
         with torch.no_grad():
-            return self.entropy_bottleneck(self.encoder((x - self.mean) / self.std), training=False)[0]
+            return self.codec(self.encoder((x - self.mean) / self.std), training=False)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.latent(x))
@@ -312,7 +312,7 @@ def build_task_student(task_teacher: TaskNet, student) -> TaskNet:
     """A task student: the classification ``student``'s encoder + prior (shared, frozen), a decoder (trainable,
     starting from the student's), the task teacher's ``layer2`` … ``layer4`` (frozen), FPN and head (trainable,
     starting from the task teacher's)."""
-    if not entropy.is_updated(student.entropy_bottleneck):
+    if not student.codec.ready():
         raise RuntimeError("the classification student must have its coding tables (student.update())")
     width = task_teacher.backbone.layer2[0].conv1.in_channels
     if student.config.target_channels != width:
@@ -336,12 +336,12 @@ class TaskServer(nn.Module):
         front = net.backbone.front
         if not isinstance(front, StudentFront):
             raise TypeError("TaskServer needs a task student (its front is the shared encoder + prior)")
-        self.net, self.entropy_bottleneck, self.decoder = net, front.entropy_bottleneck, front.decoder
+        self.net, self.codec, self.decoder = net, front.codec, front.decoder
         self.eval()
 
     @torch.no_grad()
     def forward(self, data: bytes) -> dict:
-        z_hat = entropy.decompress(self.entropy_bottleneck, data)
+        z_hat = self.codec.decode(data)
         h = self.decoder(z_hat)
         size = (4 * (z_hat.shape[-2] + 1), 4 * (z_hat.shape[-1] + 1))
         return self.net.from_layer1(h, size)[0]

@@ -16,52 +16,14 @@ student all see the same pixels.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, conv1x1
 
+from ..config import TeacherConfig
+
 STAGES = ("stem", "layer1", "layer2", "layer3", "layer4", "head")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class TeacherConfig:
-    """Architecture of a teacher. ``widths``/``blocks`` are per stage (layer1 … layer4)."""
-
-    preset: str = "mini"
-    num_classes: int = 10
-    image_size: int = 128
-    widths: tuple[int, ...] = (32, 64, 128, 256)
-    blocks: tuple[int, ...] = (1, 1, 1, 1)
-    stem_width: int = 32
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    extra: dict = field(default_factory=dict)
-
-    @classmethod
-    def preset_config(cls, preset: str, **overrides) -> TeacherConfig:
-        presets = {
-            "mini": dict(),
-            "paper": dict(preset="paper", num_classes=1000, image_size=224, widths=(256, 512, 1024, 2048),
-                          blocks=(3, 4, 6, 3), stem_width=64),
-        }
-        if preset not in presets:
-            raise ValueError(f"unknown teacher preset {preset!r}; choose one of {sorted(presets)}")
-        return cls(**{**presets[preset], **overrides})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TeacherConfig:
-        d = dict(d)
-        for k in ("widths", "blocks", "mean", "std"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
 
 
 def _layer(inplanes: int, planes: int, blocks: int, stride: int, block=BasicBlock) -> nn.Sequential:

@@ -7,7 +7,7 @@ easy to reason about. Every frame is::
 
     length (4 B, big-endian: bytes of type + body) | type (1 B) | body
 
-Types: INFER (body: a minist message, see ``minist.models.entropy``), RESULT
+Types: INFER (body: a minist message, see ``minist.models.codec``), RESULT
 (body: JSON ``{"label", "logits", "server_ms"}``), ERROR (body: JSON
 ``{"error": …}``), PING / PONG (empty body).
 """

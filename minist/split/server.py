@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from ..models.entropy import PayloadError
+from ..models.codec import PayloadError
 from . import protocol as P
 
 

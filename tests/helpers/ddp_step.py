@@ -9,8 +9,9 @@ import torch
 from compressai.entropy_models import EntropyModel
 
 from minist import distributed
+from minist.config import StudentTrainConfig
 from minist.models.teacher import Teacher, TeacherConfig
-from minist.train import StudentTrainConfig, train_student
+from minist.recipes import build_student, train_student
 from minist.utils import set_seed
 
 _quantize = EntropyModel.quantize
@@ -35,7 +36,6 @@ def tiny_teacher() -> Teacher:
 
 def initial_student():
     """The student ``train_student`` starts from (it seeds with ``cfg.seed`` before building it)."""
-    from minist.train import build_student
     teacher = tiny_teacher()
     set_seed(0)
     return build_student(StudentTrainConfig(**CONFIG), teacher)

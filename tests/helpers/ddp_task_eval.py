@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from minist import distributed, tasks
+from minist import distributed, evaluate
 from minist.data.synth import FashionOnPhotos
 from minist.models import tasks as T
 from minist.models.teacher import Teacher, TeacherConfig
@@ -31,8 +31,9 @@ def main(out: str) -> None:
 
     set_seed(1)
     seg = T.build_task_teacher("segmentation", teacher).eval()
-    result = {"detection": tasks.evaluate_task("detection", jittered_truth, scenes),
-              "segmentation": tasks.evaluate_task("segmentation", tasks.teacher_predictor(seg, "webp", 20), scenes)}
+    result = {"detection": evaluate.evaluate_task("detection", jittered_truth, scenes),
+              "segmentation": evaluate.evaluate_task("segmentation", evaluate.teacher_predictor(seg, "webp", 20),
+                                                     scenes)}
     if distributed.is_main():
         with open(out, "w") as f:
             json.dump(result, f)

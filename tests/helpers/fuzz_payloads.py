@@ -4,7 +4,7 @@
 
 Every case is header-valid where it matters: the magic, version, channel count and the
 model's fingerprint are right and the CRC is recomputed, as an attacker who read
-``minist/models/entropy.py`` would send. Outcomes: ``clear`` (PayloadError), ``wrong``
+``minist/models/codec.py`` would send. Outcomes: ``clear`` (PayloadError), ``wrong``
 (another exception), ``silent`` (an answer for a message that is not one the device made).
 A crash or a hang ends this process, which the test sees.
 """
@@ -20,8 +20,8 @@ from collections import Counter
 import torch
 
 from minist import pretrained
-from minist.models.entropy import PayloadError
-from minist.sweep import val_set
+from minist.config import mini_val_set as val_set
+from minist.models.codec import PayloadError
 
 
 def main(n: int, seed: int) -> None:

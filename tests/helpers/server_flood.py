@@ -29,12 +29,12 @@ def main() -> None:
     n = 74968   # the longest body a 12×31×31 latent may have, in whole words
     cases = {"1000×1000 declared, real body": forge(1000, 1000, msg[12:-4]),
              "heaviest random body": forge(31, 31, os.urandom(n)), "heaviest all-ones body": forge(31, 31, b"\xff" * n)}
+    from minist.config import mini_val_set as val_set
     from minist.models.sandbox import SandboxedDecoder
-    from minist.sweep import val_set
     val = val_set(limit=100)
     msgs = [device(val[i][0][None]) for i in range(100)]
     tic = time.perf_counter()
-    sandbox = SandboxedDecoder(server_part.entropy_bottleneck, server_part.latent_sizes)
+    sandbox = SandboxedDecoder(server_part.codec, server_part.latent_sizes)
     sandbox(msgs[0])
     print(f"a sandbox process started and decoded its first message in {1000 * (time.perf_counter() - tic):.0f} ms")
     for name, f in (("in-process decode", lambda m: server_part(m)),

@@ -13,11 +13,11 @@ from pathlib import Path
 
 
 def notebook_dir() -> Path:
-    return Path(__file__).resolve().parents[1] / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def run_all(out="build/notebooks", quick: bool = False, pattern: str = "*.ipynb", timeout: int = 3600) -> int:
-    import nbformat
+    import nbformat  # the Jupyter stack is slow to import: only `minist notebooks` needs it
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
     from nbconvert import HTMLExporter

@@ -15,14 +15,20 @@ them at real bytes on the 1,000 val photos (batch 1), and score JPEG/WebP + the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
 
 import torch
+from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
-from . import checkpoint
+from .. import checkpoint
+from ..config import StudentTrainConfig, TeacherTrainConfig
+from ..data.real import default_imagenette_mini
+from ..evaluate import codec_accuracy, evaluate_accuracy
+from ..recipes import train_student, train_teacher
 
 
 class TensorImages(torch.utils.data.Dataset):
@@ -49,7 +55,6 @@ class TensorImages(torch.utils.data.Dataset):
         return x.float() / 255, int(self.labels[i])
 
     def digest(self) -> str:
-        import hashlib
         h = hashlib.sha256(self.images.numpy().tobytes())
         h.update(self.labels.numpy().tobytes())
         return h.hexdigest()
@@ -57,7 +62,6 @@ class TensorImages(torch.utils.data.Dataset):
 
 def load_split(root: Path, split: str, size: int, train: bool) -> TensorImages:
     """Every photo of ``root/<split>/<class>/`` resized to ``size + 16`` (train) or ``size`` (val), in memory."""
-    from torchvision.datasets import ImageFolder
     load = size + 16 if train else size
     tf = v2.Compose([v2.ToImage(), v2.Resize((load, load), antialias=True)])
     folder = ImageFolder(str(root / split), transform=tf)
@@ -70,9 +74,6 @@ def load_split(root: Path, split: str, size: int, train: bool) -> TensorImages:
 
 def run(root=None, out="runs/imagenette-mini", teacher_epochs: int = 30, betas=(0.02, 0.32),
         qualities=(5, 10, 20, 50, 90), quick: bool = False, progress: bool = True) -> dict:
-    from .data.real import default_imagenette_mini
-    from .evaluate import codec_accuracy
-    from .train import StudentTrainConfig, TeacherTrainConfig, evaluate_accuracy, train_student, train_teacher
     root = Path(root) if root else default_imagenette_mini()
     if root is None or not (root / "train").is_dir() or not (root / "val").is_dir():
         raise FileNotFoundError("imagenette-mini not found (looked for ../shared/data/imagenette-mini); "

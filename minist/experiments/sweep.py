@@ -30,8 +30,13 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
-from .utils import data_dir
+from .. import checkpoint, pretrained
+from ..config import ImageCodecConfig, StudentTrainConfig, mini_val_set
+from ..evaluate import codec_accuracy, image_codec_accuracy, size_stats
+from ..models.image_codecs import device_parameters as codec_device_parameters
+from ..models.store import load_student
+from ..recipes import train_image_codec, train_student
+from ..utils import data_dir
 
 PARTS = ("codecs", "students", "learned", "crbq", "e2e")
 JPEG_QUALITIES = (5, 10, 15, 20, 30, 50, 75, 95)
@@ -47,7 +52,7 @@ CRBQ_RECIPE = dict(stage1_epochs=3, stage2_epochs=2, train_length=4000, eval_len
 E2E_BETAS = (1e-6, 1e-4)     # β per image-bit against a batch-mean CE
 E2E_RECIPE = dict(stage1_epochs=5, train_length=4000, eval_length=200)
 LEARNED_LAMBDAS = (0.0035, 0.013, 0.05)
-RESULTS_FILE = "results_{preset}.json"
+LAMBDA_CHAIN = ((0.013, None), (0.0035, 0.013), (0.05, 0.013))   # (λ, the λ it warm-starts from)
 
 
 def _point_path(out: Path, method: str, value) -> Path:
@@ -68,20 +73,9 @@ def _row(method: str, knob: str, value, res: dict, device_parameters: int, **ext
             "device_parameters": device_parameters, "n": res["n"], **extra}
 
 
-def val_set(limit: int | None = None):
-    """The cached val set every point is scored on (DESIGN §4)."""
-    from .data.synth import cached
-    from .train import StudentTrainConfig
-    val = cached("val", "classification", **asdict(StudentTrainConfig().data_config()))
-    if limit is not None:
-        val = torch.utils.data.Subset(val, range(min(limit, len(val))))
-    return val
-
-
 # ---- input codecs + teacher ---------------------------------------------------------------------
 def run_codecs(out: Path, teacher, limit: int | None = None, qualities=None) -> list[dict]:
-    from .evaluate import codec_accuracy, size_stats
-    val = val_set(limit)
+    val = mini_val_set(limit)
     h, w = val[0][0].shape[-2:]
     rows = []
     for fmt, grid in (("jpeg", JPEG_QUALITIES), ("webp", WEBP_QUALITIES)):
@@ -102,7 +96,6 @@ def _train_images(meta: dict) -> int:
 
 
 def _train_point(out: Path, teacher, cfg, method: str, knob: str, value, progress: bool) -> list[dict]:
-    from .train import train_student
     tic = time.time()
     student, meta = train_student(cfg, teacher, progress=progress, final_eval=True)
     extra = {"train_images": _train_images(meta), "train_seconds": round(time.time() - tic, 1),
@@ -119,8 +112,6 @@ def _train_point(out: Path, teacher, cfg, method: str, knob: str, value, progres
 
 def anchor_point(out: Path) -> dict | None:
     """The shipped default-β student as a sweep point (its recorded full-val result)."""
-    from . import pretrained
-    from .train import load_student
     path = data_dir() / pretrained.student_file("mini", ANCHOR_BETA)
     if not path.is_file():
         return None
@@ -130,7 +121,6 @@ def anchor_point(out: Path) -> dict | None:
 
 
 def run_students(out: Path, teacher, chain=BETA_CHAIN, progress: bool = True, **overrides) -> list[dict]:
-    from .train import StudentTrainConfig
     rows = []
     anchor = anchor_point(out)
     if anchor:
@@ -140,7 +130,6 @@ def run_students(out: Path, teacher, chain=BETA_CHAIN, progress: bool = True, **
             continue
         init = (out / f"student-{parent:g}" / "stage1.pt")
         if parent == ANCHOR_BETA or not init.is_file():
-            from . import pretrained
             init = data_dir() / pretrained.student_file("mini", ANCHOR_BETA)
         cfg = StudentTrainConfig(beta=beta, init_from=str(init), eval_stage1=True, out=str(out / f"student-{beta:g}"),
                                  **{**SWEEP_RECIPE, **overrides})
@@ -151,7 +140,6 @@ def run_students(out: Path, teacher, chain=BETA_CHAIN, progress: bool = True, **
 def _run_baseline(out: Path, teacher, method: str, knob: str, values, dirname: str, recipe: dict, progress: bool,
                   **fields) -> list[dict]:
     """Train and score one baseline at each knob value (``fields[knob]`` set per point); done points skip."""
-    from .train import StudentTrainConfig
     rows = []
     for v in values:
         if _point_path(out, method, v).is_file():
@@ -170,10 +158,33 @@ def run_e2e(out: Path, teacher, betas=E2E_BETAS, progress: bool = True, **overri
     return _run_baseline(out, teacher, "end-to-end", "beta", betas, "e2e", {**E2E_RECIPE, **overrides}, progress)
 
 
+def run_learned(out: Path, teacher, quick: bool = False, progress: bool = True, archs=("factorized", "hyperprior"),
+                chain=LAMBDA_CHAIN) -> list[dict]:
+    """The learned image codecs + the unmodified teacher: each arch over the λ grid (warm-started from λ = 0.013)."""
+    val = mini_val_set(limit=50 if quick else None)
+    rows = []
+    for arch in archs:
+        for lmbda, parent in (chain[:1] if quick else chain):
+            if _point_path(out, arch, lmbda).is_file():
+                continue
+            cfg = ImageCodecConfig(arch=arch, lmbda=lmbda, out=str(out / f"{arch}-{lmbda:g}"),
+                                   epochs=2 if parent is None else 1,
+                                   init_from=str(out / f"{arch}-{parent:g}" / "codec.pt") if parent else None)
+            if quick:
+                cfg.max_steps, cfg.train_length = 3, 64
+            model, meta = train_image_codec(cfg, progress=progress)
+            res = image_codec_accuracy(model, teacher, val)
+            row = _row(arch, "lambda", lmbda, res, codec_device_parameters(model), train_images=meta["train_images"],
+                       train_seconds=round(meta["train_seconds"], 1), checkpoint=str(Path(cfg.out) / "codec.pt"),
+                       recipe={k: v for k, v in asdict(cfg).items() if k not in ("out", "device")})
+            rows.append(_write_point(out, row))
+            print(f"{arch} λ={lmbda:g}: {res['accuracy']:.2f} % at {res['kb_mean']:.3f} KB")
+    return rows
+
+
 # ---- collecting and shipping ---------------------------------------------------------------------
 def ship_students(out: Path | str) -> list[Path]:
     """Copy every swept student (``<out>/student-β/student.pt``) to ``data/student_mini_beta<β>.pt``, atomically."""
-    from . import pretrained
     shipped = []
     for p in sorted(Path(out).glob("points/entropic-*.json")):
         point = json.loads(p.read_text())
@@ -190,12 +201,11 @@ def ship_students(out: Path | str) -> list[Path]:
 
 def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
     """Merge the point files into ``data/results_<preset>.json`` (atomically)."""
-    from . import pretrained
     points = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json"))]
     if not points:
         raise FileNotFoundError(f"no sweep points under {out / 'points'}: run `minist sweep` first")
     _, tmeta = pretrained.teacher(preset, with_meta=True)
-    val = val_set()
+    val = mini_val_set()
     order = {m: i for i, m in enumerate(("entropic", "stage1-only", "crbq", "end-to-end", "factorized",
                                          "hyperprior", "jpeg", "webp"))}
     points.sort(key=lambda p: (order.get(p["method"], 99), p["value"]))
@@ -213,13 +223,12 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
            "units": {"kb_mean": "KB per image, 1 KB = 1024 B, headers included",
                      "bpp": "bits per input pixel (128×128)", "accuracy": "% top-1 after real decoding"},
            "made_by": "minist sweep && minist sweep --ship", "torch": torch.__version__, "points": points}
-    dest = dest or data_dir() / RESULTS_FILE.format(preset=preset)
+    dest = dest or data_dir() / pretrained.RESULTS_FILE.format(preset=preset)
     checkpoint.write_json(dest, doc)
     return dest
 
 
 def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quick: bool = False) -> None:
-    from . import pretrained
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown sweep parts {sorted(unknown)}; choose from {PARTS}")
@@ -235,7 +244,6 @@ def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quic
         elif part == "students":
             run_students(out, teacher, chain=BETA_CHAIN[:1] if quick else BETA_CHAIN, progress=progress, **small)
         elif part == "learned":
-            from .learned_codecs import run_learned
             run_learned(out, teacher, quick=quick, progress=progress)
         elif part == "crbq":
             run_crbq(out, teacher, channels=CRBQ_CHANNELS[:1] if quick else CRBQ_CHANNELS, progress=progress, **small)

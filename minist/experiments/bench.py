@@ -9,10 +9,38 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
+import statistics
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
+import matplotlib
+import numpy as np
 import torch
+
+from .. import data as mdata
+from .. import pretrained, rd
+from ..config import StudentTrainConfig, TeacherTrainConfig, mini_val_set
+from ..data.synth import FashionOnPhotos
+from ..engine import Engine
+from ..evaluate import evaluate_accuracy, evaluate_student
+from ..export import DEVICE_VENV, REPO, device_python, export_bundle, folder_mb
+from ..losses import kd_loss
+from ..models.bottleneck import Encoder
+from ..models.codec import payload_bits
+from ..models.student import EntropicStudent
+from ..models.teacher import build_teacher
+from ..plots import METHOD_LABELS
+from ..recipes import stage1_optimizers, stage1_step
+from ..split import PRESETS, SplitClient, SplitServer
+from ..split.latency import crossover_bps, device_cost, end_to_end_ms, export_encoder, measure_strategies
+from ..utils import get_device
+from ..widgets import Explorer
+from .imagenette import run as run_imagenette
 
 
 def _rate(fn, n: int) -> float:
@@ -23,26 +51,27 @@ def _rate(fn, n: int) -> float:
 
 
 def data_rate(task: str, n: int = 300, size: int = 128) -> float:
-    from .data.synth import FashionOnPhotos
     ds = FashionOnPhotos("train", task, size=size)
     ds[0]
     return _rate(lambda i: ds[i], n)
 
 
+def _engine(model, opt, aux=None) -> Engine:
+    """The training engine around ``model``, for timing its steps (nothing is written)."""
+    return Engine(model, opt, out=tempfile.gettempdir(), name="bench", config={}, aux=aux, progress=False)
+
+
 def teacher_step_rate(batch: int = 64, steps: int = 5, size: int = 128) -> float:
-    from .models.teacher import build_teacher
+    """Images/s of the teacher's training step through the engine (random images: speed does not depend on them)."""
     model = build_teacher("mini").to(memory_format=torch.channels_last).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    engine = _engine(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
     x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
 
-    def step(_):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    step(0)
-    return batch * _rate(step, steps)
+    def loss(b):
+        return torch.nn.functional.cross_entropy(model(b[0]), b[1]), {}
+    engine.train_step((x, y), loss)
+    return batch * _rate(lambda _: engine.train_step((x, y), loss), steps)
 
 
 def _print_table(title: str, rows) -> None:
@@ -56,50 +85,39 @@ def _print_table(title: str, rows) -> None:
 
 
 def student_step_rates(batch: int = 32, steps: int = 3, size: int = 128) -> tuple[float, float]:
-    """Images/s of one stage-1 and one stage-2 training step (teacher forward included), this machine."""
-    from .losses import kd_loss, stage1_loss
-    from .models.student import EntropicStudent
-    from .models.teacher import build_teacher
+    """Images/s of one stage-1 and one stage-2 training step (teacher forward included) through the engine."""
+    cfg = StudentTrainConfig(beta=0.1)
     teacher = build_teacher("mini").eval().requires_grad_(False)
-    student = EntropicStudent(teacher)
+    student = EntropicStudent(teacher).train()
     x, y = torch.rand(batch, 3, size, size), torch.randint(0, 10, (batch,))
-    rates = []
-    for stage in (1, 2):
-        student.set_stage(stage).train()
-        opt = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=1e-4)
+    opt, aux = stage1_optimizers(student, cfg)
+    engine = _engine(student, opt, aux)
+    step1 = stage1_step(student, teacher, cfg, engine, x.device)
+    engine.train_step((x, y), step1)
+    s1 = batch * _rate(lambda _: engine.train_step((x, y), step1), steps)
+    student.set_stage(2).train()
+    engine = _engine(student, torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=1e-3))
 
-        def step(_, stage=stage, opt=opt):
-            with torch.no_grad():
-                t = teacher.features(x, ("layer1", "layer2", "layer3", "layer4", "head"))
-            o = student(x)
-            loss = (stage1_loss(o["features"], t, o["likelihoods"], 0.1)["loss"] if stage == 1
-                    else kd_loss(o["logits"], t["head"], y))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if stage == 1:
-                student.aux_loss().backward()
-        step(0)
-        rates.append(batch * _rate(step, steps))
-    return rates[0], rates[1]
+    def step2(b):
+        with torch.no_grad():
+            t = teacher(b[0])
+        return kd_loss(student(b[0])["logits"], t, b[1]), {}
+    engine.train_step((x, y), step2)
+    return s1, batch * _rate(lambda _: engine.train_step((x, y), step2), steps)
 
 
 @torch.no_grad()
 def _payload_study(student, teacher, val, n: int):
     """Per image: real payload bits vs Σ −log2 p, and whether the decoded latent equals the rounded one."""
-    from .evaluate import evaluate_accuracy, evaluate_student
-    from .models import entropy
-    eb = student.entropy_bottleneck
-    med = eb._get_medians().detach().view(1, -1, 1, 1)
+    codec = student.codec
+    med = codec._get_medians().detach().view(1, -1, 1, 1)
     ratios, big, exact, payloads = [], [], 0, []
     for i in range(n):
-        x = val[i][0].unsqueeze(0)
-        z = student.encode(x)
-        data = entropy.compress(eb, z)
-        exact += int(torch.equal(entropy.decompress(eb, data), torch.round(z - med) + med))
-        _, lik = eb(z, training=False)
-        bits = float(entropy.rate_bits(lik))
-        pay = entropy.payload_bits(data)
+        z = student.encode(val[i][0].unsqueeze(0))
+        data = codec.encode(z)
+        exact += int(torch.equal(codec.decode(data), torch.round(z - med) + med))
+        bits = float(codec.estimate_bits(z)[0])
+        pay = payload_bits(data)
         payloads.append(pay / 8)
         ratios.append(pay / bits)
         if pay / 8 >= 200:
@@ -110,10 +128,6 @@ def _payload_study(student, teacher, val, n: int):
 
 def student_main(quick: bool = False) -> int:
     """Real payload vs estimated bits, decode exactness, stage speeds, accuracy at real bytes."""
-    from . import data as mdata
-    from . import pretrained
-    from .models import entropy
-    from .train import StudentTrainConfig
     student, meta = pretrained.student("mini", with_meta=True)
     teacher = pretrained.teacher("mini")
     val = mdata.load("fashion-on-photos", split="val", task="classification")
@@ -127,7 +141,7 @@ def student_main(quick: bool = False) -> int:
         ("same, payloads ≥ 200 B (target ≤ 1.02)",
          f"{sum(big) / len(big):.4f} (max {max(big):.4f}, {len(big)} images)" if big else "no payload ≥ 200 B"),
         ("payload bytes mean (rANS only)", f"{sum(payloads) / n:.1f} B"),
-        ("our header + CRC per message", f"{entropy.HEADER_BYTES} B"),
+        ("our header + CRC per message", f"{student.header_bytes} B"),
         ("decoded latent == rounded latent, every element", f"{exact}/{n} images"),
         (f"student β = {meta['beta']}: accuracy at real bytes", f"{res['accuracy']:.2f} %"),
         ("teacher accuracy, same images", f"{t_acc:.2f} %  (gap {t_acc - res['accuracy']:.2f} pt; target ≤ 2)"),
@@ -151,10 +165,6 @@ def student_main(quick: bool = False) -> int:
 def split_main(quick: bool = False) -> int:
     """End-to-end latency per strategy and link preset (measured components + channel model),
     a real round trip through the TCP server per preset, and the device's cost."""
-    from . import data as mdata
-    from . import pretrained
-    from .split import PRESETS, SplitClient, SplitServer
-    from .split.latency import crossover_bps, device_cost, end_to_end_ms, export_encoder, measure_strategies
     student, teacher = pretrained.student("mini"), pretrained.teacher("mini")
     val = mdata.load("fashion-on-photos", split="val", task="classification")
     images = [val[i][0] for i in range(4 if quick else 20)]
@@ -206,8 +216,6 @@ def split_main(quick: bool = False) -> int:
               f"({'match' if exp['match'] else 'MISMATCH'})"),
              ("encoder latency eager vs exported (batch 1)",
               f"{exp['eager_ms']:.2f} ms vs {exp['exported_ms']:.2f} ms")]
-    from .models.bottleneck import Encoder
-    from .models.teacher import build_teacher
     px = torch.rand(1, 3, 224, 224)
     penc, pfull = device_cost(Encoder(24).eval(), px), device_cost(build_teacher("paper").eval(), px)
     rows2.append(("paper preset FLOPs: encoder (C=24) vs ResNet-50, 224×224",
@@ -223,8 +231,6 @@ def _fmt_kb(kb) -> str:
 
 def rd_main(quick: bool = False) -> int:
     """The shipped RD study as tables: bytes to reach teacher − 1 pt, and accuracy at the student's rates."""
-    from . import pretrained, rd
-    from .plots import METHOD_LABELS
     res = pretrained.results("mini")
     rows = []
     reach = {r["method"]: r for r in rd.bytes_to_reach(res, 1.0)}
@@ -250,11 +256,7 @@ def rd_main(quick: bool = False) -> int:
 
 def explorer_main(quick: bool = False) -> int:
     """Milliseconds per explorer update (what a slider move costs in the widget); target ≤ 250 ms."""
-    import statistics
-
-    import matplotlib
     matplotlib.use("Agg")
-    from .widgets import Explorer
     ex = Explorer(images=8)
     tic = time.perf_counter()
     for b in ex.betas:                # load every student once (what the first move to each β pays)
@@ -288,9 +290,7 @@ def explorer_main(quick: bool = False) -> int:
 
 def imagenette_main(quick: bool = False) -> int:
     """The RD study on real photos (``../shared/data/imagenette-mini``): not part of ``all``, ≈30 min."""
-    from . import rd
-    from .real_study import run
-    r = run(quick=quick, progress=not quick)
+    r = run_imagenette(quick=quick, progress=not quick)
     rows = [(f"{p['method']} {p['knob']}={p['value']:g}", f"{p['accuracy']:.2f} % at {p['kb_mean']:.3f} KB "
              f"({p['bpp']:.3f} bpp)") for p in r["points"]]
     res = {"teacher_accuracy": r["teacher_accuracy"], "points": r["points"]}
@@ -323,9 +323,6 @@ def main(quick: bool = False, which: str = "all") -> int:
 
 
 def foundation_main(quick: bool = False) -> int:
-    from . import data as mdata
-    from . import pretrained
-    from .train import TeacherTrainConfig, evaluate_accuracy
     n = 60 if quick else 400
     cfg = TeacherTrainConfig()
     rows = []
@@ -382,41 +379,32 @@ def paper_throughput(batch: int = 64, steps: int = 20, warmup: int = 5, device=N
     teacher on CUDA, as the paper preset trains (the student stays fp32: its latent must round as ``compress``
     rounds it). Returns table rows.
     """
-    from .models.student import EntropicStudent
-    from .models.teacher import build_teacher
-    from .train import StudentTrainConfig, _no_autocast, stage1_objective, stage1_optimizers
-    from .utils import get_device
     device = get_device(device)
-    cfg = StudentTrainConfig.preset_config("paper")
+    cfg = StudentTrainConfig.preset_config("paper", beta=0.08, amp=amp)
     teacher = build_teacher("paper").to(device).eval().requires_grad_(False)
     student = EntropicStudent(teacher).to(device).train()
     if device.type == "cuda":
         teacher = teacher.to(memory_format=torch.channels_last)
         student = student.to(memory_format=torch.channels_last)
-    opt, aux_opt = stage1_optimizers(student, cfg)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else _no_autocast()
+    opt, aux = stage1_optimizers(student, cfg)
+    engine = Engine(student, opt, out=tempfile.gettempdir(), name="bench", config={}, aux=aux,
+                    amp=amp and device.type == "cuda", progress=False)
+    step1 = stage1_step(student, teacher, cfg, engine, device)
     x = torch.rand(batch, 3, 224, 224, device=device)
 
     def teacher_forward():
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), engine.autocast():
             teacher(x)
 
     def teacher_features():
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), engine.autocast():
             teacher.features(x, ("layer1", "layer2", "layer3", "layer4"))
 
     def student_forward():
         student(x)
 
     def step():
-        loss, _ = stage1_objective(student, teacher, x, 0.08, autocast)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        aux = student.aux_loss()
-        aux_opt.zero_grad(set_to_none=True)
-        aux.backward()
-        aux_opt.step()
+        engine.train_step((x,), step1)
 
     t_fwd = _timed(teacher_forward, steps, warmup, device)
     t_feat = _timed(teacher_features, steps, warmup, device)
@@ -471,23 +459,11 @@ print(json.dumps({"ms": 1000 * float(np.median(ts)), "bytes": float(np.mean(size
 def device_main(quick: bool = False) -> int:
     """Bundle and environment sizes, encode + entropy-code latency (ONNX Runtime + NumPy rANS vs PyTorch eager,
     one thread), peak RSS of the device process, payload bytes."""
-    import hashlib
-    import json
-    import subprocess
-    import tempfile
-    import time
-    from pathlib import Path
-
-    import numpy as np
-
-    from . import pretrained
-    from .export import DEVICE_VENV, REPO, device_python, export_bundle, folder_mb
-    from .sweep import val_set
     torch.set_num_threads(1)
     n = 20 if quick else 1000
     student = pretrained.student("mini")
     device_part, _ = student.split()
-    val = val_set(limit=n)
+    val = mini_val_set(limit=n)
     xs = torch.stack([val[i][0] for i in range(n)])
     device_part(xs[:1])
     ts, digests = [], []

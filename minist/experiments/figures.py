@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+
+from .. import data as mdata
+from .. import pretrained
+from ..evaluate import input_codec_sizes, split_point_sizes
+from ..plots import plot_rd, plot_split_sizes, show_samples
+
 
 def make_all(out="docs") -> list[Path]:
-    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from . import data as mdata
-    from . import pretrained
-    from .evaluate import input_codec_sizes, split_point_sizes
-    from .plots import plot_split_sizes, show_samples
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     val = mdata.load("fashion-on-photos", split="val", task="classification")
@@ -42,12 +42,7 @@ def make_all(out="docs") -> list[Path]:
 
 def rd_figure(path="docs/rd_mini.png") -> Path:
     """The shipped rate–accuracy study (``data/results_mini.json``) as one figure."""
-    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from . import pretrained
-    from .plots import plot_rd
     fig, ax = plt.subplots(figsize=(9, 5.5))
     plot_rd(pretrained.results("mini"), ax=ax)
     fig.tight_layout()

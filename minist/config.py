@@ -1,0 +1,277 @@
+"""Every setting in one place: the models' architectures and the training recipes, each with its presets.
+
+* :class:`TeacherConfig`, :class:`BottleneckConfig`: architectures (stored in every checkpoint).
+* :class:`TeacherTrainConfig`, :class:`StudentTrainConfig`, :class:`TaskTrainConfig`, :class:`ImageCodecConfig`:
+  recipes. ``preset_config("mini" | "paper", **overrides)`` gives a preset with your changes on top; the command
+  line exposes every field as a flag (``minist train-student --help``).
+
+**What β multiplies, everywhere:** the estimated bits of one image, Σ −log2 p(ẑ), added to that image's loss
+(stage 1: its distillation error Σ_j w_j ‖S_j − T_j‖²; end-to-end: its cross-entropy). Stage 1 sums the
+per-image losses over the batch as the paper does, which scales the whole loss, not the balance β sets.
+Larger β → fewer bits. CompressAI's image codecs use λ the other way round (larger λ → more bits).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from torch.utils.data import Subset
+
+from .data import load
+from .data.synth import FashionOnPhotos, FashionOnPhotosConfig, cached
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _preset(cls, presets: dict, preset: str, overrides: dict):
+    if preset not in presets:
+        what = {"TeacherConfig": "teacher", "BottleneckConfig": "bottleneck"}.get(cls.__name__, cls.__name__)
+        raise ValueError(f"unknown {what} preset {preset!r}; choose one of {sorted(presets)}")
+    return cls(**{**presets[preset], **overrides})
+
+
+# ---- architectures -------------------------------------------------------------------------------------------
+@dataclass
+class TeacherConfig:
+    """Architecture of a teacher. ``widths``/``blocks`` are per stage (layer1 … layer4)."""
+
+    preset: str = "mini"
+    num_classes: int = 10
+    image_size: int = 128
+    widths: tuple[int, ...] = (32, 64, 128, 256)
+    blocks: tuple[int, ...] = (1, 1, 1, 1)
+    stem_width: int = 32
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def preset_config(cls, preset: str, **overrides) -> TeacherConfig:
+        return _preset(cls, {"mini": {}, "paper": dict(preset="paper", num_classes=1000, image_size=224,
+                                                      widths=(256, 512, 1024, 2048), blocks=(3, 4, 6, 3),
+                                                      stem_width=64)}, preset, overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TeacherConfig:
+        return cls(**{k: tuple(v) if k in ("widths", "blocks", "mean", "std") else v for k, v in d.items()})
+
+
+@dataclass
+class BottleneckConfig:
+    """``channels`` = C (latent channels), ``target_channels`` = T (the teacher's layer1 width)."""
+
+    channels: int = 12
+    target_channels: int = 32
+
+    @classmethod
+    def preset_config(cls, preset: str, **overrides) -> BottleneckConfig:
+        return _preset(cls, {"mini": dict(channels=12, target_channels=32),
+                             "paper": dict(channels=24, target_channels=256)}, preset, overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---- recipes ---------------------------------------------------------------------------------------------------
+@dataclass
+class TeacherTrainConfig:
+    """How the mini teacher is trained: SGD + Nesterov, warm-up + cosine, label smoothing."""
+
+    preset: str = "mini"
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.05
+    warmup_epochs: float = 0.5
+    image_size: int = 128
+    train_length: int = 16_000      # fresh images per epoch
+    val_length: int = 2_000
+    data_seed: int = 0
+    seed: int = 0
+    workers: int = 1
+    max_steps: int | None = None    # stop early (quick mode, smoke tests); resume goes on at the next epoch
+    device: str | None = None
+    out: str = "runs/teacher-mini"
+
+    def data_config(self) -> FashionOnPhotosConfig:
+        return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed,
+                                     train_length=self.train_length, val_length=self.val_length)
+
+
+@dataclass
+class StudentTrainConfig:
+    """The two-stage recipe of DESIGN §3, with epochs scaled for the mini setting.
+
+    The paper trains stage 1 for ~200k steps; the mini budget is ~750. In that budget the prior's
+    density, which starts wide (CompressAI's ``init_scale=10``), tightens too slowly at lr 1e-3 and
+    the rate term barely moves; the prior therefore gets its own, larger learning rate here.
+    """
+
+    preset: str = "mini"
+    beta: float = 0.02               # the price of one bit of one image (module docstring): larger β → fewer bits
+    channels: int | None = None      # C, latent channels; None: the preset's (BottleneckConfig)
+    distill_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)   # w_j of layer1 … layer4 in stage 1 (paper: 1 each)
+    stage1_epochs: int = 6
+    stage1_batch_size: int = 64
+    stage1_lr: float = 2e-3          # Adam (paper: 1e-3)
+    stage1_milestones: tuple[float, ...] = (0.5, 0.8)   # ×0.1 at these fractions (paper: epochs 5 and 8 of 10)
+    prior_lr: float = 2e-2           # the prior's density parameters (paper: same as stage1_lr; see above)
+    aux_lr: float = 2e-2             # the prior's quantile (auxiliary) loss, stepped every iteration
+    stage2_epochs: int = 3
+    stage2_batch_size: int = 128
+    stage2_lr: float = 1e-3          # SGD, momentum 0.9, weight decay 5e-4
+    stage2_milestones: tuple[float, ...] = (0.5,)       # ×0.1 at these fractions (paper: epoch 5 of 10)
+    alpha: float = 0.5               # 0.5 · CE + 0.5 · τ² · KL
+    tau: float = 1.0
+    image_size: int = 128
+    train_length: int = 8_000        # fresh images per epoch
+    val_length: int = 2_000
+    eval_length: int = 500           # images scored at real bytes after each epoch
+    data_seed: int = 0
+    seed: int = 0
+    workers: int = 1
+    max_steps: int | None = None     # per stage (quick mode, smoke tests)
+    device: str | None = None
+    out: str = "runs/student-mini"
+    method: str = "entropic"         # "entropic", or the baselines "crbq" (CR+BQ) and "end-to-end" (Singh et al.)
+    init_from: str | None = None     # warm start: encoder, prior and decoder of this student checkpoint
+    eval_stage1: bool = False        # also score the whole val set after stage 1 (the stage-1-only ablation)
+    stage1_warmup_steps: int = 0     # linear lr warm-up (for warm starts: Adam's first steps are large)
+    amp: bool = False                # bf16 autocast on CUDA for the teacher's forward passes (paper preset)
+    data_root: str | None = None     # the paper preset: an ImageNet folder (train/ and val/)
+
+    def data_config(self) -> FashionOnPhotosConfig:
+        return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed,
+                                     train_length=self.train_length, val_length=self.val_length)
+
+    @classmethod
+    def preset_config(cls, preset: str = "mini", **overrides) -> StudentTrainConfig:
+        """The mini recipe, or the paper's (DESIGN §3: ResNet-50 teacher, C = 24, 224 px ImageNet, stage 1
+        10 epochs of Adam 1e-3 ×0.1 at epochs 5 and 8, batch 64; stage 2 10 epochs of SGD 1e-3 ×0.1 at epoch 5,
+        batch 128). ``batch_size`` is global: ``torchrun`` splits it over the processes."""
+        return _preset(cls, {"mini": {}, "paper": dict(
+            preset="paper", stage1_epochs=10, stage1_batch_size=64, stage1_lr=1e-3, stage1_milestones=(0.5, 0.8),
+            prior_lr=1e-3, aux_lr=1e-3, stage2_epochs=10, stage2_batch_size=128, stage2_lr=1e-3,
+            stage2_milestones=(0.5,), image_size=224, val_length=50_000, eval_length=1_000, workers=8, amp=True,
+            out="runs/student-paper")}, preset, overrides)
+
+    def bottleneck(self, target_channels: int) -> BottleneckConfig:
+        over = {} if self.channels is None else {"channels": self.channels}
+        return BottleneckConfig.preset_config(self.preset, target_channels=target_channels, **over)
+
+    def check_data(self) -> None:
+        """Fail early, with what to do, when the paper preset has no ImageNet folder."""
+        if self.preset != "paper":
+            return
+        if not self.data_root:
+            raise ValueError("the paper preset trains on ImageNet: pass data_root=<folder with train/ and val/> "
+                             "(--data-root on the command line; see docs/paper_scale.md)")
+        for split in ("train", "val"):
+            if not (Path(self.data_root).expanduser() / split).is_dir():
+                raise FileNotFoundError(f"ImageNet not found: {Path(self.data_root) / split} is not a folder; lay "
+                                        "it out as root/train/<wnid>/ and root/val/<wnid>/ (docs/paper_scale.md)")
+
+    def datasets(self):
+        """(train, val) for this config: Fashion-on-Photos for mini, ImageNet from ``data_root`` for paper."""
+        if self.preset == "paper":
+            self.check_data()
+            return (load("imagenet", split="train", root=self.data_root, size=self.image_size),
+                    load("imagenet", split="val", root=self.data_root, size=self.image_size))
+        dcfg = self.data_config()
+        return FashionOnPhotos("train", "classification", dcfg), cached("val", "classification", **asdict(dcfg))
+
+
+@dataclass
+class TaskTrainConfig:
+    """Task training on multi-object Fashion-on-Photos (teacher: ``epochs``; student: stage 1 + stage 2)."""
+
+    task: str = "detection"
+    num_classes: int = 11            # 0 = background + the 10 Fashion-MNIST classes
+    beta: float | None = None        # None: the task teacher; else the shipped classification student's β
+    epochs: int = 5                  # task teacher
+    stage1_epochs: int = 1           # task student: feature distillation of the decoder
+    stage2_epochs: int = 2           # task student: task loss on decoder + FPN + head
+    batch_size: int = 32
+    lr: float = 2e-3                 # AdamW, warm-up + cosine
+    stage1_lr: float = 1e-3
+    weight_decay: float = 1e-4
+    image_size: int = 128
+    train_length: int = 4_000        # fresh scenes per epoch
+    val_length: int = 500
+    data_seed: int = 0
+    seed: int = 0
+    max_steps: int | None = None     # per stage (quick mode, tests)
+    device: str | None = None
+    out: str = "runs/tasks"
+    resume: bool = False             # go on from <out>/<stage>-last.pt, written after every epoch
+    preset: str = "mini"
+    data_root: str | None = None     # the paper preset: COCO 2017 (detection) or VOCdevkit's parent (segmentation)
+    workers: int = 0
+
+    def data_config(self) -> FashionOnPhotosConfig:
+        return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed, train_length=self.train_length,
+                                     val_length=self.val_length)
+
+    @classmethod
+    def preset_config(cls, preset: str = "mini", **overrides) -> TaskTrainConfig:
+        """mini: Fashion-on-Photos scenes. paper: torchvision's Faster R-CNN R50-FPN on COCO 2017 (91 labels) or
+        DeepLabv3-R50 on PASCAL VOC 2012 (21 labels), 512-px images. DESIGN gives no task recipe; these are
+        starting points (global batch 16, AdamW), not the paper's values."""
+        cfg = _preset(cls, {"mini": {}, "paper": dict(
+            preset="paper", image_size=512, epochs=0, stage1_epochs=2, stage2_epochs=6, batch_size=16, lr=1e-4,
+            stage1_lr=1e-4, workers=8, out="runs/tasks-paper")}, preset, overrides)
+        if preset == "paper" and "num_classes" not in overrides:
+            cfg.num_classes = 91 if cfg.task == "detection" else 21
+        return cfg
+
+    def val_scenes(self):
+        """The cached multi-object val scenes every task point is scored on (mini)."""
+        return cached("val", "detection", **asdict(self.data_config()))
+
+    def datasets(self):
+        """(train, val) of the task: Fashion-on-Photos scenes (mini), COCO 2017 or VOC 2012 (paper)."""
+        if self.preset != "paper":
+            return FashionOnPhotos("train", "detection", self.data_config()), self.val_scenes()
+        if not self.data_root:
+            raise ValueError(f"the paper preset's {self.task} needs data_root=<folder> (--data-root): COCO 2017 for "
+                             "detection, the parent of VOCdevkit/ for segmentation (see docs/paper_scale.md)")
+        if self.task == "detection":
+            return tuple(load("coco", split=s, root=self.data_root, size=self.image_size) for s in ("train", "val"))
+        return tuple(load("voc", split=s, task="segmentation", year="2012", root=self.data_root,
+                          size=self.image_size) for s in ("train", "val"))
+
+
+@dataclass
+class ImageCodecConfig:
+    """A learned image codec (input-compression baseline) trained with CompressAI's R + λ·255²·MSE."""
+
+    arch: str = "factorized"        # "factorized" (Ballé 2018) or "hyperprior" (Minnen 2018, mean-scale)
+    N: int = 64
+    M: int = 96
+    lmbda: float = 0.013            # CompressAI's λ: larger → more bits
+    epochs: int = 2
+    batch_size: int = 16
+    crop: int = 64
+    lr: float = 1e-3
+    aux_lr: float = 1e-3
+    train_length: int = 6000
+    image_size: int = 128
+    data_seed: int = 0
+    seed: int = 0
+    init_from: str | None = None    # warm start from another λ's checkpoint (same arch, N, M)
+    max_steps: int | None = None
+    device: str | None = None
+    out: str = "runs/codec"
+
+
+def mini_val_set(limit: int | None = None):
+    """The cached Fashion-on-Photos val set every mini result is scored on (DESIGN §4), or its first ``limit``."""
+    val = cached("val", "classification", **asdict(StudentTrainConfig().data_config()))
+    return val if limit is None else Subset(val, range(min(limit, len(val))))

@@ -1,0 +1,10 @@
+"""The experiments built on the library: they produce what ``data/`` ships and the benchmarks print.
+
+* :mod:`.sweep`: the rate–accuracy study (β grid, stage-1 ablation, every baseline) → ``data/results_mini.json``;
+* :mod:`.task_study`: detection and segmentation on the shared bitstream → ``data/results_tasks_mini.json``;
+* :mod:`.imagenette`: the same comparison on real photographs (``minist bench imagenette``);
+* :mod:`.bench`: every ``minist bench`` table; :mod:`.figures`: the README's figures; :mod:`.notebooks`: runs the
+  tutorial headless.
+
+The library (``minist`` outside this folder) imports nothing from here.
+"""

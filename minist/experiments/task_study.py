@@ -1,0 +1,152 @@
+"""The task study of notebook 04: detection and segmentation on the shared bitstream (``minist tasks``).
+
+:func:`run` trains both task teachers (:func:`minist.recipes.train_task_teacher`), task students on the shipped
+classification students at :data:`BETAS` (:func:`minist.recipes.train_task_student`: the encoder and prior never
+change, so the payloads stay bit-identical, checked before and after), scores the teachers on JPEG/WebP decodings
+and the students through the real split (:func:`minist.evaluate.evaluate_task`: one image → one bitstream, batch
+1, real bytes; detection mAP@[.5:.95] and mAP@.5, segmentation mIoU over the 11 classes and pixel accuracy), and
+writes one JSON per point (resumable); :func:`ship` writes ``data/results_tasks_mini.json`` and the checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint, pretrained
+from ..config import TaskTrainConfig
+from ..evaluate import METRICS, evaluate_task, size_stats, student_predictor, teacher_predictor
+from ..models import tasks as T
+from ..models.codec import FactorizedCodec
+from ..models.store import load_task_student, load_task_teacher, retrained_parameters, save_task
+from ..recipes import train_task_student, train_task_teacher
+from ..utils import data_dir
+
+BETAS = (0.02, 0.16, 0.64)
+# the shipped task students' budgets (CPU-sized: detection's stage 2 runs at ≈22 scenes/s on one core, the
+# segmenter's at ≈50). Against 1 + 2 epochs these gained 1.8–3.1 mAP and 1.3–2.6 mIoU; stage 1's feature
+# distillation barely moves after its first epoch, so detection keeps one.
+STUDENT_RECIPE = {"detection": dict(stage1_epochs=1, stage2_epochs=4),
+                  "segmentation": dict(stage1_epochs=3, stage2_epochs=4)}
+JPEG_QUALITIES = (5, 10, 20, 50, 90)
+WEBP_QUALITIES = (1, 5, 20, 50, 90)
+RESULTS_FILE = pretrained.TASK_RESULTS_FILE
+TEACHER_FILE = pretrained.TASK_TEACHER_FILE
+STUDENT_FILE = pretrained.TASK_STUDENT_FILE
+
+
+
+# ---- the study ------------------------------------------------------------------------------------
+def _point(task: str, method: str, knob: str | None, value, res: dict, hw, **extra) -> dict:
+    row = {"task": task, "method": method, "knob": knob, "value": value,
+           **{k: res[k] for k in METRICS[task]}, "n": res["n"]}
+    if res["sizes"]:
+        s = size_stats(res["sizes"], hw)
+        row.update(kb_mean=s["kb_mean"], kb_std=s["kb_std"], bpp=s["bpp"])
+    return {**row, **extra}
+
+
+def _recipe(train: dict) -> dict:
+    """The settings of a task student's training that a reader of the results needs."""
+    keys = ("stage1_epochs", "stage2_epochs", "train_length", "batch_size", "stage1_lr", "max_steps")
+    return {**{k: train[k] for k in keys if k in train}, "stage2_lr": train["lr"] / 4}   # stage 2 runs at lr / 4
+
+
+def _write(out: Path, name: str, obj: dict) -> dict:
+    path = out / "points" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_json(path, obj)
+    return obj
+
+
+def _done(out: Path, name: str) -> bool:
+    return (out / "points" / f"{name}.json").is_file()
+
+
+def run(tasks=T.TASKS, betas=BETAS, out: str | Path = "runs/tasks", quick: bool = False, progress: bool = True,
+        baselines: bool = True, **recipe) -> Path:
+    """Train and score everything for ``tasks``; one JSON per point under ``out/points`` (resumable).
+
+    ``recipe`` overrides :class:`TaskTrainConfig` fields (e.g. ``stage2_epochs=4``)."""
+    out = Path(out)
+    teacher = pretrained.teacher("mini")
+    small = dict(max_steps=3, train_length=64, batch_size=8, val_length=20) if quick else {}
+    limit = 20 if quick else None
+    for task in tasks:
+        T._check_task(task)
+        base = TaskTrainConfig(task=task, out=str(out), **{**STUDENT_RECIPE[task], **recipe, **small})
+        val = base.val_scenes()
+        hw = tuple(val[0][0].shape[-2:])
+        tpath = out / TEACHER_FILE.format(task=task)
+        if tpath.is_file():
+            tnet, tmeta = load_task_teacher(tpath, teacher)
+        else:
+            tic = time.time()
+            tnet, tmeta = train_task_teacher(base, teacher, progress)
+            tmeta["train_seconds"] = round(time.time() - tic, 1)
+            save_task(tpath, tnet, tmeta)
+        if not _done(out, f"{task}-teacher"):
+            res = evaluate_task(task, teacher_predictor(tnet), val, limit, progress)
+            _write(out, f"{task}-teacher", _point(task, "teacher", None, None, res, hw,
+                                                  train_seconds=tmeta.get("train_seconds")))
+        for fmt, grid in (("jpeg", JPEG_QUALITIES), ("webp", WEBP_QUALITIES)) if baselines else ():
+            for q in (grid[:2] if quick else grid):
+                if not _done(out, f"{task}-{fmt}-{q}"):
+                    res = evaluate_task(task, teacher_predictor(tnet, fmt, q), val, limit, progress)
+                    _write(out, f"{task}-{fmt}-{q}", _point(task, fmt, "quality", q, res, hw))
+        for beta in betas:
+            name = f"{task}-entropic-{beta:g}"
+            if _done(out, name):
+                continue
+            student = pretrained.student("mini", beta=beta)
+            spath = out / STUDENT_FILE.format(task=task, beta=beta)
+            if spath.is_file():
+                snet, smeta = load_task_student(spath, tnet, student)
+            else:
+                tic = time.time()
+                snet, smeta = train_task_student(TaskTrainConfig(**{**asdict(base), "beta": beta}), tnet, student,
+                                                 progress)
+                smeta["train_seconds"] = round(time.time() - tic, 1)
+                save_task(spath, snet, smeta)
+            res = evaluate_task(task, student_predictor(snet), val, limit, progress)
+            retrained = retrained_parameters(snet)
+            _write(out, name, _point(task, "entropic", "beta", beta, res, hw, header_bytes=FactorizedCodec.header_bytes,
+                                     payload_digest=smeta["payload_digest"],
+                                     device_parameters=student.device_parameters(),
+                                     retrained_parameters=retrained, train_seconds=smeta.get("train_seconds"),
+                                     recipe=_recipe(smeta["train"]), checkpoint=spath.name))
+            print(f"{task} β={beta:g}: " + ", ".join(f"{k} {res[k]:.2f}" for k in METRICS[task]))
+    return out
+
+
+def collect(out: str | Path = "runs/tasks", dest: Path | None = None) -> Path:
+    """Merge the points into one results JSON (``data/results_tasks_mini.json`` by default)."""
+    out = Path(out)
+    points = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json"))]
+    if not points:
+        raise FileNotFoundError(f"no task points under {out / 'points'}: run `minist tasks` first")
+    order = {"teacher": 0, "entropic": 1, "jpeg": 2, "webp": 3}
+    points.sort(key=lambda p: (p["task"], order.get(p["method"], 9), p["value"] or 0))
+    val = TaskTrainConfig().val_scenes()
+    doc = {"preset": "mini", "val_set": {"n": len(val), "sha256": val.digest(), "scenes": "multi-object "
+                                         "Fashion-on-Photos, 1–4 objects, 128×128"},
+           "units": {"kb_mean": "KB per image, 1 KB = 1024 B, headers included", "bpp": "bits per input pixel",
+                     "map": "COCO mAP@[.5:.95] in % (torchmetrics, pycocotools)", "map_50": "mAP@.5 in %",
+                     "miou": "mean IoU in % over the 11 classes (background included)",
+                     "pixel_accuracy": "% of pixels"},
+           "made_by": "minist tasks && minist tasks --ship", "torch": torch.__version__, "points": points}
+    dest = dest or data_dir() / RESULTS_FILE
+    return checkpoint.write_json(dest, doc)
+
+
+def ship(out: str | Path = "runs/tasks") -> list[Path]:
+    """Copy the task teachers and students to ``data/`` (atomically) and write the results JSON there."""
+    copied = [checkpoint.atomic_copy(p, data_dir() / p.name) for p in sorted(Path(out).glob("task_*_mini_*.pt"))]
+    return copied + [collect(out)]
+
+
+__all__ = ["run", "collect", "ship", "BETAS"]

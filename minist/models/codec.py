@@ -1,0 +1,241 @@
+"""Latent codecs: what turns the encoder's latent into bytes and back, behind one interface and one wire format.
+
+Every codec is a module with ``forward(z) → (ẑ, likelihoods or None)`` for training, and
+
+* ``encode(z) → bytes``: one latent (1, C, h, w) → one message;
+* ``decode(data, latent_sizes=None) → ẑ``: one message → the latent the server sees (bad bytes: PayloadError);
+* ``estimate_bits(z) → (B,)``: bits per image, Σ −log2 p(ẑ) for a learned prior (what the rate term counts).
+
+:class:`FactorizedCodec` is the Entropic Student's: CompressAI's ``EntropyBottleneck`` (Ballé et al., ICLR 2018,
+appendix 6.1; one non-parametric density per channel, ẑ = z + U(−½, ½) in training, rounding around the medians
+and rANS with the CDF tables ``update()`` builds at test time). :class:`Quantize8Codec` is CR+BQ's: no prior,
+8 bits per value with one affine scale per image, sent raw.
+
+Wire format, all integers big-endian::
+
+    offset  size  field
+    0       2     magic b"MN"
+    2       1     codec id: 1 = factorized prior + rANS, 2 = 8-bit quantiser
+    3       1     C, latent channels
+    4       2     h, latent height
+    6       2     w, latent width
+    8       k     the codec's fields: id 1 the coding tables' fingerprint (4 B: first bytes of a SHA-256);
+                  id 2 lo and step (float32 each: value = lo + code · step)
+    8+k     n     payload: the rANS stream (id 1), or C·h·w uint8 codes, C-major (id 2)
+    8+k+n   4     CRC-32 of everything before it
+
+Codec id 1 is byte for byte the first format's version 1. The 8 + k + 4 header bytes (16 or 20) are ours and
+reported apart from the payload. A header can lie (the CRC is public), so :meth:`FactorizedCodec.parse` checks
+what it can before any decoding: C, the tables, the latent size against ``latent_sizes``, and the body's length
+against what rANS can produce (:func:`payload_bounds`). CompressAI's decoder still trusts the body; bytes from
+strangers go through :class:`minist.models.sandbox.SandboxedDecoder` (``ServerPart.decoder_for_strangers``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import zlib
+
+import numpy as np
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from torch import nn
+
+MAGIC = b"MN"
+COMMON = struct.Struct(">2sBBHH")    # magic, codec id, C, h, w
+# most bits one symbol can cost: an in-range one ≤ 16 (CompressAI's CDF precision), an out-of-range one the
+# 16-bit escape symbol + ≤ 9 four-bit bypass chunks (int32 values)
+BYPASS_BITS = 16 + 4 * 9
+# |symbol| the format carries. CompressAI's encoder loops forever on symbols near ±2³¹ (its bypass length
+# loop shifts a negative number), so larger ones (a NaN or Inf latent, a forged stream) are refused first.
+MAX_SYMBOL = 1 << 24
+
+
+class PayloadError(ValueError):
+    """Bytes that this model cannot decode: corrupt, truncated, foreign, or from another model."""
+
+
+def rate_bits(likelihoods: torch.Tensor) -> torch.Tensor:
+    """Information content Σ −log2 p per image of a batch of likelihoods (B, C, h, w) → (B,) bits."""
+    return -torch.log2(likelihoods).flatten(1).sum(1)
+
+
+def payload_bounds(symbols: int) -> tuple[int, int]:
+    """Fewest and most bytes CompressAI's rANS writes for ``symbols`` symbols (32-bit words, 8-byte flush)."""
+    return 8, 8 + 4 * (-(-symbols * BYPASS_BITS // 32) + 1)
+
+
+def _sizes(sizes) -> str:
+    return ", ".join(f"{h}×{w}" for h, w in sorted(sizes))
+
+
+def pack(codec_id: int, z_shape, fields: bytes, payload: bytes) -> bytes:
+    """Header + codec fields + payload + CRC-32 for one latent of shape (1, C, h, w)."""
+    _, c, h, w = z_shape
+    if not (0 < h < 65536 and 0 < w < 65536):
+        raise ValueError(f"latent size {h}×{w} does not fit the wire format")
+    body = COMMON.pack(MAGIC, codec_id, c, h, w) + fields + payload
+    return body + struct.pack(">I", zlib.crc32(body))
+
+
+def unpack(data, codec_id: int, channels: int, fields: int, latent_sizes=None) -> tuple[bytes, bytes, int, int]:
+    """Check the common header and CRC of a message for this codec; return (fields, payload, h, w)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise PayloadError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < COMMON.size + fields + 4:
+        raise PayloadError(f"message too short ({len(data)} bytes; a header alone is {COMMON.size + fields + 4}):"
+                           " truncated?")
+    magic, cid, c, h, w = COMMON.unpack_from(data)
+    if magic != MAGIC:
+        raise PayloadError(f"not a minist message (magic {magic!r}, expected {MAGIC!r})")
+    if cid != codec_id:
+        raise PayloadError(f"message is for codec {cid}, this model decodes codec {codec_id} (another kind of model,"
+                           " or a newer minist)")
+    if zlib.crc32(data[:-4]) != struct.unpack_from(">I", data, len(data) - 4)[0]:
+        raise PayloadError("checksum mismatch: the message is corrupt or truncated")
+    if c != channels:
+        raise PayloadError(f"message has {c} latent channels, this model {channels}: made by another model")
+    if h == 0 or w == 0:
+        raise PayloadError(f"empty latent size {h}×{w}")
+    if latent_sizes is not None and (h, w) not in latent_sizes:
+        raise PayloadError(f"latent size {h}×{w} is not one this model accepts here ({_sizes(latent_sizes)})")
+    return data[COMMON.size:COMMON.size + fields], data[COMMON.size + fields:-4], h, w
+
+
+class FactorizedCodec(EntropyBottleneck):
+    """The factorized prior of DESIGN §2 (filters (3, 3, 3, 3), tail mass 1e-9) + rANS: codec id 1."""
+
+    codec_id, header_bytes = 1, COMMON.size + 4 + 4
+
+    def __init__(self, channels: int):
+        super().__init__(channels, filters=(3, 3, 3, 3), tail_mass=1e-9)
+
+    def ready(self) -> bool:
+        return self._offset.numel() > 0
+
+    def _check_ready(self) -> None:
+        if not self.ready():
+            raise RuntimeError("the entropy model has no coding tables yet: call update() first")
+
+    def fingerprint(self) -> bytes:
+        """4 bytes that change whenever the coding tables (CDFs, offsets, medians) change."""
+        self._check_ready()
+        h = hashlib.sha256()
+        for t in (self._quantized_cdf, self._offset, self._cdf_length, self._get_medians().detach().float()):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        return h.digest()[:4]
+
+    @torch.no_grad()
+    def estimate_bits(self, z: torch.Tensor) -> torch.Tensor:
+        return rate_bits(self(z, training=False)[1])
+
+    def check_symbols(self, z: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``z`` is finite and its symbols fit (``|round(z − median)| < 2²⁴``)."""
+        if not torch.isfinite(z).all():
+            raise ValueError("the latent holds NaN or Inf values (were the pixels finite and in [0, 1]?)")
+        dev = (z - self._get_medians().detach().reshape(1, -1, 1, 1)).abs().max()
+        if float(dev) >= MAX_SYMBOL:
+            raise ValueError(f"the latent reaches {float(dev):.3g} from its medians, over the format's {MAX_SYMBOL}")
+
+    def payload_of(self, z: torch.Tensor) -> bytes:
+        """The rANS payload our encoder writes for one latent (1, C, h, w) (no header)."""
+        self.check_symbols(z)
+        return super().compress(z)[0]
+
+    @torch.no_grad()
+    def encode(self, z: torch.Tensor) -> bytes:
+        if z.dim() != 4 or z.shape[0] != 1:
+            raise ValueError(f"encode takes one latent (1, C, h, w), got {tuple(z.shape)}: one image → one bitstream")
+        self._check_ready()
+        if z.shape[1] != self.channels:
+            raise ValueError(f"latent has {z.shape[1]} channels, the entropy model {self.channels}")
+        return pack(self.codec_id, z.shape, self.fingerprint(), self.payload_of(z))
+
+    def parse(self, data, latent_sizes=None) -> tuple[bytes, tuple[int, int]]:
+        """Check a message against this model; return its rANS payload and latent size, or raise PayloadError."""
+        fp, payload, h, w = unpack(data, self.codec_id, self.channels, 4, latent_sizes)
+        if fp != self.fingerprint():
+            raise PayloadError("message was made with different coding tables (another model, β or checkpoint)")
+        lo, hi = payload_bounds(self.channels * h * w)
+        if not lo <= len(payload) <= hi or len(payload) % 4:
+            raise PayloadError(f"a {self.channels}×{h}×{w} latent codes to {lo}…{hi} bytes in 4-byte words, "
+                               f"this body has {len(payload)}: forged or corrupt")
+        return payload, (h, w)
+
+    @torch.no_grad()
+    def decode(self, data, latent_sizes=None) -> torch.Tensor:
+        """One message → ẑ (1, C, h, w) = round(z − median) + median. In this process: for your own messages."""
+        self._check_ready()
+        payload, hw = self.parse(data, latent_sizes)
+        return super().decompress([payload], hw)
+
+
+class Quantize8Codec(nn.Module):
+    """CR+BQ's codec: affine 8-bit quantisation per image, raw bytes, no prior: codec id 2.
+
+    Training (stage 1) passes the float latent through untouched; everywhere else the server's view,
+    ``dequantize(quantize(z))``, without gradient (the quantiser is applied after training)."""
+
+    codec_id, header_bytes = 2, COMMON.size + 8 + 4
+    _FIELDS = struct.Struct(">ff")
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+
+    def ready(self) -> bool:
+        return True
+
+    @staticmethod
+    def quantize(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, C, h, w) → ``(codes uint8, lo (B,), step (B,))``."""
+        lo = z.amin(dim=(1, 2, 3))
+        step = ((z.amax(dim=(1, 2, 3)) - lo) / 255).clamp_min(1e-8)
+        codes = torch.round((z - lo.view(-1, 1, 1, 1)) / step.view(-1, 1, 1, 1)).clamp_(0, 255).to(torch.uint8)
+        return codes, lo, step
+
+    @staticmethod
+    def dequantize(codes, lo, step) -> torch.Tensor:
+        return codes.float() * step.view(-1, 1, 1, 1) + lo.view(-1, 1, 1, 1)
+
+    def forward(self, z: torch.Tensor, training: bool | None = None):
+        if training if training is not None else self.training:
+            return z, None
+        with torch.no_grad():
+            return self.dequantize(*self.quantize(z)), None
+
+    def estimate_bits(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.full((z.shape[0],), 8.0 * z[0].numel())
+
+    def encode(self, z: torch.Tensor) -> bytes:
+        if z.dim() != 4 or z.shape[0] != 1:
+            raise ValueError(f"encode takes one latent (1, C, h, w), got {tuple(z.shape)}")
+        codes, lo, step = self.quantize(z.float())
+        return pack(self.codec_id, z.shape, self._FIELDS.pack(float(lo), float(step)), codes.cpu().numpy().tobytes())
+
+    def decode(self, data, latent_sizes=None) -> torch.Tensor:
+        fields, payload, h, w = unpack(data, self.codec_id, self.channels, self._FIELDS.size, latent_sizes)
+        lo, step = self._FIELDS.unpack(fields)
+        if not (np.isfinite(lo) and np.isfinite(step) and 0 < step < 1e30):
+            raise PayloadError(f"the quantiser's lo = {lo} and step = {step} must be finite, with step > 0")
+        if len(payload) != self.channels * h * w:
+            raise PayloadError(f"message length {len(payload) + self.header_bytes} B does not match its header "
+                               f"({self.header_bytes} + {self.channels * h * w} B)")
+        codes = torch.from_numpy(np.frombuffer(payload, dtype=np.uint8).copy()).view(1, self.channels, h, w)
+        return self.dequantize(codes, torch.tensor([lo]), torch.tensor([step]))
+
+
+CODECS = {"factorized": FactorizedCodec, "8bit": Quantize8Codec}
+
+
+def build_codec(name: str, channels: int) -> nn.Module:
+    if name not in CODECS:
+        raise ValueError(f"unknown latent codec {name!r}; choose one of {sorted(CODECS)}")
+    return CODECS[name](channels)
+
+
+def payload_bits(data: bytes, header_bytes: int = FactorizedCodec.header_bytes) -> int:
+    """Bits of the payload alone (without our header and trailer)."""
+    return 8 * (len(data) - header_bytes)

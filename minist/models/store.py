@@ -1,0 +1,117 @@
+"""Saving and loading every model minist trains, as weights-only checkpoints with their configs and metadata.
+
+The file format (atomic writes, content SHA-256, ``data/SHA256SUMS``) is :mod:`minist.checkpoint`'s; this module
+knows what each model is made of: a teacher, a student (encoder + codec + decoder + tail, coding tables
+included), a task network (only what task training changed), a learned image codec.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint
+from ..config import BottleneckConfig, TeacherConfig
+from . import tasks as T
+from .image_codecs import build as build_image_codec
+from .student import EntropicStudent
+from .teacher import Teacher
+
+
+def _floats(state_dict: dict) -> dict:
+    """fp16-stored weights back to fp32."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
+# ---- teachers and students ---------------------------------------------------------------------------------
+def save_teacher(path, model: Teacher, meta: dict) -> Path:
+    return checkpoint.save(path, kind="teacher", config=model.config.to_dict(),
+                           state_dict=model.to(memory_format=torch.contiguous_format).state_dict(), meta=meta)
+
+
+def load_teacher(path) -> tuple[Teacher, dict]:
+    """A teacher from a weights-only checkpoint, in eval mode, with its metadata."""
+    ck = checkpoint.load(path, kind="teacher")
+    model = Teacher(TeacherConfig.from_dict(ck["config"]))
+    checkpoint.load_weights(model, _floats(ck["state_dict"]), path)
+    return model.eval(), ck["meta"]
+
+
+def save_student(path, student: EntropicStudent, meta: dict, half: bool = False) -> Path:
+    """A weights-only student checkpoint (CDF tables included) with its configs and metadata."""
+    config = {"teacher": student.teacher_config.to_dict(), "bottleneck": student.config.to_dict(),
+              "codec": student.codec_name}
+    return checkpoint.save(path, kind="student", config=config, state_dict=student.state_dict(), meta=meta, half=half)
+
+
+def load_student(path) -> tuple[EntropicStudent, dict]:
+    """A student from :func:`save_student`, in eval mode (stage 2, tables loaded), with its metadata."""
+    ck = checkpoint.load(path, kind="student")
+    teacher = Teacher(TeacherConfig.from_dict(ck["config"]["teacher"]))
+    student = EntropicStudent(teacher, BottleneckConfig(**ck["config"]["bottleneck"]),
+                              codec=ck["config"].get("codec", "factorized"))
+    checkpoint.load_weights(student, _floats(ck["state_dict"]), path)
+    student.stage = 2
+    for m in (student.encoder, student.codec):
+        m.requires_grad_(False)
+    return student.eval(), ck["meta"]
+
+
+# ---- task networks (notebook 04) ---------------------------------------------------------------------------
+def _parts(net) -> dict:
+    """The modules a task checkpoint holds: what task training changed (never the shared encoder/prior)."""
+    parts = {"fpn": net.backbone.fpn, "head": net.head}
+    if isinstance(net.backbone.front, T.StudentFront):
+        parts["decoder"] = net.backbone.front.decoder
+    return parts
+
+
+def retrained_parameters(net) -> int:
+    return sum(p.numel() for m in _parts(net).values() for p in m.parameters())
+
+
+def save_task(path, net, meta: dict, half: bool = True) -> Path:
+    sd = {f"{name}.{k}": v for name, m in _parts(net).items() for k, v in m.state_dict().items()}
+    kind = "task-student" if "decoder" in _parts(net) else "task-teacher"
+    return checkpoint.save(path, kind=kind, config={"task": net.task, "num_classes": net.num_classes},
+                           state_dict=sd, meta=meta, half=half)
+
+
+def _load_parts(net, ck: dict, path) -> None:
+    sd = _floats(ck["state_dict"])
+    for name, m in _parts(net).items():
+        part = {k[len(name) + 1:]: v for k, v in sd.items() if k.startswith(name + ".")}
+        try:
+            m.load_state_dict(part, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"{path}: its {name} does not fit this model ({e})") from e
+
+
+def load_task_teacher(path, teacher):
+    ck = checkpoint.load(path, kind="task-teacher")
+    net = T.build_task_teacher(ck["config"]["task"], teacher, ck["config"]["num_classes"])
+    _load_parts(net, ck, path)
+    return net.eval(), ck["meta"]
+
+
+def load_task_student(path, task_teacher, student):
+    ck = checkpoint.load(path, kind="task-student")
+    if ck["config"]["task"] != task_teacher.task:
+        raise ValueError(f"{path} is a {ck['config']['task']} student, the task teacher does {task_teacher.task}")
+    net = T.build_task_student(task_teacher, student)
+    _load_parts(net, ck, path)
+    return net.eval(), ck["meta"]
+
+
+# ---- learned image codecs ----------------------------------------------------------------------------------
+def save_image_codec(path, model, config: dict, meta: dict) -> Path:
+    return checkpoint.save(path, kind="image-codec", config=config, state_dict=model.state_dict(), meta=meta)
+
+
+def load_image_codec(path):
+    ck = checkpoint.load(path, kind="image-codec")
+    cfg = ck["config"]
+    model = build_image_codec(cfg["arch"], cfg["N"], cfg["M"])
+    model.load_state_dict(ck["state_dict"])
+    return model.eval(), ck["meta"]
