@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="print the benchmark table (data, teacher, accuracy)")
     b.add_argument("which", nargs="?", default="all",
                    choices=("all", "foundation", "student", "split", "rd", "explorer", "imagenette", "throughput",
-                            "device"))
+                            "device", "train"))
     b.add_argument("--quick", action="store_true")
     b.set_defaults(fn=cmd_bench)
 

@@ -63,15 +63,24 @@ class TeacherConfig:
 
 @dataclass
 class BottleneckConfig:
-    """``channels`` = C (latent channels), ``target_channels`` = T (the teacher's layer1 width)."""
+    """``channels`` = C (latent channels), ``target_channels`` = T (the teacher's layer1 width); the hidden widths
+    of encoder and decoder (None: the paper's 4C, 2C and 2T, T) and whether the convolutions have biases.
+    The defaults are the paper's (a checkpoint's stored config may predate a field)."""
 
     channels: int = 12
     target_channels: int = 32
+    encoder_widths: tuple[int, ...] | None = None
+    decoder_widths: tuple[int, ...] | None = None
+    bias: bool = False
 
     @classmethod
     def preset_config(cls, preset: str, **overrides) -> BottleneckConfig:
-        return _preset(cls, {"mini": dict(channels=12, target_channels=32),
+        return _preset(cls, {"mini": dict(channels=12, target_channels=32, bias=True),
                              "paper": dict(channels=24, target_channels=256)}, preset, overrides)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BottleneckConfig:
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
     def to_dict(self) -> dict:
         return asdict(self)

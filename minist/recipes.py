@@ -22,7 +22,14 @@ from compressai.losses import RateDistortionLoss
 from torch.utils.data import DataLoader
 
 from . import checkpoint, distributed
-from .config import ImageCodecConfig, StudentTrainConfig, TaskTrainConfig, TeacherConfig, TeacherTrainConfig
+from .config import (
+    BottleneckConfig,
+    ImageCodecConfig,
+    StudentTrainConfig,
+    TaskTrainConfig,
+    TeacherConfig,
+    TeacherTrainConfig,
+)
 from .data import collate_detection
 from .data.synth import FashionOnPhotos, FashionOnPhotosConfig, cached
 from .engine import Engine
@@ -134,7 +141,7 @@ def build_student(cfg: StudentTrainConfig, teacher: Teacher) -> EntropicStudent:
 def warm_start(student: EntropicStudent, path) -> None:
     """Copy encoder, prior (density parameters, not coding tables) and decoder from a student checkpoint."""
     ck = checkpoint.load(path, kind="student")
-    if ck["config"]["bottleneck"] != student.config.to_dict():
+    if BottleneckConfig.from_dict(ck["config"]["bottleneck"]) != student.config:
         raise ValueError(f"{path} has bottleneck {ck['config']['bottleneck']}, this student "
                          f"{student.config.to_dict()}: warm starts need the same C and T")
     sd = {k.replace("entropy_bottleneck.", "codec.", 1): v.float() if v.is_floating_point() else v

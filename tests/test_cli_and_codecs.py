@@ -89,3 +89,12 @@ def test_rd_benchmark_reports_the_shipped_study(capsys):
         assert shown.startswith("never" if r["kb"] is None else f"{r['kb']:.3f} KB"), (r["method"], shown)
 
 
+
+
+def test_training_speed_benchmark_measures_every_step_through_the_engine():
+    from minist.experiments.bench import _train_rates
+    tiny = dict(widths=(8, 16, 16, 16), stem_width=8)
+    for amp in (False, True):       # bf16 autocast covers the teacher; the student's rate term stays fp32
+        rates = _train_rates(tiny, threads=1, amp=amp, channels_last=amp, batch=2, steps=1)
+        assert set(rates) == {"teacher training step", "teacher forward", "stage 1 step", "stage 2 step"}
+        assert all(v > 0 for v in rates.values())

@@ -21,6 +21,20 @@ def test_paper_bottleneck_matches_design():
     assert all(m.bias is None for m in list(enc) + list(dec) if isinstance(m, torch.nn.Conv2d))
 
 
+def test_the_paper_bottleneck_is_odd_the_mini_one_is_not():
+    """No biases + odd GDN: encoder(−x) = −encoder(x) exactly (sc2bench's); the mini preset's biases break it."""
+    x = torch.randn(2, 3, 64, 64)
+    paper = BottleneckConfig.preset_config("paper", channels=4, target_channels=8)
+    enc, dec = Encoder(4, paper.encoder_widths, paper.bias), Decoder(4, 8, paper.decoder_widths, paper.bias)
+    with torch.no_grad():
+        assert torch.equal(enc(-x), -enc(x)) and torch.equal(dec(-enc(x)), -dec(enc(x)))
+    mini = BottleneckConfig.preset_config("mini")
+    enc = Encoder(mini.channels, mini.encoder_widths, mini.bias)
+    with torch.no_grad():
+        assert not torch.allclose(enc(-x), -enc(x), atol=1e-3)
+    assert mini.bias and all(m.bias is not None for m in enc if isinstance(m, torch.nn.Conv2d))
+
+
 def test_paper_student_builds_on_resnet50():
     s = EntropicStudent(build_teacher("paper"))
     assert s.config == BottleneckConfig(24, 256)
@@ -171,3 +185,17 @@ def test_end_to_end_trains_the_encoder_through_the_task_loss():
     o = s(torch.rand(2, 3, 128, 128))
     torch.nn.functional.cross_entropy(o["logits"], torch.tensor([0, 1])).backward()
     assert s.encoder[0].weight.grad.abs().sum() > 0
+
+
+def test_bits_on_object_weights_each_position_by_the_mask(student):
+    """A mask covering everything gets every bit; an empty one none; the product's mask something in between."""
+    from minist.data.synth import FashionOnPhotos
+    from minist.evaluate import bits_on_object
+    ds = FashionOnPhotos("val", "classification", size=128, val_length=4)
+    full = bits_on_object(student, ds, lambda i: torch.ones(128, 128, dtype=torch.bool))
+    none = bits_on_object(student, ds, lambda i: torch.zeros(128, 128, dtype=torch.bool))
+    real = bits_on_object(student, ds, ds.object_mask)
+    assert full["bits_on_object"] == pytest.approx(100.0) and none["bits_on_object"] == 0.0
+    assert 0 < real["bits_on_object"] < 100 and 5 < real["object_area"] < 70 and real["n"] == 4
+    image, label, mask = ds.render(2, with_mask=True)
+    assert (image == ds.render(2)[0]).all() and label == ds.render(2)[1] and mask.any()

@@ -208,8 +208,10 @@ class FashionOnPhotos(torch.utils.data.Dataset):
         a = alpha[..., None]
         img[y:y + side, x:x + side] = region * (1.0 - a) + look * a
 
-    def render(self, index: int):
-        """Sample ``index`` as a uint8 (H, W, 3) array and its label (or NumPy target dict)."""
+    def render(self, index: int, with_mask: bool = False):
+        """Sample ``index`` as a uint8 (H, W, 3) array and its label (or NumPy target dict).
+
+        ``with_mask`` (classification): also the product's mask (H, W) bool, alpha > ½, from the same draws."""
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} samples")
         cfg, rng = self.config, self.rng(index)
@@ -220,8 +222,19 @@ class FashionOnPhotos(torch.utils.data.Dataset):
             alpha, shade, label = self._object(rng, side)
             y, x = (int(rng.integers(0, s - side + 1)) for _ in range(2))
             self._paste(rng, img, alpha, shade, y, x)
-            return np.rint(img * 255.0).astype(np.uint8), label
+            image = np.rint(img * 255.0).astype(np.uint8)
+            if not with_mask:
+                return image, label
+            mask = np.zeros((s, s), dtype=bool)
+            mask[y:y + side, x:x + side] = alpha > 0.5
+            return image, label, mask
         return self._render_scene(rng, img)
+
+    def object_mask(self, index: int) -> torch.Tensor:
+        """Where the product of classification sample ``index`` is: (H, W) bool (the generator knows it)."""
+        if self.task != "classification":
+            raise ValueError("object_mask is for classification samples; scenes carry their masks in the target")
+        return torch.from_numpy(self.render(index, with_mask=True)[2])
 
     def _render_scene(self, rng, img):
         cfg, s = self.config, self.config.size

@@ -309,6 +309,8 @@ def main(quick: bool = False, which: str = "all") -> int:
         return throughput_main(quick)
     if which == "device":
         return device_main(quick)
+    if which == "train":
+        return train_main(quick)
     if which in ("all", "foundation"):
         foundation_main(quick)
     if which in ("all", "student"):
@@ -498,4 +500,80 @@ def device_main(quick: bool = False) -> int:
         ("payloads byte-identical to PyTorch's (so the same server predictions)",
          f"{sum(a == b for a, b in zip(probe['sha256'], digests))}/{n}"),
     ])
+    return 0
+
+
+# ---- training speed on this machine (minist bench train) -------------------------------------------------
+def _train_rates(teacher_config, threads: int, amp: bool, channels_last: bool, batch: int, steps: int) -> dict:
+    """Images/s of a teacher step, a stage-1 step, a stage-2 step and a teacher forward, through the engine."""
+    torch.set_num_threads(threads)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    teacher = build_teacher("mini", **teacher_config).to(memory_format=fmt)
+    x, y = torch.rand(batch, 3, 128, 128).contiguous(memory_format=fmt), torch.randint(0, 10, (batch,))
+    rates = {}
+    eng = Engine(teacher.train(), torch.optim.SGD(teacher.parameters(), lr=0.01, momentum=0.9),
+                 out=tempfile.gettempdir(), name="bench", config={}, amp=amp, progress=False)
+
+    def teacher_step(b):
+        with eng.autocast():
+            loss = torch.nn.functional.cross_entropy(teacher(b[0]), b[1])
+        return loss, {}
+    eng.train_step((x, y), teacher_step)
+    rates["teacher training step"] = batch * _rate(lambda _: eng.train_step((x, y), teacher_step), steps)
+    teacher.eval().requires_grad_(False)
+
+    def forward(_):
+        with torch.no_grad(), eng.autocast():
+            teacher(x)
+    rates["teacher forward"] = batch * _rate(forward, steps)
+    cfg = StudentTrainConfig(beta=0.1, amp=amp)
+    student = EntropicStudent(teacher).to(memory_format=fmt).train()
+    opt, aux = stage1_optimizers(student, cfg)
+    eng = Engine(student, opt, out=tempfile.gettempdir(), name="bench", config={}, aux=aux, amp=amp, progress=False)
+    step1 = stage1_step(student, teacher, cfg, eng, x.device)
+    eng.train_step((x, y), step1)
+    rates["stage 1 step"] = batch * _rate(lambda _: eng.train_step((x, y), step1), steps)
+    student.set_stage(2).train()
+    eng = Engine(student, torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=1e-3),
+                 out=tempfile.gettempdir(), name="bench", config={}, amp=amp, progress=False)
+
+    def step2(b):
+        with torch.no_grad(), eng.autocast():
+            t = teacher(b[0]).float()
+        return kd_loss(student(b[0])["logits"], t, b[1]), {}
+    eng.train_step((x, y), step2)
+    rates["stage 2 step"] = batch * _rate(lambda _: eng.train_step((x, y), step2), steps)
+    return rates
+
+
+def train_main(quick: bool = False, teacher_config: dict | None = None) -> int:
+    """Training images/s on this machine: fp32 vs bf16 autocast, channels_last, 1 vs all threads, and the
+    training stream rendered on the fly vs held in memory. The entropy model and prior stay fp32 (the engine's
+    autocast covers the teacher's passes and the teacher step only)."""
+    teacher_config = teacher_config or {}
+    batch, steps = (8, 1) if quick else (32, 4)
+    threads = sorted({1, torch.get_num_threads()})
+    combos = [(t, amp, cl) for t in threads for amp in (False, True) for cl in (False, True)]
+    if quick:
+        combos = combos[:2]
+    table = []
+    for t, amp, cl in combos:
+        r = _train_rates(teacher_config, t, amp, cl, batch, steps)
+        table.append((t, amp, cl, r))
+    torch.set_num_threads(threads[-1])
+    names = list(table[0][3])
+    print(f"minist training speed — {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"batch {batch}, images/s (higher is better){' (quick)' if quick else ''}")
+    print(f"{'threads':>7} {'precision':>9} {'layout':>13} | " + " | ".join(f"{n:>21}" for n in names)
+          + " | stage 1 ÷ teacher forward")
+    for t, amp, cl, r in table:
+        print(f"{t:>7} {'bf16' if amp else 'fp32':>9} {'channels_last' if cl else 'contiguous':>13} | "
+              + " | ".join(f"{r[n]:>21.0f}" for n in names) + f" | {r['stage 1 step'] / r['teacher forward']:.3f}")
+    ds = FashionOnPhotos("train", "classification", size=128, train_length=256)
+    n = 32 if quick else 256
+    render = _rate(lambda i: ds[i], n)
+    held = torch.utils.data.TensorDataset(torch.stack([ds[i][0] for i in range(n)]), torch.zeros(n))
+    memory = _rate(lambda i: held[i], n)
+    print(f"\ntraining stream, one process: rendered on the fly {render:,.0f} images/s, held in memory "
+          f"{memory:,.0f} images/s (a stage-1 step needs {table[0][3]['stage 1 step']:,.0f} images/s)")
     return 0

@@ -1,17 +1,15 @@
 """Latent codecs: what turns the encoder's latent into bytes and back, behind one interface and one wire format.
 
-Every codec is a module with ``forward(z) → (ẑ, likelihoods or None)`` for training, and
-
-* ``encode(z) → bytes``: one latent (1, C, h, w) → one message;
-* ``decode(data, latent_sizes=None) → ẑ``: one message → the latent the server sees (bad bytes: PayloadError);
-* ``estimate_bits(z) → (B,)``: bits per image, Σ −log2 p(ẑ) for a learned prior (what the rate term counts).
+Every codec is a module with ``forward(z) → (ẑ, likelihoods or None)`` for training, ``encode(z) → bytes`` (one
+latent (1, C, h, w) → one message), ``decode(data, latent_sizes=None) → ẑ`` (bad bytes: PayloadError) and
+``estimate_bits(z) → (B,)`` (bits per image: Σ −log2 p(ẑ) for a learned prior, what the rate term counts).
 
 :class:`FactorizedCodec` is the Entropic Student's: CompressAI's ``EntropyBottleneck`` (Ballé et al., ICLR 2018,
 appendix 6.1; one non-parametric density per channel, ẑ = z + U(−½, ½) in training, rounding around the medians
 and rANS with the CDF tables ``update()`` builds at test time). :class:`Quantize8Codec` is CR+BQ's: no prior,
 8 bits per value with one affine scale per image, sent raw.
 
-Wire format, all integers big-endian::
+Wire format, all integers big-endian (codec id 1 is byte for byte the first format's version 1)::
 
     offset  size  field
     0       2     magic b"MN"
@@ -24,11 +22,11 @@ Wire format, all integers big-endian::
     8+k     n     payload: the rANS stream (id 1), or C·h·w uint8 codes, C-major (id 2)
     8+k+n   4     CRC-32 of everything before it
 
-Codec id 1 is byte for byte the first format's version 1. The 8 + k + 4 header bytes (16 or 20) are ours and
-reported apart from the payload. A header can lie (the CRC is public), so :meth:`FactorizedCodec.parse` checks
-what it can before any decoding: C, the tables, the latent size against ``latent_sizes``, and the body's length
-against what rANS can produce (:func:`payload_bounds`). CompressAI's decoder still trusts the body; bytes from
-strangers go through :class:`minist.models.sandbox.SandboxedDecoder` (``ServerPart.decoder_for_strangers``).
+The 8 + k + 4 header bytes (16 or 20) are ours and reported apart from the payload. A header can lie (the CRC
+is public), so :meth:`FactorizedCodec.parse` checks what it can before any decoding: C, the tables, the latent
+size against ``latent_sizes``, and the body's length against what rANS can produce (:func:`payload_bounds`).
+CompressAI's decoder still trusts the body; bytes from strangers go through
+:class:`minist.models.sandbox.SandboxedDecoder` (``ServerPart.decoder_for_strangers``).
 """
 
 from __future__ import annotations

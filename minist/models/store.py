@@ -49,7 +49,7 @@ def load_student(path) -> tuple[EntropicStudent, dict]:
     """A student from :func:`save_student`, in eval mode (stage 2, tables loaded), with its metadata."""
     ck = checkpoint.load(path, kind="student")
     teacher = Teacher(TeacherConfig.from_dict(ck["config"]["teacher"]))
-    student = EntropicStudent(teacher, BottleneckConfig(**ck["config"]["bottleneck"]),
+    student = EntropicStudent(teacher, BottleneckConfig.from_dict(ck["config"]["bottleneck"]),
                               codec=ck["config"].get("codec", "factorized"))
     checkpoint.load_weights(student, _floats(ck["state_dict"]), path)
     student.stage = 2

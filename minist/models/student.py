@@ -47,7 +47,8 @@ class EntropicStudent(CompressionModel):
         c, t = self.config.channels, self.config.target_channels
         self.register_buffer("mean", torch.tensor(tcfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(tcfg.std).view(1, 3, 1, 1), persistent=False)
-        self.encoder, self.codec, self.decoder = Encoder(c), build_codec(codec, c), Decoder(c, t)
+        self.encoder, self.codec = Encoder(c, self.config.encoder_widths, self.config.bias), build_codec(codec, c)
+        self.decoder = Decoder(c, t, self.config.decoder_widths, self.config.bias)
         for name in TAIL:   # copies: training the student never changes the teacher
             setattr(self, name, copy.deepcopy(getattr(teacher, name)))
         self.set_stage(1)
