@@ -49,9 +49,11 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> None:
     for f in dataclasses.fields(cls):
         default = f.default
         flag = "--" + f.name.replace("_", "-")
-        if isinstance(default, tuple):
-            parser.add_argument(flag, type=lambda v: tuple(float(p) for p in v.split(",") if p), default=default,
-                                help=f"comma-separated (default: {','.join(map(str, default))})")
+        if isinstance(default, tuple) or "tuple" in str(f.type):
+            number = int if "tuple[int" in str(f.type) else float
+            shown = "the preset's" if default is None else ",".join(map(str, default))
+            parser.add_argument(flag, type=lambda v, t=number: tuple(t(p) for p in v.split(",") if p),
+                                default=default, help=f"comma-separated (default: {shown})")
         elif isinstance(default, bool):
             parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
         elif default is None:

@@ -92,6 +92,7 @@ class TeacherTrainConfig:
     """How the mini teacher is trained: SGD + Nesterov, warm-up + cosine, label smoothing."""
 
     preset: str = "mini"
+    blocks: tuple[int, ...] | None = None   # BasicBlocks per stage; None: the preset's (TeacherConfig)
     epochs: int = 12
     batch_size: int = 64
     lr: float = 0.1

@@ -27,8 +27,10 @@ from . import checkpoint, distributed
 
 
 def recipe_of(config: dict, run_control=("max_steps", "workers", "device", "out", "resume")) -> dict:
-    """The settings that define a run (JSON-normalised): a resumed run must have the same."""
-    return json.loads(json.dumps({k: v for k, v in config.items() if k not in run_control}, default=str))
+    """The settings that define a run (JSON-normalised): a resumed run must have the same. Unset (None) fields
+    are left out, so a run saved before a field existed resumes under the code that added it."""
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in run_control and v is not None},
+                                 default=str))
 
 
 class Engine:

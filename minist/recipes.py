@@ -93,7 +93,8 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
     set_seed(cfg.seed)
     device, out, t0 = get_device(cfg.device), Path(cfg.out), time.time()
     out.mkdir(parents=True, exist_ok=True)
-    mcfg = model_config or TeacherConfig.preset_config("mini", image_size=cfg.image_size)
+    layout = {} if cfg.blocks is None else {"blocks": tuple(cfg.blocks)}
+    mcfg = model_config or TeacherConfig.preset_config("mini", image_size=cfg.image_size, **layout)
     checkpoint.write_json(out / "config.json", {"train": asdict(cfg), "model": mcfg.to_dict()})
     model = Teacher(mcfg).to(device).to(memory_format=torch.channels_last)
     dcfg = cfg.data_config()

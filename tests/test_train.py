@@ -101,3 +101,13 @@ def test_shipped_student_reproduces_its_recorded_results():
     assert abs(res["accuracy"] - meta["val"]["accuracy"]) <= 0.5
     assert abs(res["bytes_mean"] - meta["val"]["bytes_mean"]) < 1.0     # the bitstreams are deterministic
     assert 0.98 < res["payload_to_estimate"] < 1.05
+
+
+def test_teacher_layout_and_recipe_flags_parse_from_the_command_line(tmp_path):
+    from minist.cli import build_parser
+    args = build_parser().parse_args(["train-teacher", "--blocks", "2,1,1,1", "--epochs", "1"])
+    assert args.blocks == (2, 1, 1, 1) and args.epochs == 1
+    args = build_parser().parse_args(["train-student", "--distill-weights", "1,0,0,0.5"])
+    assert args.distill_weights == (1.0, 0.0, 0.0, 0.5) and args.channels is None
+    model, meta = train_teacher(_cfg(tmp_path, epochs=1, max_steps=1, blocks=(2, 1, 1, 1)), progress=False)
+    assert len(model.layer1) == 2 and len(model.layer2) == 1 and meta["train"]["blocks"] == (2, 1, 1, 1)
