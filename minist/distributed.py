@@ -1,6 +1,6 @@
 """Distributed training with ``torchrun`` + PyTorch's DistributedDataParallel (NCCL on GPUs, gloo on CPU).
 
-The training loops of :mod:`minist.train` call these helpers; in a plain ``python`` process they are
+The training engine (:mod:`minist.engine`) and the recipes call these helpers; in a plain ``python`` process they are
 no-ops (world size 1), so the mini setting and the paper setting run the same code::
 
     torchrun --nproc_per_node 8 -m minist train-student --preset paper --data-root /data/imagenet --beta 0.08

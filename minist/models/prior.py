@@ -12,7 +12,7 @@ where softplus keeps the matrices positive (so f is increasing) and the tanh
 "factors" bend it. The probability of an integer-spaced value is the mass of
 a unit interval around it: p(ẑ) = P(ẑ + ½) − P(ẑ − ½). This is exactly what
 ``compressai.entropy_models.EntropyBottleneck`` computes; the test
-``tests/test_entropy.py`` checks that both give the same likelihoods.
+``tests/test_codec.py`` checks that both give the same likelihoods.
 """
 
 from __future__ import annotations

@@ -25,9 +25,10 @@ def _floats(state_dict: dict) -> dict:
 
 
 # ---- teachers and students ---------------------------------------------------------------------------------
-def save_teacher(path, model: Teacher, meta: dict) -> Path:
+def save_teacher(path, model: Teacher, meta: dict, half: bool = False) -> Path:
     return checkpoint.save(path, kind="teacher", config=model.config.to_dict(),
-                           state_dict=model.to(memory_format=torch.contiguous_format).state_dict(), meta=meta)
+                           state_dict=model.to(memory_format=torch.contiguous_format).state_dict(), meta=meta,
+                           half=half)
 
 
 def load_teacher(path) -> tuple[Teacher, dict]:
