@@ -111,3 +111,13 @@ def test_teacher_layout_and_recipe_flags_parse_from_the_command_line(tmp_path):
     assert args.distill_weights == (1.0, 0.0, 0.0, 0.5) and args.channels is None
     model, meta = train_teacher(_cfg(tmp_path, epochs=1, max_steps=1, blocks=(2, 1, 1, 1)), progress=False)
     assert len(model.layer1) == 2 and len(model.layer2) == 1 and meta["train"]["blocks"] == (2, 1, 1, 1)
+
+
+def test_the_next_teacher_reproduces_its_recorded_accuracy():
+    """data/teacher_mini_r18.pt (fp16, the method issue's bigger teacher) scores what it records, on the same val set."""
+    from minist.utils import data_dir
+    model, meta = load_teacher(data_dir() / "teacher_mini_r18.pt")
+    assert meta["stored"] == "fp16" and model.config.blocks == (2, 2, 2, 2)
+    val = mdata.load("fashion-on-photos", split="val", task="classification", **meta["val_set"]["config"])
+    assert val.digest() == meta["val_set"]["sha256"]
+    assert abs(evaluate_accuracy(model, val) - meta["val_accuracy"]) <= 0.5
