@@ -114,7 +114,7 @@ def test_teacher_layout_and_recipe_flags_parse_from_the_command_line(tmp_path):
 
 
 def test_the_next_teacher_reproduces_its_recorded_accuracy():
-    """data/teacher_mini_r18.pt (fp16, the method issue's bigger teacher) scores what it records, on the same val set."""
+    """data/teacher_mini_r18.pt (fp16, the method issue's bigger teacher) scores what it records on the val set."""
     from minist.utils import data_dir
     model, meta = load_teacher(data_dir() / "teacher_mini_r18.pt")
     assert meta["stored"] == "fp16" and model.config.blocks == (2, 2, 2, 2)
