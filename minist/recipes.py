@@ -140,18 +140,28 @@ def build_student(cfg: StudentTrainConfig, teacher: Teacher) -> EntropicStudent:
 
 
 def warm_start(student: EntropicStudent, path) -> None:
-    """Copy encoder, prior (density parameters, not coding tables) and decoder from a student checkpoint."""
+    """Copy encoder, prior (density parameters, not coding tables) and decoder from a student checkpoint.
+
+    A checkpoint without bottleneck biases (the paper's, and students made before the mini preset had them)
+    warm-starts a biased student with zero biases: it starts out computing exactly the checkpoint's function."""
     ck = checkpoint.load(path, kind="student")
-    if BottleneckConfig.from_dict(ck["config"]["bottleneck"]) != student.config:
+    have, want = BottleneckConfig.from_dict(ck["config"]["bottleneck"]), student.config
+    shape = lambda c: (c.channels, c.target_channels, c.encoder_widths, c.decoder_widths)   # noqa: E731
+    if shape(have) != shape(want):
         raise ValueError(f"{path} has bottleneck {ck['config']['bottleneck']}, this student "
-                         f"{student.config.to_dict()}: warm starts need the same C and T")
+                         f"{want.to_dict()}: warm starts need the same C, T and widths")
     sd = {k.replace("entropy_bottleneck.", "codec.", 1): v.float() if v.is_floating_point() else v
           for k, v in ck["state_dict"].items()}
     for name in ("encoder", "codec", "decoder"):
+        module = getattr(student, name)
         part = {k[len(name) + 1:]: v for k, v in sd.items()
                 if k.startswith(name + ".") and k.rsplit(".", 1)[-1] not in CDF_BUFFERS}
-        missing, unexpected = getattr(student, name).load_state_dict(part, strict=False)
-        if unexpected or any(not m.startswith("_") for m in missing):
+        missing, unexpected = module.load_state_dict(part, strict=False)
+        zeroed = [m for m in missing if m.endswith(".bias") and name != "codec" and not have.bias]
+        with torch.no_grad():
+            for m in zeroed:
+                module.get_parameter(m).zero_()
+        if unexpected or any(not m.startswith("_") and m not in zeroed for m in missing):
             raise ValueError(f"{path}: {name} does not match (missing {missing}, unexpected {unexpected})")
 
 

@@ -50,7 +50,7 @@ def test_baselines_train_and_warm_start(tmp_path):
                                     stage1_warmup_steps=2, max_steps=1, beta=0.5), teacher, progress=False)
     first, _ = load_student(tmp_path / "ent" / "stage1.pt")
     assert not torch.equal(ws.encoder[0].weight, first.encoder[0].weight)      # trained on from there
-    with pytest.raises(ValueError, match="same C and T"):
+    with pytest.raises(ValueError, match="same C, T and widths"):
         warm_start(EntropicStudent(teacher, type(s.config)(channels=2, target_channels=8), codec="8bit"),
                    tmp_path / "ent" / "stage1.pt")
 
@@ -239,3 +239,16 @@ def test_sweep_ship_copies_each_swept_student_into_data(tmp_path, monkeypatch):
     ck.unlink()
     with pytest.raises(FileNotFoundError, match="rerun `minist sweep --parts students`"):
         sweep.ship_students(tmp_path)
+
+
+def test_a_bias_free_checkpoint_warm_starts_a_biased_student_exactly():
+    """The shipped students have no bottleneck biases; the mini preset's students do: zero biases, same function."""
+    shipped = pretrained.student("mini")
+    ws = EntropicStudent(pretrained.teacher("mini"), type(shipped.config).preset_config("mini"))
+    assert ws.config.bias and not shipped.config.bias
+    from minist.utils import data_dir
+    warm_start(ws, data_dir() / pretrained.student_file("mini", 0.02))
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.allclose(ws.encode(x), shipped.encode(x), atol=1e-5)
+        assert all(float(m.bias.abs().max()) == 0.0 for m in ws.encoder if isinstance(m, torch.nn.Conv2d))
