@@ -184,8 +184,7 @@ def bits_on_object(student, dataset, object_mask, limit: int | None = 200) -> di
     inside = total = area = 0.0
     for i in range(n):
         z = student.encode(dataset[i][0].unsqueeze(0).to(student.mean.device))
-        lik = student.codec(z, training=False)[1]
-        bits = (-torch.log2(lik[0]) if lik is not None else torch.ones_like(z[0])).sum(0).cpu()    # (h, w)
+        bits = student.codec.estimate_bits(z, per_position=True)[0].cpu()                  # (h, w)
         mask = object_mask(i).float()[None, None]
         cover = torch.nn.functional.adaptive_avg_pool2d(mask, tuple(bits.shape))[0, 0]
         inside, total = inside + float((bits * cover).sum()), total + float(bits.sum())

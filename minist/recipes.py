@@ -69,13 +69,15 @@ def set_epoch(dataset, epoch: int) -> None:
         dataset.set_epoch(epoch)
 
 
-def loaders(dataset, batch_size: int, seed: int, workers: int = 0, offset: int = 0, collate=None, device=None):
+def loaders(dataset, batch_size: int, seed: int, workers: int = 0, offset: int = 0, collate=None, device=None,
+            shuffle: bool = True):
     """``loader_for_epoch(epoch)``: fresh images (or a reshuffle) per epoch, this rank's share under torchrun."""
     def loader(epoch: int):
         set_epoch(dataset, offset + epoch)
         return DataLoader(dataset, batch_size=distributed.per_rank_batch(batch_size), drop_last=True,
-                          sampler=distributed.sampler(dataset, seed, offset + epoch), num_workers=workers,
-                          collate_fn=collate, pin_memory=device is not None and device.type == "cuda")
+                          sampler=distributed.sampler(dataset, seed, offset + epoch, shuffle=shuffle),
+                          num_workers=workers, collate_fn=collate,
+                          pin_memory=device is not None and device.type == "cuda")
     return loader
 
 
@@ -205,10 +207,9 @@ def end_to_end_step(model, cfg: StudentTrainConfig, device):
     return step
 
 
-def _student_engine(student, opt, sched, cfg, name, aux=None) -> Engine:
-    device = student.mean.device
+def _student_engine(student, opt, sched, cfg, name, progress: bool, aux=None) -> Engine:
     return Engine(student, opt, sched, out=cfg.out, name=name, config=asdict(cfg), aux=aux, max_steps=cfg.max_steps,
-                  amp=cfg.amp and device.type == "cuda")
+                  amp=cfg.amp and student.mean.device.type == "cuda", progress=progress)
 
 
 def _real_bytes(student, eval_set):
@@ -228,8 +229,7 @@ def train_stage1(student: EntropicStudent, teacher: Teacher, cfg: StudentTrainCo
     opt, aux = stage1_optimizers(student, cfg)
     steps = len(train_set) // cfg.stage1_batch_size
     sched = milestones(opt, steps, cfg.stage1_epochs, cfg.stage1_milestones, cfg.stage1_warmup_steps)
-    engine = _student_engine(student, opt, sched, cfg, "stage1", aux)
-    engine.progress = engine.progress and progress
+    engine = _student_engine(student, opt, sched, cfg, "stage1", progress, aux)
     step = end_to_end_step(model, cfg, device) if student.end_to_end else stage1_step(model, teacher, cfg, engine,
                                                                                        device)
     return engine.run(cfg.stage1_epochs, loaders(train_set, cfg.stage1_batch_size, cfg.seed, cfg.workers, 0,
@@ -247,8 +247,7 @@ def train_stage2(student: EntropicStudent, teacher: Teacher, cfg: StudentTrainCo
     opt = torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=cfg.stage2_lr, momentum=0.9,
                           weight_decay=5e-4)
     sched = milestones(opt, len(train_set) // cfg.stage2_batch_size, cfg.stage2_epochs, cfg.stage2_milestones)
-    engine = _student_engine(student, opt, sched, cfg, "stage2")
-    engine.progress = engine.progress and progress
+    engine = _student_engine(student, opt, sched, cfg, "stage2", progress)
 
     def step(batch):
         x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
@@ -346,13 +345,8 @@ def _fit_task(net, modules, loss_of_batch, cfg: TaskTrainConfig, epochs: int, lr
                     config=asdict(cfg), max_steps=total, progress=progress)
     # under torchrun: DDP around what the loss calls (the task losses are batch means: no loss scaling)
     model = distributed.wrap(forward or net, find_unused=True)
-    shuffle = not hasattr(train, "set_epoch")     # fresh scenes every epoch need no reshuffle
-
-    def loader(epoch: int):
-        set_epoch(train, epoch)
-        return DataLoader(train, batch_size=distributed.per_rank_batch(cfg.batch_size), drop_last=True,
-                          sampler=distributed.sampler(train, cfg.seed, epoch, shuffle=shuffle),
-                          collate_fn=collate_detection, num_workers=cfg.workers)
+    loader = loaders(train, cfg.batch_size, cfg.seed, cfg.workers, collate=collate_detection,
+                     shuffle=not hasattr(train, "set_epoch"))     # fresh scenes every epoch need no reshuffle
 
     def step(batch):
         images = [x.to(device) for x in batch[0]]

@@ -72,7 +72,7 @@ class Explorer:
         z = student.encode(x.unsqueeze(0))
         data = student.codec.encode(z)                                 # the real message
         probs = server(data).softmax(1)[0]                             # after real decoding
-        bits = -torch.log2(student.codec(z, training=False)[1][0]).sum(0)   # (h, w) bits per latent position
+        bits = student.codec.estimate_bits(z, per_position=True)[0]   # (h, w) bits per latent position
         point = self.point("entropic", beta)
         out = {"beta": beta, "index": index, "label": int(y), "image": x, "bytes": len(data),
                "pred": int(probs.argmax()), "confidence": float(probs.max()), "bits_map": bits.numpy(),

@@ -56,22 +56,61 @@ def data_rate(task: str, n: int = 300, size: int = 128) -> float:
     return _rate(lambda i: ds[i], n)
 
 
-def _engine(model, opt, aux=None) -> Engine:
+def _engine(model, opt, aux=None, amp: bool = False) -> Engine:
     """The training engine around ``model``, for timing its steps (nothing is written)."""
-    return Engine(model, opt, out=tempfile.gettempdir(), name="bench", config={}, aux=aux, progress=False)
+    return Engine(model, opt, out=tempfile.gettempdir(), name="bench", config={}, aux=aux, amp=amp, progress=False)
 
 
-def teacher_step_rate(batch: int = 64, steps: int = 5, size: int = 128) -> float:
+def _batch(batch: int, size: int, channels_last: bool):
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.rand(batch, 3, size, size).contiguous(memory_format=fmt), torch.randint(0, 10, (batch,))
+
+
+def teacher_step_rate(batch: int = 64, steps: int = 5, size: int = 128, teacher_config: dict | None = None,
+                      amp: bool = False, channels_last: bool = True) -> float:
     """Images/s of the teacher's training step through the engine (random images: speed does not depend on them)."""
-    model = build_teacher("mini").to(memory_format=torch.channels_last).train()
-    engine = _engine(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
-    x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_teacher("mini", **(teacher_config or {})).to(memory_format=fmt).train()
+    engine = _engine(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), amp=amp)
+    xy = _batch(batch, size, channels_last)
 
     def loss(b):
-        return torch.nn.functional.cross_entropy(model(b[0]), b[1]), {}
-    engine.train_step((x, y), loss)
-    return batch * _rate(lambda _: engine.train_step((x, y), loss), steps)
+        with engine.autocast():
+            return torch.nn.functional.cross_entropy(model(b[0]), b[1]), {}
+    engine.train_step(xy, loss)
+    return batch * _rate(lambda _: engine.train_step(xy, loss), steps)
+
+
+def student_step_rates(batch: int = 32, steps: int = 3, size: int = 128, teacher_config: dict | None = None,
+                       amp: bool = False, channels_last: bool = False) -> dict:
+    """Images/s of the teacher's forward pass and of one stage-1 and one stage-2 training step (teacher forward
+    included) through the engine; bf16 autocast (``amp``) covers the teacher's passes only."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    cfg = StudentTrainConfig(beta=0.1, amp=amp)
+    teacher = build_teacher("mini", **(teacher_config or {})).to(memory_format=fmt).eval().requires_grad_(False)
+    student = EntropicStudent(teacher).to(memory_format=fmt).train()
+    xy = _batch(batch, size, channels_last)
+    opt, aux = stage1_optimizers(student, cfg)
+    engine = _engine(student, opt, aux, amp)
+
+    def forward(_):
+        with torch.no_grad(), engine.autocast():
+            teacher(xy[0])
+    rates = {"teacher forward": batch * _rate(forward, steps)}
+    step1 = stage1_step(student, teacher, cfg, engine, xy[0].device)
+    engine.train_step(xy, step1)
+    rates["stage 1 step"] = batch * _rate(lambda _: engine.train_step(xy, step1), steps)
+    student.set_stage(2).train()
+    engine = _engine(student, torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=1e-3),
+                     amp=amp)
+
+    def step2(b):
+        with torch.no_grad(), engine.autocast():
+            t = teacher(b[0]).float()
+        return kd_loss(student(b[0])["logits"], t, b[1]), {}
+    engine.train_step(xy, step2)
+    rates["stage 2 step"] = batch * _rate(lambda _: engine.train_step(xy, step2), steps)
+    return rates
 
 
 def _print_table(title: str, rows) -> None:
@@ -82,28 +121,6 @@ def _print_table(title: str, rows) -> None:
     for k, v in rows:
         print(f"{k:<{width}} | {v}")
     print()
-
-
-def student_step_rates(batch: int = 32, steps: int = 3, size: int = 128) -> tuple[float, float]:
-    """Images/s of one stage-1 and one stage-2 training step (teacher forward included) through the engine."""
-    cfg = StudentTrainConfig(beta=0.1)
-    teacher = build_teacher("mini").eval().requires_grad_(False)
-    student = EntropicStudent(teacher).train()
-    x, y = torch.rand(batch, 3, size, size), torch.randint(0, 10, (batch,))
-    opt, aux = stage1_optimizers(student, cfg)
-    engine = _engine(student, opt, aux)
-    step1 = stage1_step(student, teacher, cfg, engine, x.device)
-    engine.train_step((x, y), step1)
-    s1 = batch * _rate(lambda _: engine.train_step((x, y), step1), steps)
-    student.set_stage(2).train()
-    engine = _engine(student, torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=1e-3))
-
-    def step2(b):
-        with torch.no_grad():
-            t = teacher(b[0])
-        return kd_loss(student(b[0])["logits"], t, b[1]), {}
-    engine.train_step((x, y), step2)
-    return s1, batch * _rate(lambda _: engine.train_step((x, y), step2), steps)
 
 
 @torch.no_grad()
@@ -133,7 +150,8 @@ def student_main(quick: bool = False) -> int:
     val = mdata.load("fashion-on-photos", split="val", task="classification")
     n = 100 if quick else len(val)
     ratios, big, exact, payloads, res, t_acc = _payload_study(student, teacher, val, n)
-    s1, s2 = student_step_rates(steps=1 if quick else 3)
+    rates = student_step_rates(steps=1 if quick else 3)
+    s1, s2 = rates["stage 1 step"], rates["stage 2 step"]
     cfg = StudentTrainConfig()
     rows = [
         (f"val images (real bytes, batch 1){' (quick)' if quick else ''}", f"{n}"),
@@ -389,8 +407,7 @@ def paper_throughput(batch: int = 64, steps: int = 20, warmup: int = 5, device=N
         teacher = teacher.to(memory_format=torch.channels_last)
         student = student.to(memory_format=torch.channels_last)
     opt, aux = stage1_optimizers(student, cfg)
-    engine = Engine(student, opt, out=tempfile.gettempdir(), name="bench", config={}, aux=aux,
-                    amp=amp and device.type == "cuda", progress=False)
+    engine = _engine(student, opt, aux, amp and device.type == "cuda")
     step1 = stage1_step(student, teacher, cfg, engine, device)
     x = torch.rand(batch, 3, 224, 224, device=device)
 
@@ -505,45 +522,10 @@ def device_main(quick: bool = False) -> int:
 
 # ---- training speed on this machine (minist bench train) -------------------------------------------------
 def _train_rates(teacher_config, threads: int, amp: bool, channels_last: bool, batch: int, steps: int) -> dict:
-    """Images/s of a teacher step, a stage-1 step, a stage-2 step and a teacher forward, through the engine."""
+    """Images/s of a teacher step, a teacher forward, a stage-1 step and a stage-2 step, through the engine."""
     torch.set_num_threads(threads)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    teacher = build_teacher("mini", **teacher_config).to(memory_format=fmt)
-    x, y = torch.rand(batch, 3, 128, 128).contiguous(memory_format=fmt), torch.randint(0, 10, (batch,))
-    rates = {}
-    eng = Engine(teacher.train(), torch.optim.SGD(teacher.parameters(), lr=0.01, momentum=0.9),
-                 out=tempfile.gettempdir(), name="bench", config={}, amp=amp, progress=False)
-
-    def teacher_step(b):
-        with eng.autocast():
-            loss = torch.nn.functional.cross_entropy(teacher(b[0]), b[1])
-        return loss, {}
-    eng.train_step((x, y), teacher_step)
-    rates["teacher training step"] = batch * _rate(lambda _: eng.train_step((x, y), teacher_step), steps)
-    teacher.eval().requires_grad_(False)
-
-    def forward(_):
-        with torch.no_grad(), eng.autocast():
-            teacher(x)
-    rates["teacher forward"] = batch * _rate(forward, steps)
-    cfg = StudentTrainConfig(beta=0.1, amp=amp)
-    student = EntropicStudent(teacher).to(memory_format=fmt).train()
-    opt, aux = stage1_optimizers(student, cfg)
-    eng = Engine(student, opt, out=tempfile.gettempdir(), name="bench", config={}, aux=aux, amp=amp, progress=False)
-    step1 = stage1_step(student, teacher, cfg, eng, x.device)
-    eng.train_step((x, y), step1)
-    rates["stage 1 step"] = batch * _rate(lambda _: eng.train_step((x, y), step1), steps)
-    student.set_stage(2).train()
-    eng = Engine(student, torch.optim.SGD([p for p in student.parameters() if p.requires_grad], lr=1e-3),
-                 out=tempfile.gettempdir(), name="bench", config={}, amp=amp, progress=False)
-
-    def step2(b):
-        with torch.no_grad(), eng.autocast():
-            t = teacher(b[0]).float()
-        return kd_loss(student(b[0])["logits"], t, b[1]), {}
-    eng.train_step((x, y), step2)
-    rates["stage 2 step"] = batch * _rate(lambda _: eng.train_step((x, y), step2), steps)
-    return rates
+    return {"teacher training step": teacher_step_rate(batch, steps, 128, teacher_config, amp, channels_last),
+            **student_step_rates(batch, steps, 128, teacher_config, amp, channels_last)}
 
 
 def train_main(quick: bool = False, teacher_config: dict | None = None) -> int:

@@ -51,7 +51,6 @@ CRBQ_CHANNELS = (1, 2, 3)
 CRBQ_RECIPE = dict(stage1_epochs=3, stage2_epochs=2, train_length=4000, eval_length=200)
 E2E_BETAS = (1e-6, 1e-4)     # β per image-bit against a batch-mean CE
 E2E_RECIPE = dict(stage1_epochs=5, train_length=4000, eval_length=200)
-LEARNED_LAMBDAS = (0.0035, 0.013, 0.05)
 LAMBDA_CHAIN = ((0.013, None), (0.0035, 0.013), (0.05, 0.013))   # (λ, the λ it warm-starts from)
 
 

@@ -64,10 +64,6 @@ def payload_bounds(symbols: int) -> tuple[int, int]:
     return 8, 8 + 4 * (-(-symbols * BYPASS_BITS // 32) + 1)
 
 
-def _sizes(sizes) -> str:
-    return ", ".join(f"{h}×{w}" for h, w in sorted(sizes))
-
-
 def pack(codec_id: int, z_shape, fields: bytes, payload: bytes) -> bytes:
     """Header + codec fields + payload + CRC-32 for one latent of shape (1, C, h, w)."""
     _, c, h, w = z_shape
@@ -98,7 +94,8 @@ def unpack(data, codec_id: int, channels: int, fields: int, latent_sizes=None) -
     if h == 0 or w == 0:
         raise PayloadError(f"empty latent size {h}×{w}")
     if latent_sizes is not None and (h, w) not in latent_sizes:
-        raise PayloadError(f"latent size {h}×{w} is not one this model accepts here ({_sizes(latent_sizes)})")
+        accepted = ", ".join(f"{a}×{b}" for a, b in sorted(latent_sizes))
+        raise PayloadError(f"latent size {h}×{w} is not one this model accepts here ({accepted})")
     return data[COMMON.size:COMMON.size + fields], data[COMMON.size + fields:-4], h, w
 
 
@@ -126,8 +123,10 @@ class FactorizedCodec(EntropyBottleneck):
         return h.digest()[:4]
 
     @torch.no_grad()
-    def estimate_bits(self, z: torch.Tensor) -> torch.Tensor:
-        return rate_bits(self(z, training=False)[1])
+    def estimate_bits(self, z: torch.Tensor, per_position: bool = False) -> torch.Tensor:
+        """Σ −log2 p(ẑ) per image (B,), or per latent position (B, h, w)."""
+        bits = -torch.log2(self(z, training=False)[1])
+        return bits.sum(1) if per_position else bits.flatten(1).sum(1)
 
     def check_symbols(self, z: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``z`` is finite and its symbols fit (``|round(z − median)| < 2²⁴``)."""
@@ -204,8 +203,9 @@ class Quantize8Codec(nn.Module):
         with torch.no_grad():
             return self.dequantize(*self.quantize(z)), None
 
-    def estimate_bits(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.full((z.shape[0],), 8.0 * z[0].numel())
+    def estimate_bits(self, z: torch.Tensor, per_position: bool = False) -> torch.Tensor:
+        bits = torch.full(z[:, 0].shape, 8.0 * z.shape[1])           # C values of 8 bits per latent position
+        return bits if per_position else bits.flatten(1).sum(1)
 
     def encode(self, z: torch.Tensor) -> bytes:
         if z.dim() != 4 or z.shape[0] != 1:

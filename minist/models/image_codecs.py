@@ -27,9 +27,7 @@ CODEC_IDS = {"factorized": 3, "hyperprior": 4}
 def build(arch: str, N: int, M: int):
     if arch not in ARCHS:
         raise ValueError(f"unknown learned codec {arch!r}; choose one of {sorted(ARCHS)}")
-    model = ARCHS[arch](N, M)
-    model.arch = arch
-    return model
+    return ARCHS[arch](N, M)
 
 
 def _arch(model) -> str:

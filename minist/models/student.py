@@ -1,15 +1,13 @@
 """The Entropic Student (Matsubara, Yang, Levorato & Mandt, WACV 2022): encoder + codec + decoder + tail.
 
-The student replaces the teacher's ``stem`` + ``layer1`` by encoder → latent codec → decoder (DESIGN §2)
-and keeps copies of the teacher's ``layer2`` … ``head``::
+It replaces the teacher's ``stem`` + ``layer1`` (DESIGN §2) and keeps copies of ``layer2`` … ``head``::
 
     device:  x ─ encoder ─ z ─ codec.encode ─▶ bytes                  (round + rANS with the factorized prior)
     server:  bytes ─ codec.decode ─ ẑ ─ decoder ─ "layer1" ─ layer2 ─ layer3 ─ layer4 ─ head ─▶ logits
 
-Stage 1 trains encoder, prior and decoder with feature distillation + β·rate (``layer2`` … ``head`` frozen);
-stage 2 freezes encoder and prior, builds the coding tables, and fine-tunes decoder … head with KD on the
-rounded latent. :meth:`EntropicStudent.split` returns the two halves that really run apart. The same class
-with ``codec="8bit"`` is the CR+BQ baseline, and with ``end_to_end=True`` Singh et al.'s (no teacher).
+Stage 1 trains encoder, prior and decoder (feature distillation + β·rate, tail frozen); stage 2 freezes encoder and
+prior, builds the coding tables, fine-tunes decoder … head with KD on the rounded latent. :meth:`split` gives the
+two halves that run apart. ``codec="8bit"``: CR+BQ; ``end_to_end=True``: Singh et al.'s (no teacher).
 """
 
 from __future__ import annotations
