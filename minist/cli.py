@@ -39,7 +39,7 @@ from .export import export_bundle
 from .models import tasks as T
 from .models.store import load_student, save_task
 from .plots import show_samples
-from .recipes import train_student, train_task_student, train_teacher
+from .recipes import ship_half, train_student, train_task_student, train_teacher
 from .split import SplitClient, SplitServer, get_channel
 from .utils import data_dir
 
@@ -83,8 +83,15 @@ def _preset_from_args(cls, args):
     return cls.preset_config(args.preset, **given)
 
 
-def _ship(src: Path, dest: Path) -> None:
-    """Copy a finished checkpoint into data/ atomically (a crash leaves the old file)."""
+def _ship(src: Path, dest: Path, half: bool = False) -> None:
+    """Copy a finished checkpoint into data/ atomically (a crash leaves the old file); ``half``: fp16 weights,
+    re-scored as stored (:func:`minist.recipes.ship_half`)."""
+    if half:
+        meta = ship_half(src, dest)
+        score = (f"{meta['val_accuracy']:.2f} %" if "val_accuracy" in meta else
+                 f"{meta['val']['accuracy']:.2f} % at {meta['val']['kb_mean']:.3f} KB")
+        print(f"shipped as fp16 → {dest}: {score} as stored")
+        return
     atomic_copy(src, dest)
     print(f"shipped → {dest}")
 
@@ -95,14 +102,15 @@ def cmd_train_teacher(args) -> int:
     out = Path(cfg.out) / "teacher.pt"
     print(f"val accuracy {meta['val_accuracy']:.2f} %  ({meta['train_seconds']:.0f} s of training) → {out}")
     if args.ship:
-        _ship(out, data_dir() / "teacher_mini.pt")
+        _ship(out, data_dir() / (pretrained.TEACHER_FILES["mini"] if args.variant is None
+                                 else f"teacher_mini_{args.variant}.pt"), args.half)
     return 0
 
 
 def cmd_train_student(args) -> int:
     cfg = _preset_from_args(StudentTrainConfig, args)   # the preset's recipe, the flags given on top
     cfg.check_data()            # before the teacher's weights download
-    teacher = pretrained.teacher(cfg.preset)
+    teacher = pretrained.teacher(cfg.preset, variant=args.variant)
     student, meta = train_student(cfg, teacher, resume=args.resume)
     if not distributed.is_main():           # under torchrun: rank 0 reports and ships
         distributed.shutdown()
@@ -112,7 +120,7 @@ def cmd_train_student(args) -> int:
     print(f"β = {cfg.beta}: accuracy {v['accuracy']:.2f} % at {v['kb_mean']:.3f} KB/image ({v['bpp']:.3f} bpp, "
           f"{v['header_bytes']} B header) on {v['n']} val images, real bytes → {out}")
     if args.ship:
-        _ship(out, data_dir() / pretrained.student_file(cfg.preset, cfg.beta))
+        _ship(out, data_dir() / pretrained.student_file(cfg.preset, cfg.beta, args.variant), args.half)
     return 0
 
 
@@ -193,7 +201,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    return bench.main(quick=args.quick, which=args.which)
+    return bench.main(quick=args.quick, which=args.which, variant=args.variant)
 
 
 def cmd_notebooks(args) -> int:
@@ -203,12 +211,13 @@ def cmd_notebooks(args) -> int:
 def cmd_sweep(args) -> int:
     parts = tuple(p for p in args.parts.split(",") if p)
     if not (args.collect or args.ship):
-        sweep.run(parts=parts, out=args.out, quick=args.quick)
+        sweep.run(parts=parts, out=args.out, quick=args.quick, variant=args.variant)
     if args.collect or args.ship:
-        if args.ship:
+        if args.ship and args.variant is None:
             for path in sweep.ship_students(args.out):
                 print(f"shipped → {path}")
-        dest = sweep.collect(Path(args.out), dest=None if args.ship else Path(args.out) / "results_mini.json")
+        name = pretrained.RESULTS_FILE.format(preset="mini" if args.variant is None else f"mini_{args.variant}")
+        dest = sweep.collect(Path(args.out), dest=None if args.ship else Path(args.out) / name, variant=args.variant)
         print(f"wrote {dest}")
     return 0
 
@@ -279,12 +288,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(t, TeacherTrainConfig)
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     t.add_argument("--ship", action="store_true", help="copy the result to data/teacher_mini.pt")
+    t.add_argument("--variant", default=None, choices=[v for v in pretrained.VARIANTS if v],
+                   help="--ship copies to data/teacher_mini_<variant>.pt (the method issue's r18 teacher)")
+    t.add_argument("--half", action="store_true", help="--ship with fp16 weights, re-scored as stored")
     t.set_defaults(fn=cmd_train_teacher)
 
     s = sub.add_parser("train-student", help="train an Entropic Student (stage 1 + stage 2) at one β")
     add_dataclass_args(s, StudentTrainConfig)
     s.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     s.add_argument("--ship", action="store_true", help="copy the result to data/student_mini_beta<β>.pt")
+    s.add_argument("--variant", default=None, choices=[v for v in pretrained.VARIANTS if v],
+                   help="distil from data/teacher_mini_<variant>.pt; --ship → data/student_mini_<variant>_beta<β>.pt")
+    s.add_argument("--half", action="store_true", help="--ship with fp16 weights, re-scored as stored")
     s.set_defaults(fn=cmd_train_student)
 
     sv = sub.add_parser("serve", help="run the server half of the split (decoder + rest of the network)")
@@ -329,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("all", "foundation", "student", "split", "rd", "explorer", "imagenette", "throughput",
                             "device", "train"))
     b.add_argument("--quick", action="store_true")
+    b.add_argument("--variant", default=None, choices=[v for v in pretrained.VARIANTS if v],
+                   help="split: the r18 teacher and its default student (the method issue's proof)")
     b.set_defaults(fn=cmd_bench)
 
     x = sub.add_parser("export", help="write a device bundle (ONNX encoder + coding tables) for minist-device")
@@ -353,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--collect", action="store_true", help="only merge the points (into <out>/results_mini.json)")
     w.add_argument("--ship", action="store_true",
                    help="do not train: copy the β-grid students to data/ and write data/results_mini.json")
+    w.add_argument("--variant", default=None, choices=[v for v in pretrained.VARIANTS if v],
+                   help="the r18 proof: --parts codecs against its teacher; --ship: its shipped students + those "
+                        "points → data/results_mini_<variant>.json")
     w.set_defaults(fn=cmd_sweep)
 
     ec = sub.add_parser("eval-codec", help="JPEG/WebP + the unmodified teacher on a preset's val set (a baseline "

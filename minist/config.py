@@ -109,6 +109,8 @@ class TeacherTrainConfig:
     max_steps: int | None = None    # stop early (quick mode, smoke tests); resume goes on at the next epoch
     device: str | None = None
     out: str = "runs/teacher-mini"
+    init: str | None = None         # fine-tune from this teacher checkpoint (its layout wins over ``blocks``)
+    epoch_offset: int = 0           # first training-stream epoch: a continuation sees images it has not seen
 
     def data_config(self) -> FashionOnPhotosConfig:
         return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed,
@@ -127,6 +129,7 @@ class StudentTrainConfig:
     preset: str = "mini"
     beta: float = 0.02               # the price of one bit of one image (module docstring): larger β → fewer bits
     channels: int | None = None      # C, latent channels; None: the preset's (BottleneckConfig)
+    encoder_widths: tuple[int, ...] | None = None   # the device encoder's hidden widths; None: the preset's
     distill_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)   # w_j of layer1 … layer4 in stage 1 (paper: 1 each)
     stage1_epochs: int = 6
     stage1_batch_size: int = 64
@@ -174,6 +177,8 @@ class StudentTrainConfig:
 
     def bottleneck(self, target_channels: int) -> BottleneckConfig:
         over = {} if self.channels is None else {"channels": self.channels}
+        if self.encoder_widths is not None:
+            over["encoder_widths"] = tuple(self.encoder_widths)
         return BottleneckConfig.preset_config(self.preset, target_channels=target_channels, **over)
 
     def check_data(self) -> None:

@@ -37,7 +37,7 @@ from .evaluate import PAYLOAD_IMAGES, evaluate_accuracy, evaluate_student, paylo
 from .losses import LAYERS, distill_weights, end_to_end_loss, feature_distillation, kd_loss, stage1_loss
 from .models import tasks as T
 from .models.image_codecs import build as build_image_codec
-from .models.store import save_image_codec, save_student, save_teacher
+from .models.store import load_student, load_teacher, save_image_codec, save_student, save_teacher
 from .models.student import CDF_BUFFERS, EntropicStudent
 from .models.teacher import Teacher
 from .utils import get_device, set_seed
@@ -97,8 +97,12 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
     out.mkdir(parents=True, exist_ok=True)
     layout = {} if cfg.blocks is None else {"blocks": tuple(cfg.blocks)}
     mcfg = model_config or TeacherConfig.preset_config("mini", image_size=cfg.image_size, **layout)
+    model = Teacher(mcfg)
+    if cfg.init is not None:            # fine-tune: a fresh schedule on trained weights
+        model, _ = load_teacher(cfg.init)
+        mcfg = model.config
     checkpoint.write_json(out / "config.json", {"train": asdict(cfg), "model": mcfg.to_dict()})
-    model = Teacher(mcfg).to(device).to(memory_format=torch.channels_last)
+    model = model.float().to(device).to(memory_format=torch.channels_last)
     dcfg = cfg.data_config()
     train_set = train_set if train_set is not None else FashionOnPhotos("train", "classification", dcfg)
     val_set = val_set if val_set is not None else cached("val", "classification", **asdict(dcfg))
@@ -115,7 +119,8 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
         loss = loss_fn(model(x), y)
         return loss, {"loss": loss.item()}
 
-    history = engine.run(cfg.epochs, loaders(train_set, cfg.batch_size, cfg.seed, cfg.workers), step,
+    history = engine.run(cfg.epochs, loaders(train_set, cfg.batch_size, cfg.seed, cfg.workers, offset=cfg.epoch_offset),
+                         step,
                          evaluate=lambda e: {"val_accuracy": evaluate_accuracy(model, val_set, device=device)},
                          resume=resume, tag="teacher")
     meta = {"val_accuracy": history[-1]["val_accuracy"] if history else None,
@@ -316,6 +321,38 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
         checkpoint.write_json(out / "history.json", history)
     distributed.barrier()
     return student, meta
+
+
+# ---- shipping in fp16 (data/ stays small) --------------------------------------------------------------------
+@torch.no_grad()
+def _round_to_half(model: torch.nn.Module) -> None:
+    for t in list(model.parameters()) + list(model.buffers()):
+        if t.is_floating_point():
+            t.copy_(t.half().float())
+
+
+def ship_half(src, dest, val_set=None, progress: bool = False) -> dict:
+    """Store the teacher or student checkpoint ``src`` at ``dest`` with fp16 weights, re-scored *as stored*
+    (a student's coding tables are rebuilt from its rounded prior, its bytes and accuracy measured again on the
+    val set it records); the fp32 results stay in ``meta`` as ``*_fp32``. Returns the new metadata."""
+    kind = checkpoint.load(src)["kind"]
+    if kind not in ("teacher", "student"):
+        raise ValueError(f"{src} is a {kind} checkpoint; ship_half stores teachers and students")
+    model, meta = (load_teacher if kind == "teacher" else load_student)(src)
+    _round_to_half(model)
+    val_set = val_set if val_set is not None else cached("val", "classification", **meta["val_set"]["config"])
+    if _digest(val_set) != meta["val_set"]["sha256"]:
+        raise ValueError(f"the val set rendered here differs from the one {src} was scored on; see data/README.md")
+    if kind == "teacher":
+        meta = {**meta, "val_accuracy_fp32": meta["val_accuracy"], "stored": "fp16",
+                "val_accuracy": evaluate_accuracy(model, val_set)}
+        save_teacher(dest, model, meta, half=True)
+    else:
+        model.update(force=True)
+        meta = {**meta, "val_fp32": meta["val"], "stored": "fp16",
+                "val": evaluate_student(model, val_set, progress=progress)}
+        save_student(dest, model, meta, half=True)
+    return meta
 
 
 # ---- tasks (notebook 04) ------------------------------------------------------------------------------------

@@ -1,3 +1,5 @@
+from dataclasses import asdict
+
 import pytest
 import torch
 
@@ -121,3 +123,44 @@ def test_the_next_teacher_reproduces_its_recorded_accuracy():
     val = mdata.load("fashion-on-photos", split="val", task="classification", **meta["val_set"]["config"])
     assert val.digest() == meta["val_set"]["sha256"]
     assert abs(evaluate_accuracy(model, val) - meta["val_accuracy"]) <= 0.5
+
+
+def test_ship_half_stores_fp16_and_rescores_as_stored(tmp_path):
+    """`--ship --half`: fp16 weights in data/, the recorded score is the fp16 model's own, fp32's kept beside it."""
+    from minist.recipes import ship_half
+    torch.manual_seed(0)
+    teacher = Teacher(TINY).eval()
+    cfg = StudentTrainConfig(channels=4, stage1_epochs=1, stage2_epochs=1, stage1_batch_size=8, stage2_batch_size=8,
+                             image_size=64, train_length=16, val_length=6, eval_length=4, workers=0,
+                             out=str(tmp_path / "s"))
+    train_student(cfg, teacher, progress=False)
+    _, val = cfg.datasets()
+    meta = ship_half(tmp_path / "s" / "student.pt", tmp_path / "half.pt", val_set=val)
+    student, stored = load_student(tmp_path / "half.pt")
+    assert stored["stored"] == "fp16" and "val_fp32" in stored and stored["val"] == meta["val"]
+    again = evaluate_student(student, val)              # scored exactly as it is stored: same bytes, same answers
+    assert (again["accuracy"], again["bytes_mean"]) == (stored["val"]["accuracy"], stored["val"]["bytes_mean"])
+    raw = torch.load(tmp_path / "half.pt", weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float16 for v in raw.values() if v.is_floating_point())
+    tcfg = _cfg(tmp_path, epochs=1, max_steps=1)
+    train_teacher(tcfg, model_config=TINY, progress=False)
+    tval = mdata.load("fashion-on-photos", split="val", task="classification", **asdict(tcfg.data_config()))
+    tmeta = ship_half(tmp_path / "run" / "teacher.pt", tmp_path / "t.pt", val_set=tval)
+    model, tstored = load_teacher(tmp_path / "t.pt")
+    assert tstored["stored"] == "fp16" and evaluate_accuracy(model, tval) == tmeta["val_accuracy"]
+    with pytest.raises(ValueError, match="differs"):
+        ship_half(tmp_path / "run" / "teacher.pt", tmp_path / "t2.pt", val_set=val)
+    assert not (tmp_path / "t2.pt").exists()
+
+
+def test_a_teacher_fine_tunes_from_a_checkpoint_on_unseen_images(tmp_path):
+    """`--init CKPT --epoch-offset N`: the layout comes from the checkpoint, training starts from its weights."""
+    train_teacher(_cfg(tmp_path, epochs=1, max_steps=1), model_config=TINY, progress=False)
+    first, _ = load_teacher(tmp_path / "run" / "teacher.pt")
+    cfg = _cfg(tmp_path, epochs=1, max_steps=1, lr=0.0, init=str(tmp_path / "run" / "teacher.pt"), epoch_offset=5,
+               out=str(tmp_path / "ft"))
+    tuned, meta = train_teacher(cfg, progress=False)
+    assert tuned.config == first.config and meta["train"]["epoch_offset"] == 5
+    for (k, a), (_, b) in zip(first.state_dict().items(), tuned.state_dict().items()):
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):   # lr 0: only BN statistics move
+            assert torch.equal(a, b.to(a.dtype)), k

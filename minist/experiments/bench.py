@@ -179,11 +179,30 @@ def student_main(quick: bool = False) -> int:
     return 0
 
 
+SLOWDOWNS = (1, 2, 5, 10, 20, 50, 100)
+
+
+def split_region(rows: list[dict], slowdowns=SLOWDOWNS) -> list[dict]:
+    """For every link preset and device slowdown: the fastest strategy and the split's margin over the best
+    other (ms; > 0: the split wins). ``rows`` from :func:`minist.split.latency.measure_strategies`."""
+    es, others = rows[0], rows[1:]
+    out = []
+    for name, ch in PRESETS.items():
+        for slow in slowdowns:
+            t = {r["strategy"]: end_to_end_ms(r, ch.uplink_bps, ch.rtt_s, slow, ch.downlink_bps) for r in rows}
+            best_other = min(others, key=lambda r: t[r["strategy"]])["strategy"]
+            out.append({"link": name, "slowdown": slow, "fastest": min(t, key=t.get),
+                        "split_ms": t[es["strategy"]], "best_other": best_other,
+                        "margin_ms": t[best_other] - t[es["strategy"]]})
+    return out
+
+
 @torch.no_grad()
-def split_main(quick: bool = False) -> int:
-    """End-to-end latency per strategy and link preset (measured components + channel model),
-    a real round trip through the TCP server per preset, and the device's cost."""
-    student, teacher = pretrained.student("mini"), pretrained.teacher("mini")
+def split_main(quick: bool = False, variant: str | None = None) -> int:
+    """End-to-end latency per strategy and link preset (measured components + channel model), the region
+    where the split wins, a real round trip through the TCP server per preset, and the device's cost."""
+    student = pretrained.student("mini", variant=variant)
+    teacher = pretrained.teacher("mini", variant=variant)
     val = mdata.load("fashion-on-photos", split="val", task="classification")
     images = [val[i][0] for i in range(4 if quick else 20)]
     rows = measure_strategies(student, teacher, images, repeats=3 if quick else 10)
@@ -209,6 +228,16 @@ def split_main(quick: bool = False) -> int:
             faster_low = end_to_end_ms(es, 1e3, 0.05, slow) < end_to_end_ms(r, 1e3, 0.05, slow)
             what = (f"{bw / 1e6:.3f} Mbit/s" if bw else ("always faster" if faster_low else "never faster"))
             print(f"  vs {r['strategy']:<28} device {slow:>3}× slower than this CPU: {what}")
+    region = split_region(rows)
+    print("\nwhere the split wins (S: the Entropic Student is fastest; otherwise the fastest strategy's initial, "
+          "T = teacher on device, J/W = JPEG/WebP + server teacher, L = layer1 features); margin in ms over the "
+          "best other strategy:")
+    print(f"{'link':>6} | " + " | ".join(f"{s:>4}×{'':>7}" for s in SLOWDOWNS))
+    for name in PRESETS:
+        cells = [r for r in region if r["link"] == name]
+        print(f"{name:>6} | " + " | ".join(
+            f"{'S' if r['fastest'] == rows[0]['strategy'] else r['fastest'][0].upper()} {r['margin_ms']:>+9.1f}"
+            for r in cells))
     # a real round trip per preset through the TCP server (channel modelled by the client)
     device_part, server_part = student.split()
     msgs = [device_part(x.unsqueeze(0)) for x in images[:3]]
@@ -320,7 +349,7 @@ def imagenette_main(quick: bool = False) -> int:
     return 0
 
 
-def main(quick: bool = False, which: str = "all") -> int:
+def main(quick: bool = False, which: str = "all", variant: str | None = None) -> int:
     if which == "imagenette":
         return imagenette_main(quick)
     if which == "throughput":
@@ -334,7 +363,7 @@ def main(quick: bool = False, which: str = "all") -> int:
     if which in ("all", "student"):
         student_main(quick)
     if which in ("all", "split"):
-        split_main(quick)
+        split_main(quick, variant)
     if which in ("all", "rd"):
         rd_main(quick)
     if which in ("all", "explorer"):

@@ -119,6 +119,21 @@ def anchor_point(out: Path) -> dict | None:
                                   train_images=_train_images(meta), checkpoint=str(path), recipe=meta["train"]))
 
 
+def shipped_points(out: Path, variant: str) -> list[dict]:
+    """Every shipped student of ``variant`` as a point (its recorded full-val result, and its stage-1 ablation)."""
+    rows = []
+    for beta in pretrained.betas("mini", variant):
+        path = data_dir() / pretrained.student_file("mini", beta, variant)
+        student, meta = load_student(path)
+        rows.append(_write_point(out, _row("entropic", "beta", beta, meta["val"], student.device_parameters(),
+                                           train_images=_train_images(meta), checkpoint=str(path),
+                                           train_seconds=round(meta["train_seconds"], 1), recipe=meta["train"])))
+        if "stage1_val" in meta:
+            rows.append(_write_point(out, _row("stage1-only", "beta", beta, meta["stage1_val"],
+                                               student.device_parameters(), recipe=meta["train"])))
+    return rows
+
+
 def run_students(out: Path, teacher, chain=BETA_CHAIN, progress: bool = True, **overrides) -> list[dict]:
     rows = []
     anchor = anchor_point(out)
@@ -198,12 +213,15 @@ def ship_students(out: Path | str) -> list[Path]:
 
 
 
-def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
-    """Merge the point files into ``data/results_<preset>.json`` (atomically)."""
+def collect(out: Path, preset: str = "mini", dest: Path | None = None, variant: str | None = None) -> Path:
+    """Merge the point files into ``data/results_<preset>.json`` (atomically); a ``variant`` adds its shipped
+    students first and writes ``data/results_<preset>_<variant>.json``."""
+    if variant is not None:
+        shipped_points(out, variant)
     points = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json"))]
     if not points:
         raise FileNotFoundError(f"no sweep points under {out / 'points'}: run `minist sweep` first")
-    _, tmeta = pretrained.teacher(preset, with_meta=True)
+    _, tmeta = pretrained.teacher(preset, with_meta=True, variant=variant)
     val = mini_val_set()
     order = {m: i for i, m in enumerate(("entropic", "stage1-only", "crbq", "end-to-end", "factorized",
                                          "hyperprior", "jpeg", "webp"))}
@@ -215,24 +233,33 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
                 if Path(init).is_relative_to(data_dir().parent) else Path(init).name
         ck = p.pop("checkpoint", None)
         if p["method"] == "entropic" and ck:
-            shipped = data_dir() / pretrained.student_file(preset, p["value"])
+            shipped = data_dir() / pretrained.student_file(preset, p["value"], variant)
             p["checkpoint"] = shipped.name if shipped.is_file() else None
     doc = {"preset": preset, "teacher_accuracy": tmeta["val_accuracy"],
            "val_set": {"n": len(val), "sha256": val.digest()},
            "units": {"kb_mean": "KB per image, 1 KB = 1024 B, headers included",
                      "bpp": "bits per input pixel (128×128)", "accuracy": "% top-1 after real decoding"},
-           "made_by": "minist sweep && minist sweep --ship", "torch": torch.__version__, "points": points}
-    dest = dest or data_dir() / pretrained.RESULTS_FILE.format(preset=preset)
+           "made_by": "minist sweep && minist sweep --ship" if variant is None else
+           f"minist sweep --variant {variant} --parts codecs && minist sweep --variant {variant} --ship",
+           "torch": torch.__version__, "points": points}
+    if variant is not None:
+        doc["teacher"] = {k: tmeta.get(k) for k in ("train", "train_seconds")}
+    stem = preset if variant is None else f"{preset}_{variant}"
+    dest = dest or data_dir() / pretrained.RESULTS_FILE.format(preset=stem)
     checkpoint.write_json(dest, doc)
     return dest
 
 
-def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quick: bool = False) -> None:
+def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quick: bool = False,
+        variant: str | None = None) -> None:
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown sweep parts {sorted(unknown)}; choose from {PARTS}")
+    if variant is not None and set(parts) != {"codecs"}:
+        raise ValueError(f"--variant {variant} measures the input codecs against its teacher (--parts codecs); "
+                         "its students are trained with `minist train-student --variant` and collected by --ship")
     out = Path(out)
-    teacher = pretrained.teacher("mini")
+    teacher = pretrained.teacher("mini", variant=variant)
     small = {}
     if quick:
         small = dict(max_steps=3, train_length=256, eval_length=20, val_length=100, stage1_epochs=1, stage2_epochs=1)
