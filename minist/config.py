@@ -141,6 +141,7 @@ class StudentTrainConfig:
     stage2_batch_size: int = 128
     stage2_lr: float = 1e-3          # SGD, momentum 0.9, weight decay 5e-4
     stage2_milestones: tuple[float, ...] = (0.5,)       # ×0.1 at these fractions (paper: epoch 5 of 10)
+    stage2_tail: bool = True         # stage 2 also fine-tunes layer2 … head (paper); False: the decoder only
     alpha: float = 0.5               # 0.5 · CE + 0.5 · τ² · KL
     tau: float = 1.0
     image_size: int = 128

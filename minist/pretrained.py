@@ -96,7 +96,8 @@ def student(preset: str = "mini", beta: float | None = None, with_meta: bool = F
     if beta not in shipped:
         raise FileNotFoundError(f"no shipped {_stem(preset, variant)} student at β = {beta}; shipped: "
                                 f"{shipped or 'none'}. Train one with `minist train-student --beta B --ship`.")
-    model, meta = load_student(data_dir() / student_file(preset, beta, variant))
+    path = data_dir() / student_file(preset, beta, variant)
+    model, meta = load_student(path, teacher(preset, variant=variant) if variant else None)
     return (model, meta) if with_meta else model
 
 

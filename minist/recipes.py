@@ -284,6 +284,7 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
         checkpoint.write_json(out / "config.json", asdict(cfg))
     teacher = teacher.to(ctx.device).eval().requires_grad_(False)
     student = build_student(cfg, teacher)
+    student.tune_tail = cfg.stage2_tail
     if cfg.init_from:
         warm_start(student, cfg.init_from)
     student = student.to(ctx.device)

@@ -164,3 +164,24 @@ def test_a_teacher_fine_tunes_from_a_checkpoint_on_unseen_images(tmp_path):
     for (k, a), (_, b) in zip(first.state_dict().items(), tuned.state_dict().items()):
         if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):   # lr 0: only BN statistics move
             assert torch.equal(a, b.to(a.dtype)), k
+
+
+def test_a_student_that_keeps_the_teachers_tail_stores_only_its_bottleneck(tmp_path):
+    """stage2_tail=False: stage 2 trains the decoder alone, the checkpoint holds encoder + codec + decoder and the
+    digest of the teacher's layer2 … head; it loads onto that teacher and refuses another."""
+    from minist.models.store import tail_digest
+    torch.manual_seed(0)
+    teacher = Teacher(TINY).eval()
+    cfg = StudentTrainConfig(channels=4, stage1_epochs=1, stage2_epochs=1, stage1_batch_size=8, stage2_batch_size=8,
+                             image_size=64, train_length=16, val_length=6, eval_length=4, workers=0,
+                             stage2_tail=False, out=str(tmp_path / "s"))
+    student, _ = train_student(cfg, teacher, progress=False)
+    assert tail_digest(student) == tail_digest(teacher)          # the teacher's tail, untouched by stage 2
+    ck = torch.load(tmp_path / "s" / "student.pt", weights_only=True)
+    assert not any(k.startswith(("layer2", "layer3", "layer4", "head")) for k in ck["state_dict"])
+    loaded, _ = load_student(tmp_path / "s" / "student.pt", teacher)
+    x = torch.rand(1, 3, 64, 64)
+    assert loaded.compress(x) == student.compress(x)
+    assert torch.equal(loaded(x)["logits"], student.eval()(x)["logits"])
+    with pytest.raises(ValueError, match="pass the teacher it was trained with"):
+        load_student(tmp_path / "s" / "student.pt", Teacher(TINY))

@@ -7,15 +7,17 @@ included), a task network (only what task training changed), a learned image cod
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
 
 from .. import checkpoint
 from ..config import BottleneckConfig, TeacherConfig
+from ..utils import data_dir
 from . import tasks as T
 from .image_codecs import build as build_image_codec
-from .student import EntropicStudent
+from .student import TAIL, EntropicStudent
 from .teacher import Teacher
 
 
@@ -39,20 +41,56 @@ def load_teacher(path) -> tuple[Teacher, dict]:
     return model.eval(), ck["meta"]
 
 
+def tail_digest(model) -> str:
+    """SHA-256 of layer2 … head's weights as float32 (a teacher's, or a student's copy of them)."""
+    h = hashlib.sha256()
+    for name in TAIL:
+        for k, v in sorted(getattr(model, name).state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().float().cpu().contiguous().numpy().tobytes() if v.is_floating_point()
+                     else v.cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _teacher_with_tail(digest: str, teacher: Teacher | None, path) -> Teacher:
+    """The teacher whose layer2 … head a compact student uses: ``teacher``, else the shipped one that matches."""
+    candidates = [teacher] if teacher is not None else [load_teacher(p)[0] for p in sorted(data_dir().glob(
+        "teacher_*.pt"))]
+    for t in candidates:
+        if tail_digest(t) == digest:
+            return t
+    raise ValueError(f"{path} keeps its teacher's layer2 … head (SHA-256 {digest[:12]}…), and "
+                     f"{'the teacher given' if teacher is not None else 'no teacher in ' + str(data_dir())} "
+                     "has those weights: pass the teacher it was trained with (load_student(path, teacher=…))")
+
+
 def save_student(path, student: EntropicStudent, meta: dict, half: bool = False) -> Path:
-    """A weights-only student checkpoint (CDF tables included) with its configs and metadata."""
+    """A weights-only student checkpoint (CDF tables included) with its configs and metadata. A student whose
+    stage 2 left the teacher's layer2 … head alone (``tune_tail=False``) stores only encoder, codec and decoder,
+    plus the digest of the teacher's tail it runs on (a few hundred KB instead of the teacher's size)."""
     config = {"teacher": student.teacher_config.to_dict(), "bottleneck": student.config.to_dict(),
               "codec": student.codec_name}
-    return checkpoint.save(path, kind="student", config=config, state_dict=student.state_dict(), meta=meta, half=half)
+    state = student.state_dict()
+    if not student.tune_tail and not student.end_to_end:
+        config["tail_sha256"] = tail_digest(student)
+        state = {k: v for k, v in state.items() if k.split(".")[0] not in TAIL}
+    return checkpoint.save(path, kind="student", config=config, state_dict=state, meta=meta, half=half)
 
 
-def load_student(path) -> tuple[EntropicStudent, dict]:
-    """A student from :func:`save_student`, in eval mode (stage 2, tables loaded), with its metadata."""
+def load_student(path, teacher: Teacher | None = None) -> tuple[EntropicStudent, dict]:
+    """A student from :func:`save_student`, in eval mode (stage 2, tables loaded), with its metadata.
+    A compact student takes layer2 … head from ``teacher`` or from the shipped teacher with the recorded digest."""
     ck = checkpoint.load(path, kind="student")
-    teacher = Teacher(TeacherConfig.from_dict(ck["config"]["teacher"]))
-    student = EntropicStudent(teacher, BottleneckConfig.from_dict(ck["config"]["bottleneck"]),
+    digest = ck["config"].get("tail_sha256")
+    base = _teacher_with_tail(digest, teacher, path) if digest else Teacher(
+        TeacherConfig.from_dict(ck["config"]["teacher"]))
+    student = EntropicStudent(base, BottleneckConfig.from_dict(ck["config"]["bottleneck"]),
                               codec=ck["config"].get("codec", "factorized"))
-    checkpoint.load_weights(student, _floats(ck["state_dict"]), path)
+    state = _floats(ck["state_dict"])
+    if digest:
+        student.tune_tail = False
+        state = {**{k: v for k, v in student.state_dict().items() if k.split(".")[0] in TAIL}, **state}
+    checkpoint.load_weights(student, state, path)
     student.stage = 2
     for m in (student.encoder, student.codec):
         m.requires_grad_(False)

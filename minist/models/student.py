@@ -49,6 +49,7 @@ class EntropicStudent(CompressionModel):
         self.decoder = Decoder(c, t, self.config.decoder_widths, self.config.bias)
         for name in TAIL:   # copies: training the student never changes the teacher
             setattr(self, name, copy.deepcopy(getattr(teacher, name)))
+        self.tune_tail = True   # stage 2 fine-tunes layer2 … head (the paper); False: they stay the teacher's
         self.set_stage(1)
 
     @property
@@ -92,17 +93,17 @@ class EntropicStudent(CompressionModel):
             m.requires_grad_(stage == 1)
         self.decoder.requires_grad_(True)
         for name in TAIL:
-            getattr(self, name).requires_grad_(stage == 2 or self.end_to_end)
+            getattr(self, name).requires_grad_((stage == 2 and self.tune_tail) or self.end_to_end)
         if stage == 2:
             self.update(force=True)
         return self.train(self.training)
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.stage == 1 and not self.end_to_end:   # frozen layer2 … head: a fixed perceptual loss, keep BN stats
+        if not self.end_to_end and (self.stage == 1 or not self.tune_tail):   # a frozen tail keeps its BN stats
             for name in TAIL:
                 getattr(self, name).eval()
-        elif self.stage == 2:     # frozen encoder and prior: always quantise, never add noise
+        if self.stage == 2:     # frozen encoder and prior: always quantise, never add noise
             self.encoder.eval()
             self.codec.eval()
         return self
