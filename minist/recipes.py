@@ -97,9 +97,9 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
     out.mkdir(parents=True, exist_ok=True)
     layout = {} if cfg.blocks is None else {"blocks": tuple(cfg.blocks)}
     mcfg = model_config or TeacherConfig.preset_config("mini", image_size=cfg.image_size, **layout)
-    model = Teacher(mcfg)
+    model, parent = Teacher(mcfg), None
     if cfg.init is not None:            # fine-tune: a fresh schedule on trained weights
-        model, _ = load_teacher(cfg.init)
+        model, parent = load_teacher(cfg.init)
         mcfg = model.config
     checkpoint.write_json(out / "config.json", {"train": asdict(cfg), "model": mcfg.to_dict()})
     model = model.float().to(device).to(memory_format=torch.channels_last)
@@ -129,6 +129,10 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
             "train": asdict(cfg), "history": history, "steps": engine.step,
             "train_seconds": sum(h["seconds"] for h in history), "wall_seconds": time.time() - t0,
             "device": str(device), "torch": str(torch.__version__)}
+    if parent is not None:      # the run it continues (and that run's own parent): the whole training, recorded
+        meta["parent"] = {k: parent.get(k) for k in ("val_accuracy", "train", "history", "train_seconds", "parent")}
+        meta["total_train_seconds"] = meta["train_seconds"] + parent.get("total_train_seconds",
+                                                                         parent.get("train_seconds", 0.0))
     save_teacher(out / "teacher.pt", model, meta)
     checkpoint.write_json(out / "history.json", history)
     return model.eval(), meta

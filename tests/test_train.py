@@ -161,6 +161,7 @@ def test_a_teacher_fine_tunes_from_a_checkpoint_on_unseen_images(tmp_path):
                out=str(tmp_path / "ft"))
     tuned, meta = train_teacher(cfg, progress=False)
     assert tuned.config == first.config and meta["train"]["epoch_offset"] == 5
+    assert meta["parent"]["history"] and meta["total_train_seconds"] > meta["train_seconds"]
     for (k, a), (_, b) in zip(first.state_dict().items(), tuned.state_dict().items()):
         if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):   # lr 0: only BN statistics move
             assert torch.equal(a, b.to(a.dtype)), k
