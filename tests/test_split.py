@@ -191,3 +191,21 @@ def test_cli_send_against_a_running_server(capsys):
         port = s.getsockname()[1]
     assert main(["send", "--port", str(port), "--n", "1"]) == 2
     assert "minist serve" in capsys.readouterr().err
+
+
+def test_split_region_names_the_fastest_strategy_and_the_splits_margin():
+    from minist.split import PRESETS
+    from minist.split.latency import end_to_end_ms, split_region
+    rows = [{"strategy": "Entropic Student", "device_ms": 2.0, "bytes": 300.0, "server_ms": 2.0},
+            {"strategy": "teacher on device", "device_ms": 10.0, "bytes": 0.0, "server_ms": 0.0},
+            {"strategy": "JPEG q75 + teacher", "device_ms": 0.3, "bytes": 3000.0, "server_ms": 3.0}]
+    region = split_region(rows, slowdowns=(1, 10))
+    assert len(region) == 2 * len(PRESETS)
+    for r in region:
+        ch = PRESETS[r["link"]]
+        t = {x["strategy"]: end_to_end_ms(x, ch.uplink_bps, ch.rtt_s, r["slowdown"], ch.downlink_bps) for x in rows}
+        assert r["fastest"] == min(t, key=t.get) and (r["margin_ms"] > 0) == (r["fastest"] == "Entropic Student")
+    at = {(r["link"], r["slowdown"]): r for r in region}
+    assert at[("ble", 1)]["fastest"] == "teacher on device"        # a fast device: nothing beats running locally
+    assert at[("ble", 10)]["fastest"] == "Entropic Student"       # slow device, slow link: the split
+    assert at[("wifi", 10)]["fastest"] == "JPEG q75 + teacher"    # slow device, fast link: send the image

@@ -37,7 +37,15 @@ from ..models.teacher import build_teacher
 from ..plots import METHOD_LABELS
 from ..recipes import stage1_optimizers, stage1_step
 from ..split import PRESETS, SplitClient, SplitServer
-from ..split.latency import crossover_bps, device_cost, end_to_end_ms, export_encoder, measure_strategies
+from ..split.latency import (
+    SLOWDOWNS,
+    crossover_bps,
+    device_cost,
+    end_to_end_ms,
+    export_encoder,
+    measure_strategies,
+    split_region,
+)
 from ..utils import get_device
 from ..widgets import Explorer
 from .imagenette import run as run_imagenette
@@ -177,24 +185,6 @@ def student_main(quick: bool = False) -> int:
                              f"{sum(r['seconds'] for r in h) / len(h):.0f} s on {meta['device']}"))
     _print_table(f"minist student benchmark — torch {torch.__version__}, {torch.get_num_threads()} threads", rows)
     return 0
-
-
-SLOWDOWNS = (1, 2, 5, 10, 20, 50, 100)
-
-
-def split_region(rows: list[dict], slowdowns=SLOWDOWNS) -> list[dict]:
-    """For every link preset and device slowdown: the fastest strategy and the split's margin over the best
-    other (ms; > 0: the split wins). ``rows`` from :func:`minist.split.latency.measure_strategies`."""
-    es, others = rows[0], rows[1:]
-    out = []
-    for name, ch in PRESETS.items():
-        for slow in slowdowns:
-            t = {r["strategy"]: end_to_end_ms(r, ch.uplink_bps, ch.rtt_s, slow, ch.downlink_bps) for r in rows}
-            best_other = min(others, key=lambda r: t[r["strategy"]])["strategy"]
-            out.append({"link": name, "slowdown": slow, "fastest": min(t, key=t.get),
-                        "split_ms": t[es["strategy"]], "best_other": best_other,
-                        "margin_ms": t[best_other] - t[es["strategy"]]})
-    return out
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import checkpoint, codecs
+from .channel import PRESETS
 from .protocol import FRAME_OVERHEAD
 
 REPLY_BYTES = 64   # a RESULT frame with the label and a few logits, roughly
@@ -94,6 +95,24 @@ def crossover_bps(a: dict, b: dict, rtt_s: float, device_slowdown: float = 1.0) 
     if math.isclose(fa, fb) or (va - vb) * (fb - fa) <= 0:
         return None
     return (va - vb) / (fb - fa)
+
+
+SLOWDOWNS = (1, 2, 5, 10, 20, 50, 100)
+
+
+def split_region(rows: list[dict], slowdowns=SLOWDOWNS, presets: dict | None = None) -> list[dict]:
+    """For every link preset and device slowdown: the fastest strategy and the split's margin over the best
+    other (ms; > 0: the split wins). ``rows`` from :func:`minist.split.latency.measure_strategies`."""
+    es, others = rows[0], rows[1:]
+    out = []
+    for name, ch in (presets or PRESETS).items():
+        for slow in slowdowns:
+            t = {r["strategy"]: end_to_end_ms(r, ch.uplink_bps, ch.rtt_s, slow, ch.downlink_bps) for r in rows}
+            best_other = min(others, key=lambda r: t[r["strategy"]])["strategy"]
+            out.append({"link": name, "slowdown": slow, "fastest": min(t, key=t.get),
+                        "split_ms": t[es["strategy"]], "best_other": best_other,
+                        "margin_ms": t[best_other] - t[es["strategy"]]})
+    return out
 
 
 @torch.no_grad()
