@@ -74,3 +74,24 @@ def head_to_head(res: dict, method: str = "entropic", baselines=None) -> list[di
             row[b] = accuracy_at_kb([q for q in res["points"] if q["method"] == b], p["kb_mean"])
         rows.append(row)
     return rows
+
+
+def best_at_or_below(points: list[dict], kb: float) -> dict | None:
+    """The most accurate measured point at ≤ ``kb`` KB per image (None if every point costs more)."""
+    cheap = [p for p in points if p["kb_mean"] <= kb]
+    return max(cheap, key=lambda p: p["accuracy"]) if cheap else None
+
+
+def against_codecs(res: dict, factor: float = 2.0, method: str = "entropic",
+                   codecs=("jpeg", "webp")) -> list[dict]:
+    """At each ``method`` point: the best input-codec point that spends up to ``factor`` × its bytes, and
+    whether the student is more accurate (None when every codec file is bigger than that: the codec cannot
+    go there at all; ``cheapest`` is then its smallest file)."""
+    pool = [p for p in res["points"] if p["method"] in codecs]
+    rows = []
+    for p in sorted((p for p in res["points"] if p["method"] == method), key=lambda p: p["kb_mean"]):
+        rival = best_at_or_below(pool, factor * p["kb_mean"])
+        rows.append({"value": p["value"], "kb": p["kb_mean"], "accuracy": p["accuracy"], "rival": rival,
+                     "cheapest": min(pool, key=lambda q: q["kb_mean"]) if pool else None,
+                     "wins": None if rival is None else p["accuracy"] > rival["accuracy"]})
+    return rows

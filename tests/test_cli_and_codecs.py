@@ -89,6 +89,20 @@ def test_rd_benchmark_reports_the_shipped_study(capsys):
         assert shown.startswith("never" if r["kb"] is None else f"{r['kb']:.3f} KB"), (r["method"], shown)
 
 
+def test_against_codecs_gives_the_codec_twice_the_bytes():
+    from minist import rd
+    res = {"points": [{"method": "entropic", "value": 0.16, "kb_mean": 0.30, "accuracy": 85.0},
+                      {"method": "entropic", "value": 0.02, "kb_mean": 1.00, "accuracy": 88.0},
+                      {"method": "entropic", "value": 1.28, "kb_mean": 0.05, "accuracy": 40.0},
+                      {"method": "jpeg", "value": 5, "kb_mean": 0.60, "accuracy": 82.0},
+                      {"method": "webp", "value": 50, "kb_mean": 1.90, "accuracy": 89.0},
+                      {"method": "stage1-only", "value": 0.16, "kb_mean": 0.25, "accuracy": 99.0}]}
+    rows = {r["value"]: r for r in rd.against_codecs(res, 2.0)}
+    assert rows[0.16]["rival"]["value"] == 5 and rows[0.16]["wins"] is True        # JPEG q5 at 0.60 ≤ 2 × 0.30
+    assert rows[0.02]["rival"]["value"] == 50 and rows[0.02]["wins"] is False      # WebP at 1.90 ≤ 2 × 1.00
+    assert rows[1.28]["rival"] is None and rows[1.28]["wins"] is None and rows[1.28]["cheapest"]["value"] == 5
+
+
 
 
 def test_training_speed_benchmark_measures_every_step_through_the_engine():

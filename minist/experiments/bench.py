@@ -266,9 +266,10 @@ def _fmt_kb(kb) -> str:
     return "never" if kb is None else f"{kb:.3f} KB"
 
 
-def rd_main(quick: bool = False) -> int:
-    """The shipped RD study as tables: bytes to reach teacher − 1 pt, and accuracy at the student's rates."""
-    res = pretrained.results("mini")
+def rd_main(quick: bool = False, variant: str | None = None) -> int:
+    """The shipped RD study as tables: bytes to reach teacher − 1 pt, accuracy at the student's rates, and each
+    student against the best input codec at up to twice its bytes."""
+    res = pretrained.results("mini", variant=variant)
     rows = []
     reach = {r["method"]: r for r in rd.bytes_to_reach(res, 1.0)}
     for m, r in reach.items():
@@ -288,6 +289,17 @@ def rd_main(quick: bool = False) -> int:
     for r in h2h:
         cells = " ".join(f"{'—' if r[c] is None else f'{r[c]:.2f}':>12}" for c in cols)
         print(f"{r['value']:>7g} {r['kb']:>6.3f} {r['entropic']:>8.2f} {cells}")
+    rows = []
+    for r in rd.against_codecs(res, 2.0):
+        q = r["rival"]
+        rival = (f"{METHOD_LABELS.get(q['method'], q['method'])} q{q['value']:g}: {q['accuracy']:.2f} % at "
+                 f"{q['kb_mean']:.3f} KB → {'student wins' if r['wins'] else 'codec wins'}") if q else (
+                 f"none: the smallest codec file is {r['cheapest']['kb_mean']:.3f} KB "
+                 f"({r['cheapest']['accuracy']:.2f} %)")
+        rows.append((f"β {r['value']:g}: {r['accuracy']:.2f} % at {r['kb']:.3f} KB", rival))
+    print()
+    _print_table("each student against the best JPEG/WebP point at ≤ 2× its bytes "
+                 f"(teacher {res['teacher_accuracy']:.2f} %)", rows)
     return 0
 
 
@@ -355,7 +367,7 @@ def main(quick: bool = False, which: str = "all", variant: str | None = None) ->
     if which in ("all", "split"):
         split_main(quick, variant)
     if which in ("all", "rd"):
-        rd_main(quick)
+        rd_main(quick, variant)
     if which in ("all", "explorer"):
         explorer_main(quick)
     return 0
