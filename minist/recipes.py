@@ -351,12 +351,13 @@ def ship_half(src, dest, val_set=None, progress: bool = False) -> dict:
     if kind == "teacher":
         meta = {**meta, "val_accuracy_fp32": meta["val_accuracy"], "stored": "fp16",
                 "val_accuracy": evaluate_accuracy(model, val_set)}
-        save_teacher(dest, model, meta, half=True)
     else:
         model.update(force=True)
         meta = {**meta, "val_fp32": meta["val"], "stored": "fp16",
                 "val": evaluate_student(model, val_set, progress=progress)}
-        save_student(dest, model, meta, half=True)
+    staged = Path(src).with_suffix(".fp16.pt")      # beside the run; then into place, its SHA-256 recorded
+    (save_teacher if kind == "teacher" else save_student)(staged, model, meta, half=True)
+    checkpoint.atomic_copy(staged, dest)
     return meta
 
 
