@@ -55,11 +55,21 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> None:
             parser.add_argument(flag, type=lambda v, t=number: tuple(t(p) for p in v.split(",") if p),
                                 default=default, help=f"comma-separated (default: {shown})")
         elif isinstance(default, bool):
-            parser.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=default)
+            parser.add_argument(flag, type=_flag_bool, default=default, help=f"true or false (default: {default})")
         elif default is None:
             parser.add_argument(flag, type=_none_or_number, default=None)
         else:
             parser.add_argument(flag, type=type(default), default=default, help=f"(default: {default})")
+
+
+def _flag_bool(s: str) -> bool:
+    """``true``/``false`` (also 1/0, yes/no, on/off); anything else is an error, not a silent False."""
+    word = s.strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
 
 def _none_or_number(s: str):

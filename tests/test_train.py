@@ -126,6 +126,16 @@ def test_the_next_teacher_reproduces_its_recorded_accuracy():
     assert abs(evaluate_accuracy(model, val) - meta["val_accuracy"]) <= 0.5
 
 
+def test_a_boolean_flag_takes_true_or_false_and_refuses_anything_else(capsys):
+    from minist.cli import build_parser
+    p = build_parser()
+    assert p.parse_args(["train-student", "--stage2-tail", "false"]).stage2_tail is False
+    assert p.parse_args(["train-student", "--stage2-tail", "True"]).stage2_tail is True
+    with pytest.raises(SystemExit):
+        p.parse_args(["train-student", "--stage2-tail", "flase"])
+    assert "expected true or false, got 'flase'" in capsys.readouterr().err
+
+
 def test_ship_half_stores_fp16_and_rescores_as_stored(tmp_path):
     """`--ship --half`: fp16 weights in data/, the recorded score is the fp16 model's own, fp32's kept beside it."""
     from minist.recipes import ship_half
