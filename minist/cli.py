@@ -72,6 +72,10 @@ def _flag_bool(s: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
 
+def _add_variant(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--variant", default=None, choices=[v for v in pretrained.VARIANTS if v], help=help)
+
+
 def _none_or_number(s: str):
     for t in (int, float):
         try:
@@ -112,8 +116,7 @@ def cmd_train_teacher(args) -> int:
     out = Path(cfg.out) / "teacher.pt"
     print(f"val accuracy {meta['val_accuracy']:.2f} %  ({meta['train_seconds']:.0f} s of training) → {out}")
     if args.ship:
-        _ship(out, data_dir() / (pretrained.TEACHER_FILES["mini"] if args.variant is None
-                                 else f"teacher_mini_{args.variant}.pt"), args.half)
+        _ship(out, data_dir() / pretrained.teacher_file("mini", args.variant), args.half)
     return 0
 
 
@@ -226,8 +229,8 @@ def cmd_sweep(args) -> int:
         if args.ship and args.variant is None:
             for path in sweep.ship_students(args.out):
                 print(f"shipped → {path}")
-        name = pretrained.RESULTS_FILE.format(preset="mini" if args.variant is None else f"mini_{args.variant}")
-        dest = sweep.collect(Path(args.out), dest=None if args.ship else Path(args.out) / name, variant=args.variant)
+        dest = sweep.collect(Path(args.out), variant=args.variant,
+                             dest=None if args.ship else Path(args.out) / pretrained.results_file("mini", args.variant))
         print(f"wrote {dest}")
     return 0
 
@@ -298,8 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(t, TeacherTrainConfig)
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     t.add_argument("--ship", action="store_true", help="copy the result to data/teacher_mini.pt")
-    t.add_argument("--variant", default=None, choices=[v for v in pretrained.VARIANTS if v],
-                   help="--ship copies to data/teacher_mini_<variant>.pt (the method issue's r18 teacher)")
+    _add_variant(t, "--ship copies to data/teacher_mini_<variant>.pt (the method issue's r18 teacher)")
     t.add_argument("--half", action="store_true", help="--ship with fp16 weights, re-scored as stored")
     t.set_defaults(fn=cmd_train_teacher)
 
@@ -307,8 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(s, StudentTrainConfig)
     s.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     s.add_argument("--ship", action="store_true", help="copy the result to data/student_mini_beta<β>.pt")
-    s.add_argument("--variant", default=None, choices=[v for v in pretrained.VARIANTS if v],
-                   help="distil from data/teacher_mini_<variant>.pt; --ship → data/student_mini_<variant>_beta<β>.pt")
+    _add_variant(s, "distil from data/teacher_mini_<variant>.pt; --ship → data/student_mini_<variant>_beta<β>.pt")
     s.add_argument("--half", action="store_true", help="--ship with fp16 weights, re-scored as stored")
     s.set_defaults(fn=cmd_train_student)
 
@@ -354,8 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("all", "foundation", "student", "split", "rd", "explorer", "imagenette", "throughput",
                             "device", "train"))
     b.add_argument("--quick", action="store_true")
-    b.add_argument("--variant", default=None, choices=[v for v in pretrained.VARIANTS if v],
-                   help="split: the r18 teacher and its default student (the method issue's proof)")
+    _add_variant(b, "split: the r18 teacher and its default student (the method issue's proof)")
     b.set_defaults(fn=cmd_bench)
 
     x = sub.add_parser("export", help="write a device bundle (ONNX encoder + coding tables) for minist-device")
@@ -380,9 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--collect", action="store_true", help="only merge the points (into <out>/results_mini.json)")
     w.add_argument("--ship", action="store_true",
                    help="do not train: copy the β-grid students to data/ and write data/results_mini.json")
-    w.add_argument("--variant", default=None, choices=[v for v in pretrained.VARIANTS if v],
-                   help="the r18 proof: --parts codecs against its teacher; --ship: its shipped students + those "
-                        "points → data/results_mini_<variant>.json")
+    _add_variant(w, "the r18 proof: --parts codecs against its teacher; --ship: its shipped students + those "
+                    "points → data/results_mini_<variant>.json")
     w.set_defaults(fn=cmd_sweep)
 
     ec = sub.add_parser("eval-codec", help="JPEG/WebP + the unmodified teacher on a preset's val set (a baseline "

@@ -41,6 +41,14 @@ def _stem(preset: str, variant: str | None) -> str:
     return preset if variant is None else f"{preset}_{variant}"
 
 
+def teacher_file(preset: str = "mini", variant: str | None = None) -> str:
+    return TEACHER_FILES[preset] if variant is None else f"teacher_{_stem(preset, variant)}.pt"
+
+
+def results_file(preset: str = "mini", variant: str | None = None) -> str:
+    return RESULTS_FILE.format(preset=_stem(preset, variant))
+
+
 def teacher(preset: str = "mini", with_meta: bool = False, variant: str | None = None):
     """The teacher of ``preset`` in eval mode: ``mini`` from ``data/``, ``paper`` = ImageNet ResNet-50."""
     _check(preset, variant)
@@ -48,7 +56,7 @@ def teacher(preset: str = "mini", with_meta: bool = False, variant: str | None =
         model = load_imagenet_resnet50()
         meta = {"val_accuracy": 76.13, "source": "torchvision IMAGENET1K_V1 (top-1 as published)"}
         return (model, meta) if with_meta else model
-    path = data_dir() / (TEACHER_FILES[preset] if variant is None else f"teacher_{_stem(preset, variant)}.pt")
+    path = data_dir() / teacher_file(preset, variant)
     if not path.is_file():
         raise FileNotFoundError(f"the shipped {_stem(preset, variant)} teacher {path} is missing; make it with "
                                 "`minist train-teacher --ship` (see data/README.md)")
@@ -110,7 +118,7 @@ def results(preset: str = "mini", variant: str | None = None) -> dict:
     ``jpeg``, ``webp``. :func:`points` gives one method's points sorted by rate.
     """
     _check(preset, variant)
-    path = data_dir() / RESULTS_FILE.format(preset=_stem(preset, variant))
+    path = data_dir() / results_file(preset, variant)
     if not path.is_file():
         raise FileNotFoundError(f"no shipped results for {preset!r} ({path}); make them with "
                                 "`minist sweep && minist sweep --collect` (see data/README.md)")

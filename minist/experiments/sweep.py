@@ -244,8 +244,7 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None, variant: 
            "torch": torch.__version__, "points": points}
     if variant is not None:
         doc["teacher"] = {k: tmeta.get(k) for k in ("train", "train_seconds")}
-    stem = preset if variant is None else f"{preset}_{variant}"
-    dest = dest or data_dir() / pretrained.RESULTS_FILE.format(preset=stem)
+    dest = dest or data_dir() / pretrained.results_file(preset, variant)
     checkpoint.write_json(dest, doc)
     return dest
 

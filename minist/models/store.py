@@ -54,8 +54,8 @@ def tail_digest(model) -> str:
 
 def _teacher_with_tail(digest: str, teacher: Teacher | None, path) -> Teacher:
     """The teacher whose layer2 … head a compact student uses: ``teacher``, else the shipped one that matches."""
-    candidates = [teacher] if teacher is not None else [load_teacher(p)[0] for p in sorted(data_dir().glob(
-        "teacher_*.pt"))]
+    candidates = [teacher] if teacher is not None else (     # loaded one by one, until one matches
+        load_teacher(p)[0] for p in sorted(data_dir().glob("teacher_*.pt")))
     for t in candidates:
         if tail_digest(t) == digest:
             return t
