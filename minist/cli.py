@@ -54,8 +54,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls) -> None:
             shown = "the preset's" if default is None else ",".join(map(str, default))
             parser.add_argument(flag, type=lambda v, t=number: tuple(t(p) for p in v.split(",") if p),
                                 default=default, help=f"comma-separated (default: {shown})")
-        elif isinstance(default, bool):
-            parser.add_argument(flag, type=_flag_bool, default=default, help=f"true or false (default: {default})")
+        elif isinstance(default, bool) or str(f.type).startswith("bool"):
+            shown = "where it is fast (auto)" if default is None else default
+            parser.add_argument(flag, type=_flag_bool, default=default, help=f"true or false (default: {shown})")
         elif default is None:
             parser.add_argument(flag, type=_none_or_number, default=None)
         else:

@@ -111,6 +111,7 @@ class TeacherTrainConfig:
     out: str = "runs/teacher-mini"
     init: str | None = None         # fine-tune from this teacher checkpoint (its layout wins over ``blocks``)
     epoch_offset: int = 0           # first training-stream epoch: a continuation sees images it has not seen
+    amp: bool | None = None         # bf16 autocast, weights fp32; None: where it is fast (utils.fast_bf16)
 
     def data_config(self) -> FashionOnPhotosConfig:
         return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed,
@@ -131,6 +132,9 @@ class StudentTrainConfig:
     channels: int | None = None      # C, latent channels; None: the preset's (BottleneckConfig)
     encoder_widths: tuple[int, ...] | None = None   # the device encoder's hidden widths; None: the preset's
     distill_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)   # w_j of layer1 … layer4 in stage 1 (paper: 1 each)
+    saliency_floor: float | None = None   # task-aware stage 1: weight each position's error by the teacher's
+                                          # Grad-CAM (losses.saliency_weights), background down to this floor;
+                                          # None: every position the same (the paper)
     stage1_epochs: int = 6
     stage1_batch_size: int = 64
     stage1_lr: float = 2e-3          # Adam (paper: 1e-3)
@@ -158,7 +162,8 @@ class StudentTrainConfig:
     init_from: str | None = None     # warm start: encoder, prior and decoder of this student checkpoint
     eval_stage1: bool = False        # also score the whole val set after stage 1 (the stage-1-only ablation)
     stage1_warmup_steps: int = 0     # linear lr warm-up (for warm starts: Adam's first steps are large)
-    amp: bool = False                # bf16 autocast on CUDA for the teacher's forward passes (paper preset)
+    amp: bool | None = None          # bf16 autocast for teacher, decoder and tail (encoder and prior stay fp32);
+                                     # None: where it is fast (utils.fast_bf16: CUDA, or a CPU with AMX/AVX-512 bf16)
     data_root: str | None = None     # the paper preset: an ImageNet folder (train/ and val/)
 
     def data_config(self) -> FashionOnPhotosConfig:

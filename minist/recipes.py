@@ -34,13 +34,21 @@ from .data import collate_detection
 from .data.synth import FashionOnPhotos, FashionOnPhotosConfig, cached
 from .engine import Engine
 from .evaluate import PAYLOAD_IMAGES, evaluate_accuracy, evaluate_student, payload_digest
-from .losses import LAYERS, distill_weights, end_to_end_loss, feature_distillation, kd_loss, stage1_loss
+from .losses import (
+    LAYERS,
+    distill_weights,
+    end_to_end_loss,
+    feature_distillation,
+    kd_loss,
+    saliency_weights,
+    stage1_loss,
+)
 from .models import tasks as T
 from .models.image_codecs import build as build_image_codec
 from .models.store import load_student, load_teacher, save_image_codec, save_student, save_teacher
 from .models.student import CDF_BUFFERS, EntropicStudent
 from .models.teacher import Teacher
-from .utils import get_device, set_seed
+from .utils import get_device, resolve_amp, set_seed
 
 METHODS = ("entropic", "crbq", "end-to-end")
 
@@ -111,12 +119,13 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
                           weight_decay=cfg.weight_decay)
     engine = Engine(model, opt, warmup_cosine(opt, int(cfg.warmup_epochs * steps), cfg.epochs * steps), out=out,
                     name="teacher", config={**asdict(cfg), "model": mcfg.to_dict()}, max_steps=cfg.max_steps,
-                    progress=progress)
+                    amp=resolve_amp(cfg.amp, device), progress=progress)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
     def step(batch):
         x, y = batch[0].to(device).contiguous(memory_format=torch.channels_last), batch[1].to(device)
-        loss = loss_fn(model(x), y)
+        with engine.autocast():
+            loss = loss_fn(model(x).float(), y)
         return loss, {"loss": loss.item()}
 
     history = engine.run(cfg.epochs, loaders(train_set, cfg.batch_size, cfg.seed, cfg.workers, offset=cfg.epoch_offset),
@@ -195,12 +204,17 @@ def stage1_step(model, teacher: Teacher, cfg: StudentTrainConfig, engine: Engine
     weights = distill_weights(cfg.distill_weights)
 
     def step(batch):
-        x = batch[0].to(device, non_blocking=True)
+        x = batch[0].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), engine.autocast():
             t_feats = teacher.features(x, LAYERS)
-        o = model(x)
-        parts = stage1_loss(o["features"], {k: v.float() for k, v in t_feats.items()}, o["likelihoods"], cfg.beta,
-                            weights)
+        spatial = None
+        if cfg.saliency_floor is not None:     # task-aware: where the teacher looks for the true class
+            with engine.autocast():
+                spatial = saliency_weights(teacher, t_feats, batch[1].to(device), cfg.saliency_floor)
+        with engine.autocast():          # decoder and tail; encoder and prior run in fp32 inside (student.forward)
+            o = model(x)
+        parts = stage1_loss({k: v.float() for k, v in o["features"].items()},
+                            {k: v.float() for k, v in t_feats.items()}, o["likelihoods"], cfg.beta, weights, spatial)
         logs = {"distortion": parts["distortion"].item() / len(x), "bits": parts["bits"].item() / len(x)}
         return parts["loss"] * distributed.loss_scale(), logs
     return step
@@ -218,7 +232,7 @@ def end_to_end_step(model, cfg: StudentTrainConfig, device):
 
 def _student_engine(student, opt, sched, cfg, name, progress: bool, aux=None) -> Engine:
     return Engine(student, opt, sched, out=cfg.out, name=name, config=asdict(cfg), aux=aux, max_steps=cfg.max_steps,
-                  amp=cfg.amp and student.mean.device.type == "cuda", progress=progress)
+                  amp=resolve_amp(cfg.amp, student.mean.device), progress=progress)
 
 
 def _real_bytes(student, eval_set):
@@ -259,10 +273,13 @@ def train_stage2(student: EntropicStudent, teacher: Teacher, cfg: StudentTrainCo
     engine = _student_engine(student, opt, sched, cfg, "stage2", progress)
 
     def step(batch):
-        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        x = batch[0].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        y = batch[1].to(device, non_blocking=True)
         with torch.no_grad(), engine.autocast():
             t_logits = teacher(x).float()
-        loss = kd_loss(model(x)["logits"], t_logits, y, cfg.alpha, cfg.tau)   # fp32: ẑ rounds as compress() does
+        with engine.autocast():          # ẑ is rounded in fp32 inside, exactly as compress() does
+            logits = model(x)["logits"].float()
+        loss = kd_loss(logits, t_logits, y, cfg.alpha, cfg.tau)
         return loss, {"kd": loss.item()}
     return engine.run(cfg.stage2_epochs, loaders(train_set, cfg.stage2_batch_size, cfg.seed, cfg.workers,
                                                  cfg.stage1_epochs, device=device), step,
@@ -286,12 +303,12 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     out.mkdir(parents=True, exist_ok=True)
     if ctx.main:
         checkpoint.write_json(out / "config.json", asdict(cfg))
-    teacher = teacher.to(ctx.device).eval().requires_grad_(False)
+    teacher = teacher.to(ctx.device).eval().requires_grad_(False).to(memory_format=torch.channels_last)
     student = build_student(cfg, teacher)
     student.tune_tail = cfg.stage2_tail
     if cfg.init_from:
         warm_start(student, cfg.init_from)
-    student = student.to(ctx.device)
+    student = student.to(ctx.device).to(memory_format=torch.channels_last)    # faster convolutions on CPU and GPU
     if ctx.world > 1:
         torch.manual_seed(cfg.seed + ctx.rank)    # each rank its own stage-1 noise (weights are already equal)
     if train_set is None or val_set is None:

@@ -22,6 +22,25 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def fast_bf16(device: torch.device | str) -> bool:
+    """Whether bf16 autocast speeds training up on ``device``: CUDA with bf16, or a CPU with AMX or AVX-512 bf16
+    instructions. Measured on a 2-core Xeon with AMX (one thread, batch 64, channels_last): the r18 teacher's
+    training step 131 → 254 images/s, a stage-1 step 80 → 120. A CPU without them (AVX2 only) emulates bf16 and
+    gains nothing, so the recipes' ``amp=None`` (auto) leaves it off there."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        checks = [getattr(torch.cpu, n, None) for n in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+        return any(c() for c in checks if c is not None)
+    return False
+
+
+def resolve_amp(amp: bool | None, device: torch.device | str) -> bool:
+    """A recipe's ``amp`` setting: True/False as given, None → :func:`fast_bf16` on this device."""
+    return fast_bf16(device) if amp is None else bool(amp)
+
+
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (all devices)."""
     random.seed(seed)

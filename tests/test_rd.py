@@ -252,3 +252,16 @@ def test_a_bias_free_checkpoint_warm_starts_a_biased_student_exactly():
     with torch.no_grad():
         assert torch.allclose(ws.encode(x), shipped.encode(x), atol=1e-5)
         assert all(float(m.bias.abs().max()) == 0.0 for m in ws.encoder if isinstance(m, torch.nn.Conv2d))
+
+
+def test_the_stage1_loss_ablation_writes_both_losses_points_with_where_their_bits_go(tmp_path):
+    """`minist sweep --variant r18 --parts task-aware` (quick): a task-aware point and its stage-1-only point,
+    each with the recipe it ran; the paper's loss and the task-aware one never share a point file."""
+    sweep.run(parts=("task-aware",), out=tmp_path, quick=True, variant="r18", progress=False)
+    points = {p.name: json.loads(p.read_text()) for p in (tmp_path / "points").glob("*.json")}
+    assert set(points) == {"task-aware-0.02.json", "task-aware-stage1-only-0.02.json"}
+    p = points["task-aware-0.02.json"]
+    assert p["recipe"]["saliency_floor"] == 0.1 and p["recipe"]["encoder_widths"] == [24, 16]
+    assert 0.0 < p["bits_on_object"] < 100.0
+    with pytest.raises(ValueError, match="--variant r18"):
+        sweep.run(parts=("paper-loss",), out=tmp_path, quick=True)

@@ -92,7 +92,8 @@ def teacher_step_rate(batch: int = 64, steps: int = 5, size: int = 128, teacher_
 def student_step_rates(batch: int = 32, steps: int = 3, size: int = 128, teacher_config: dict | None = None,
                        amp: bool = False, channels_last: bool = False) -> dict:
     """Images/s of the teacher's forward pass and of one stage-1 and one stage-2 training step (teacher forward
-    included) through the engine; bf16 autocast (``amp``) covers the teacher's passes only."""
+    included) through the engine, as the recipes run them; bf16 autocast (``amp``) covers the teacher, the
+    decoder and the tail (the encoder and the prior stay fp32 inside the student's forward)."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     cfg = StudentTrainConfig(beta=0.1, amp=amp)
     teacher = build_teacher("mini", **(teacher_config or {})).to(memory_format=fmt).eval().requires_grad_(False)
@@ -115,7 +116,9 @@ def student_step_rates(batch: int = 32, steps: int = 3, size: int = 128, teacher
     def step2(b):
         with torch.no_grad(), engine.autocast():
             t = teacher(b[0]).float()
-        return kd_loss(student(b[0])["logits"], t, b[1]), {}
+        with engine.autocast():
+            logits = student(b[0])["logits"].float()
+        return kd_loss(logits, t, b[1]), {}
     engine.train_step(xy, step2)
     rates["stage 2 step"] = batch * _rate(lambda _: engine.train_step(xy, step2), steps)
     return rates
@@ -561,8 +564,8 @@ def _train_rates(teacher_config, threads: int, amp: bool, channels_last: bool, b
 
 def train_main(quick: bool = False, teacher_config: dict | None = None) -> int:
     """Training images/s on this machine: fp32 vs bf16 autocast, channels_last, 1 vs all threads, and the
-    training stream rendered on the fly vs held in memory. The entropy model and prior stay fp32 (the engine's
-    autocast covers the teacher's passes and the teacher step only)."""
+    training stream rendered on the fly vs held in memory. The entropy model, the prior and the device encoder
+    stay fp32; the recipes turn bf16 on where :func:`minist.utils.fast_bf16` says it pays (``amp=None``)."""
     teacher_config = teacher_config or {}
     batch, steps = (8, 1) if quick else (32, 4)
     threads = sorted({1, torch.get_num_threads()})

@@ -19,6 +19,10 @@ Parts (and what each point's knob is):
   minist on the same images, over a λ grid, + the unmodified teacher; knob = λ.
 - ``crbq``: channel reduction + 8-bit quantisation; knob = C.
 - ``e2e``: Singh et al.'s end-to-end training (no teacher, CE + β·rate); knob = β.
+- ``paper-loss``, ``task-aware`` (``--variant r18`` only): the stage-1 loss ablation on an RD curve. At each β
+  of ``ABLATION_BETAS`` a student trained with the r18 recipe (``R18_RECIPE``, from scratch) and the paper's
+  stage-1 loss, or with the task-aware one (the teacher's Grad-CAM weighting every layer's error,
+  ``saliency_floor``); each point also records where its bits go (``bits_on_object``, 500 val images).
 """
 
 from __future__ import annotations
@@ -32,13 +36,14 @@ import torch
 
 from .. import checkpoint, pretrained
 from ..config import ImageCodecConfig, StudentTrainConfig, mini_val_set
-from ..evaluate import codec_accuracy, image_codec_accuracy, size_stats
+from ..data.synth import FashionOnPhotos
+from ..evaluate import bits_on_object, codec_accuracy, image_codec_accuracy, size_stats
 from ..models.image_codecs import device_parameters as codec_device_parameters
 from ..models.store import load_student
 from ..recipes import train_image_codec, train_student
 from ..utils import data_dir
 
-PARTS = ("codecs", "students", "learned", "crbq", "e2e")
+PARTS = ("codecs", "students", "learned", "crbq", "e2e", "paper-loss", "task-aware")
 JPEG_QUALITIES = (5, 10, 15, 20, 30, 50, 75, 95)
 WEBP_QUALITIES = (1, 5, 10, 20, 30, 50, 75, 95)
 BETAS = (0.005, 0.02, 0.08, 0.16, 0.32, 0.64, 1.28, 5.12)
@@ -52,6 +57,12 @@ CRBQ_RECIPE = dict(stage1_epochs=3, stage2_epochs=2, train_length=4000, eval_len
 E2E_BETAS = (1e-6, 1e-4)     # β per image-bit against a batch-mean CE
 E2E_RECIPE = dict(stage1_epochs=5, train_length=4000, eval_length=200)
 LAMBDA_CHAIN = ((0.013, None), (0.0035, 0.013), (0.05, 0.013))   # (λ, the λ it warm-starts from)
+# the r18 students' recipe (the method issue): a lighter encoder, one stage-1 lr drop, a decoder-only stage 2
+R18_RECIPE = dict(encoder_widths=(24, 16), stage1_epochs=8, stage1_milestones=(0.75,), stage2_epochs=2,
+                  stage2_tail=False, eval_stage1=True)
+ABLATION_BETAS = (0.02, 0.08, 0.32)
+ABLATION = {"paper-loss": ("entropic", {}), "task-aware": ("task-aware", {"saliency_floor": 0.1})}
+BITS_IMAGES = 500
 
 
 def _point_path(out: Path, method: str, value) -> Path:
@@ -94,15 +105,32 @@ def _train_images(meta: dict) -> int:
     return round(sum(h["images_per_second"] * h["seconds"] for h in meta["history"]))
 
 
-def _train_point(out: Path, teacher, cfg, method: str, knob: str, value, progress: bool) -> list[dict]:
+def stage1_method(method: str) -> str:
+    """The name of a method's stage-1-only ablation points."""
+    return "stage1-only" if method == "entropic" else f"{method}-stage1-only"
+
+
+def bits_on_product(student, limit: int = BITS_IMAGES) -> float:
+    """The share (%) of a student's bits spent inside the product's mask, on the first ``limit`` val images."""
+    cfg = StudentTrainConfig()
+    masks = FashionOnPhotos("val", "classification", cfg.data_config()).object_mask
+    return round(bits_on_object(student, mini_val_set(), masks, limit=limit)["bits_on_object"], 2)
+
+
+def _train_point(out: Path, teacher, cfg, method: str, knob: str, value, progress: bool,
+                 bits: bool = False) -> list[dict]:
     tic = time.time()
     student, meta = train_student(cfg, teacher, progress=progress, final_eval=True)
     extra = {"train_images": _train_images(meta), "train_seconds": round(time.time() - tic, 1),
              "checkpoint": str(Path(cfg.out) / "student.pt"), "recipe": {k: v for k, v in asdict(cfg).items()
                                                                          if k not in ("out", "device")}}
+    if bits:
+        extra["bits_on_object"] = bits_on_product(student)
     rows = [_row(method, knob, value, meta["val"], student.device_parameters(), **extra)]
     if "stage1_val" in meta:
-        rows.append(_row("stage1-only", knob, value, meta["stage1_val"], student.device_parameters(), **extra))
+        s1 = {**extra, "bits_on_object": None} if bits else extra    # the stage-2 student's encoder is the same
+        s1.pop("bits_on_object", None)
+        rows.append(_row(stage1_method(method), knob, value, meta["stage1_val"], student.device_parameters(), **s1))
     for r in rows:
         _write_point(out, r)
         print(f"{r['method']} {knob}={value:g}: {r['accuracy']:.2f} % at {r['kb_mean']:.3f} KB")
@@ -160,6 +188,20 @@ def _run_baseline(out: Path, teacher, method: str, knob: str, values, dirname: s
             continue
         cfg = StudentTrainConfig(method=method, out=str(out / f"{dirname}-{v:g}"), **{**fields, knob: v, **recipe})
         rows += _train_point(out, teacher, cfg, method, knob, v, progress)
+    return rows
+
+
+def run_ablation(out: Path, teacher, part: str, betas=ABLATION_BETAS, progress: bool = True,
+                 **overrides) -> list[dict]:
+    """One side of the stage-1 loss ablation (``part``: "paper-loss" or "task-aware") over ``betas``."""
+    method, fields = ABLATION[part]
+    rows = []
+    for beta in betas:
+        if _point_path(out, method, beta).is_file():
+            continue
+        cfg = StudentTrainConfig(beta=beta, out=str(out / f"{part}-{beta:g}"),
+                                 **{**R18_RECIPE, **fields, **overrides})
+        rows += _train_point(out, teacher, cfg, method, "beta", beta, progress, bits=True)
     return rows
 
 
@@ -223,8 +265,8 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None, variant: 
         raise FileNotFoundError(f"no sweep points under {out / 'points'}: run `minist sweep` first")
     _, tmeta = pretrained.teacher(preset, with_meta=True, variant=variant)
     val = mini_val_set()
-    order = {m: i for i, m in enumerate(("entropic", "stage1-only", "crbq", "end-to-end", "factorized",
-                                         "hyperprior", "jpeg", "webp"))}
+    order = {m: i for i, m in enumerate(("entropic", "stage1-only", "task-aware", "task-aware-stage1-only", "crbq",
+                                         "end-to-end", "factorized", "hyperprior", "jpeg", "webp"))}
     points.sort(key=lambda p: (order.get(p["method"], 99), p["value"]))
     for p in points:      # name shipped files by their place in data/, drop run paths
         init = p.get("recipe", {}).get("init_from")
@@ -232,7 +274,7 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None, variant: 
             p["recipe"]["init_from"] = str(Path(init).relative_to(data_dir().parent)) \
                 if Path(init).is_relative_to(data_dir().parent) else Path(init).name
         ck = p.pop("checkpoint", None)
-        if p["method"] == "entropic" and ck:
+        if p["method"] in ("entropic", "task-aware") and ck:
             shipped = data_dir() / pretrained.student_file(preset, p["value"], variant)
             p["checkpoint"] = shipped.name if shipped.is_file() else None
     doc = {"preset": preset, "teacher_accuracy": tmeta["val_accuracy"],
@@ -254,9 +296,13 @@ def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quic
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown sweep parts {sorted(unknown)}; choose from {PARTS}")
-    if variant is not None and set(parts) != {"codecs"}:
-        raise ValueError(f"--variant {variant} measures the input codecs against its teacher (--parts codecs); "
-                         "its students are trained with `minist train-student --variant` and collected by --ship")
+    if variant is not None and not set(parts) <= {"codecs", *ABLATION}:
+        raise ValueError(f"--variant {variant} measures the input codecs against its teacher (--parts codecs) and "
+                         f"the stage-1 loss ablation (--parts {','.join(ABLATION)}); its shipped students are "
+                         "trained with `minist train-student --variant` and collected by --ship")
+    if variant is None and set(parts) & set(ABLATION):
+        raise ValueError(f"the stage-1 loss ablation ({', '.join(ABLATION)}) runs on the r18 teacher: add "
+                         "--variant r18")
     out = Path(out)
     teacher = pretrained.teacher("mini", variant=variant)
     small = {}
@@ -274,6 +320,9 @@ def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quic
             run_crbq(out, teacher, channels=CRBQ_CHANNELS[:1] if quick else CRBQ_CHANNELS, progress=progress, **small)
         elif part == "e2e":
             run_e2e(out, teacher, betas=E2E_BETAS[:1] if quick else E2E_BETAS, progress=progress, **small)
+        elif part in ABLATION:
+            run_ablation(out, teacher, part, betas=ABLATION_BETAS[:1] if quick else ABLATION_BETAS,
+                         progress=progress, **small)
         print(f"sweep part {part}: {time.time() - tic:.0f} s")
 
 

@@ -74,12 +74,13 @@ class EntropicStudent(CompressionModel):
         Training (stage 1): ẑ = z + U(−½, ½). Eval, and stage 2: ẑ = round(z − median) + median,
         exactly what the bitstream carries.
         """
-        if self.stage == 2:
-            with torch.no_grad():
-                z_hat, lik = self.codec(self.encode(x), training=False)
-        else:
-            z_hat, lik = self.codec(self.encode(x))
-        feats = {"layer1": self.decoder(z_hat)}                  # (B, T, H/4, W/4)
+        with torch.autocast(x.device.type, enabled=False):      # the device part and the prior stay fp32
+            if self.stage == 2:
+                with torch.no_grad():
+                    z_hat, lik = self.codec(self.encode(x), training=False)
+            else:
+                z_hat, lik = self.codec(self.encode(x))
+        feats = {"layer1": self.decoder(z_hat)}                  # (B, T, H/4, W/4); bf16 under a recipe's autocast
         logits = self.tail(feats["layer1"], feats)
         return {"logits": logits, "likelihoods": lik, "features": feats, "latent": z_hat}
 
