@@ -11,7 +11,8 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 METHOD_COLORS = {
     "teacher": "#444444", "raw": "#999999", "PNG": "#8c564b", "JPEG": "#1f77b4", "WebP": "#ff7f0e",
     "float32": "#d62728", "float16": "#e377c2", "8-bit": "#9467bd", "Entropic Student": "#2ca02c",
-    "stage 1 only": "#98df8a", "task-aware Entropic Student": "#006d2c", "task-aware, stage 1 only": "#74c476",
+    "stage 1 only": "#98df8a", "stage-1 loss: the paper's": "#2ca02c", "stage-1 loss: layer2–4": "#006d2c",
+    "stage-1 loss: Grad-CAM-weighted": "#d62728",
     "CR+BQ": "#9467bd", "end-to-end (Singh)": "#bcbd22",
     "factorized prior + teacher": "#17becf", "hyperprior + teacher": "#8c564b",
 }
@@ -19,7 +20,8 @@ METHOD_COLORS = {
 # the ``method`` keys of the shipped results (``minist.pretrained.results``) → legend names
 METHOD_LABELS = {
     "entropic": "Entropic Student", "stage1-only": "stage 1 only",
-    "task-aware": "task-aware Entropic Student", "task-aware-stage1-only": "task-aware, stage 1 only", "crbq": "CR+BQ",
+    "paper-loss": "stage-1 loss: the paper's", "layer2-4": "stage-1 loss: layer2–4",
+    "task-aware": "stage-1 loss: Grad-CAM-weighted", "crbq": "CR+BQ",
     "end-to-end": "end-to-end (Singh)", "factorized": "factorized prior + teacher",
     "hyperprior": "hyperprior + teacher", "jpeg": "JPEG", "webp": "WebP",
 }
@@ -127,11 +129,11 @@ def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixel
         if not pts:
             continue
         label = METHOD_LABELS.get(m, m)
-        style = "-" if m in ("entropic", "stage1-only", "task-aware", "task-aware-stage1-only", "crbq",
+        style = "-" if m in ("entropic", "stage1-only", "paper-loss", "layer2-4", "task-aware", "crbq",
                              "end-to-end") else "--"
         ax.plot([p["kb_mean"] for p in pts], [p["accuracy"] for p in pts], style, marker="o", ms=4, lw=1.8,
                 color=METHOD_COLORS.get(label), label=label, zorder=3 if m == "entropic" else 2)
-        if annotate and m in ("entropic", "task-aware", "crbq"):
+        if annotate and m in ("entropic", "crbq"):
             for p in pts:
                 ax.annotate(f"{KNOB_SYMBOLS.get(p['knob'], p['knob'])}={p['value']:g}", (p["kb_mean"], p["accuracy"]),
                             textcoords="offset points", xytext=(4, -10), fontsize=7, color=METHOD_COLORS.get(label))

@@ -19,10 +19,12 @@ Parts (and what each point's knob is):
   minist on the same images, over a λ grid, + the unmodified teacher; knob = λ.
 - ``crbq``: channel reduction + 8-bit quantisation; knob = C.
 - ``e2e``: Singh et al.'s end-to-end training (no teacher, CE + β·rate); knob = β.
-- ``paper-loss``, ``task-aware`` (``--variant r18`` only): the stage-1 loss ablation on an RD curve. At each β
-  of ``ABLATION_BETAS`` a student trained with the r18 recipe (``R18_RECIPE``, from scratch) and the paper's
-  stage-1 loss, or with the task-aware one (the teacher's Grad-CAM weighting every layer's error,
-  ``saliency_floor``); each point also records where its bits go (``bits_on_object``, 500 val images).
+- ``paper-loss``, ``layer2-4``, ``task-aware`` (``--variant r18`` only): the stage-1 loss ablation on an RD
+  curve. At each β of ``ABLATION_BETAS`` a student trained from scratch with the r18 recipe (``R18_RECIPE``) and
+  one stage-1 loss (``ABLATION``): the paper's (layer1 … layer4, weight 1 each), layer2 … layer4 only, or the
+  task-aware one (the teacher's Grad-CAM weighting each position's error, ``saliency_floor``). Each point also
+  records where its bits go (``bits_on_object``, 500 val images). Points are named by the part; the shipped
+  r18 students (chosen from these runs) are the ``entropic`` points.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from ..models.store import load_student
 from ..recipes import train_image_codec, train_student
 from ..utils import data_dir
 
-PARTS = ("codecs", "students", "learned", "crbq", "e2e", "paper-loss", "task-aware")
+PARTS = ("codecs", "students", "learned", "crbq", "e2e", "paper-loss", "layer2-4", "task-aware")
 JPEG_QUALITIES = (5, 10, 15, 20, 30, 50, 75, 95)
 WEBP_QUALITIES = (1, 5, 10, 20, 30, 50, 75, 95)
 BETAS = (0.005, 0.02, 0.08, 0.16, 0.32, 0.64, 1.28, 5.12)
@@ -61,7 +63,8 @@ LAMBDA_CHAIN = ((0.013, None), (0.0035, 0.013), (0.05, 0.013))   # (λ, the λ i
 R18_RECIPE = dict(encoder_widths=(24, 16), stage1_epochs=8, stage1_milestones=(0.75,), stage2_epochs=2,
                   stage2_tail=False, eval_stage1=True)
 ABLATION_BETAS = (0.02, 0.08, 0.32)
-ABLATION = {"paper-loss": ("entropic", {}), "task-aware": ("task-aware", {"saliency_floor": 0.1})}
+ABLATION = {"paper-loss": {}, "layer2-4": {"distill_weights": (0.0, 1.0, 1.0, 1.0)},
+            "task-aware": {"saliency_floor": 0.1}}
 BITS_IMAGES = 500
 
 
@@ -193,15 +196,14 @@ def _run_baseline(out: Path, teacher, method: str, knob: str, values, dirname: s
 
 def run_ablation(out: Path, teacher, part: str, betas=ABLATION_BETAS, progress: bool = True,
                  **overrides) -> list[dict]:
-    """One side of the stage-1 loss ablation (``part``: "paper-loss" or "task-aware") over ``betas``."""
-    method, fields = ABLATION[part]
+    """One arm of the stage-1 loss ablation (``part``: a key of ``ABLATION``) over ``betas``."""
     rows = []
     for beta in betas:
-        if _point_path(out, method, beta).is_file():
+        if _point_path(out, part, beta).is_file():
             continue
         cfg = StudentTrainConfig(beta=beta, out=str(out / f"{part}-{beta:g}"),
-                                 **{**R18_RECIPE, **fields, **overrides})
-        rows += _train_point(out, teacher, cfg, method, "beta", beta, progress, bits=True)
+                                 **{**R18_RECIPE, **ABLATION[part], **overrides})
+        rows += _train_point(out, teacher, cfg, part, "beta", beta, progress, bits=True)
     return rows
 
 
@@ -265,8 +267,9 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None, variant: 
         raise FileNotFoundError(f"no sweep points under {out / 'points'}: run `minist sweep` first")
     _, tmeta = pretrained.teacher(preset, with_meta=True, variant=variant)
     val = mini_val_set()
-    order = {m: i for i, m in enumerate(("entropic", "stage1-only", "task-aware", "task-aware-stage1-only", "crbq",
-                                         "end-to-end", "factorized", "hyperprior", "jpeg", "webp"))}
+    arms = [m for a in ABLATION for m in (a, stage1_method(a))]
+    order = {m: i for i, m in enumerate(("entropic", "stage1-only", *arms, "crbq", "end-to-end", "factorized",
+                                         "hyperprior", "jpeg", "webp"))}
     points.sort(key=lambda p: (order.get(p["method"], 99), p["value"]))
     for p in points:      # name shipped files by their place in data/, drop run paths
         init = p.get("recipe", {}).get("init_from")
@@ -274,7 +277,7 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None, variant: 
             p["recipe"]["init_from"] = str(Path(init).relative_to(data_dir().parent)) \
                 if Path(init).is_relative_to(data_dir().parent) else Path(init).name
         ck = p.pop("checkpoint", None)
-        if p["method"] in ("entropic", "task-aware") and ck:
+        if p["method"] == "entropic" and ck:
             shipped = data_dir() / pretrained.student_file(preset, p["value"], variant)
             p["checkpoint"] = shipped.name if shipped.is_file() else None
     doc = {"preset": preset, "teacher_accuracy": tmeta["val_accuracy"],
