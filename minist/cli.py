@@ -73,6 +73,17 @@ def _flag_bool(s: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {s!r}")
 
 
+def _numbers(s: str) -> tuple[float, ...]:
+    """``0.02,0.08`` → (0.02, 0.08); anything that is not a comma-separated list of numbers is an error."""
+    try:
+        values = tuple(float(p) for p in s.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.02,0.08, got {s!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
 def _add_variant(parser: argparse.ArgumentParser, help: str) -> None:
     parser.add_argument("--variant", default=None, choices=[v for v in pretrained.VARIANTS if v], help=help)
 
@@ -225,7 +236,7 @@ def cmd_notebooks(args) -> int:
 def cmd_sweep(args) -> int:
     parts = tuple(p for p in args.parts.split(",") if p)
     if not (args.collect or args.ship):
-        sweep.run(parts=parts, out=args.out, quick=args.quick, variant=args.variant)
+        sweep.run(parts=parts, out=args.out, quick=args.quick, variant=args.variant, betas=args.betas)
     if args.collect or args.ship:
         if args.ship and args.variant is None:
             for path in sweep.ship_students(args.out):
@@ -375,7 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="the rate–accuracy study: β sweep, stage-1 ablation and every baseline")
     w.add_argument("--parts", default="codecs,students,learned,crbq,e2e",
-                   help="comma-separated subset of codecs,students,learned,crbq,e2e")
+                   help="comma-separated subset of " + ",".join(sweep.PARTS)
+                   + " (the last three: the stage-1 loss ablation, with --variant r18)")
+    w.add_argument("--betas", type=_numbers, default=None,
+                   help="comma-separated β of the ablation parts (default: "
+                   + ",".join(f"{b:g}" for b in sweep.ABLATION_BETAS) + ")")
     w.add_argument("--out", default="runs/sweep", help="one JSON per point and the checkpoints go here")
     w.add_argument("--quick", action="store_true", help="a tiny sweep (a few steps, 20–100 images)")
     w.add_argument("--collect", action="store_true", help="only merge the points (into <out>/results_mini.json)")

@@ -151,6 +151,31 @@ def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixel
     return ax
 
 
+def plot_bits_on_product(res: dict, methods, ax=None, area: float | None = None):
+    """Where the bits go, per method: the share (%) of the coded bits inside the product's mask against KB per
+    image, for every point that records ``bits_on_object`` (the stage-1 loss ablation); ``area``: the product's
+    share of the image, the line a codec that spread its bits evenly would sit on. Returns the axes."""
+    import seaborn as sns
+    sns.set_theme(style="whitegrid", context="notebook")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    for m in methods:
+        pts = sorted((p for p in res["points"] if p["method"] == m and p.get("bits_on_object") is not None),
+                     key=lambda p: p["kb_mean"])
+        if pts:
+            label = METHOD_LABELS.get(m, m)
+            ax.plot([p["kb_mean"] for p in pts], [p["bits_on_object"] for p in pts], "-", marker="o", ms=4,
+                    color=METHOD_COLORS.get(label), label=label)
+    if area is not None:
+        ax.axhline(area, color=METHOD_COLORS["teacher"], ls=":", lw=1.5, label=f"the product's area ({area:.1f} %)")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("KB per image (log scale)")
+    ax.set_ylabel("coded bits inside the product's mask (%)")
+    ax.legend(fontsize=8, loc="upper right")
+    return ax
+
+
 TASK_METRIC_LABELS = {"map": "mAP@[.5:.95] (%)", "map_50": "mAP@.5 (%)", "miou": "mIoU (%)",
                       "pixel_accuracy": "pixel accuracy (%)"}
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from minist import codecs, pretrained
+from minist import codecs, pretrained, rd
 from minist.config import ImageCodecConfig, StudentTrainConfig, TeacherConfig
 from minist.config import mini_val_set as val_set
 from minist.evaluate import evaluate_student
@@ -265,3 +265,13 @@ def test_the_stage1_loss_ablation_writes_both_losses_points_with_where_their_bit
     assert 0.0 < p["bits_on_object"] < 100.0
     with pytest.raises(ValueError, match="--variant r18"):
         sweep.run(parts=("paper-loss",), out=tmp_path, quick=True)
+
+
+def test_rate_ratio_compares_two_curves_at_equal_accuracy():
+    res = {"points": [
+        {"method": "a", "kb_mean": 0.5, "accuracy": 80.0}, {"method": "a", "kb_mean": 1.0, "accuracy": 90.0},
+        {"method": "b", "kb_mean": 1.0, "accuracy": 80.0}, {"method": "b", "kb_mean": 4.0, "accuracy": 90.0}]}
+    rows = rd.rate_ratio(res, "a", "b")
+    assert [r["ratio"] for r in rows] == [pytest.approx(0.5), pytest.approx(0.25)]
+    assert rd.rate_ratio(res, "a", "b", accuracies=[95.0])[0]["ratio"] is None      # neither reaches it
+    assert rd.rate_ratio(res, "a", "b", accuracies=[70.0])[0]["ratio"] is None      # below b's measured range

@@ -295,10 +295,16 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None, variant: 
 
 
 def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quick: bool = False,
-        variant: str | None = None) -> None:
+        variant: str | None = None, betas=None) -> None:
+    """Run ``parts`` (points already under ``out`` are skipped); ``betas``: the β of the ablation arms
+    (default ``ABLATION_BETAS``), e.g. to share one arm's points between two processes."""
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown sweep parts {sorted(unknown)}; choose from {PARTS}")
+    if betas and not set(parts) <= set(ABLATION):
+        raise ValueError(f"--betas sets the β of the ablation parts ({', '.join(ABLATION)}) only")
+    if betas and any(b < 0 for b in betas):
+        raise ValueError(f"β must be ≥ 0, got {list(betas)}")
     if variant is not None and not set(parts) <= {"codecs", *ABLATION}:
         raise ValueError(f"--variant {variant} measures the input codecs against its teacher (--parts codecs) and "
                          f"the stage-1 loss ablation (--parts {','.join(ABLATION)}); its shipped students are "
@@ -324,8 +330,8 @@ def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quic
         elif part == "e2e":
             run_e2e(out, teacher, betas=E2E_BETAS[:1] if quick else E2E_BETAS, progress=progress, **small)
         elif part in ABLATION:
-            run_ablation(out, teacher, part, betas=ABLATION_BETAS[:1] if quick else ABLATION_BETAS,
-                         progress=progress, **small)
+            grid = tuple(betas) if betas else ABLATION_BETAS
+            run_ablation(out, teacher, part, betas=grid[:1] if quick else grid, progress=progress, **small)
         print(f"sweep part {part}: {time.time() - tic:.0f} s")
 
 
