@@ -19,7 +19,9 @@ from .utils import data_dir
 PRESETS = ("mini", "paper")
 VARIANTS = (None, "r18")
 TEACHER_FILES = {"mini": "teacher_mini.pt"}
-DEFAULT_BETA = {"mini": 0.02}
+# the default β per shipped family (``mini``, ``mini_r18``: :func:`_stem`); the r18 default is its student closest to
+# the teacher at ≤ 2 KB (data/README.md)
+DEFAULT_BETA = {"mini": 0.02, "mini_r18": 0.005}
 # the files of data/ the experiments write (minist.experiments: sweep, task study) and this module reads
 RESULTS_FILE = "results_{preset}.json"
 TASK_RESULTS_FILE = "results_tasks_mini.json"
@@ -64,6 +66,11 @@ def teacher(preset: str = "mini", with_meta: bool = False, variant: str | None =
     return (model, meta) if with_meta else model
 
 
+def default_beta(preset: str = "mini", variant: str | None = None) -> float | None:
+    """The β that ``student(preset, variant=variant)`` loads when no β is given."""
+    return DEFAULT_BETA.get(_stem(preset, variant), DEFAULT_BETA.get(preset))
+
+
 def student_file(preset: str, beta: float, variant: str | None = None) -> str:
     return f"student_{_stem(preset, variant)}_beta{beta:g}.pt"
 
@@ -99,7 +106,7 @@ def student(preset: str = "mini", beta: float | None = None, with_meta: bool = F
     _check(preset, variant)
     shipped = betas(preset, variant)
     if beta is None:
-        beta = DEFAULT_BETA.get(preset)
+        beta = default_beta(preset, variant)
     beta = _as_beta(beta)
     if beta not in shipped:
         raise FileNotFoundError(f"no shipped {_stem(preset, variant)} student at β = {beta}; shipped: "

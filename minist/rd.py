@@ -101,14 +101,16 @@ def rate_ratio(res: dict, method: str, reference: str, accuracies=None) -> list[
     """At equal accuracy, ``method``'s KB ÷ ``reference``'s KB (< 1: ``method`` needs fewer bytes).
 
     ``accuracies``: where to compare (default: each measured accuracy of ``method``); a row whose accuracy one of
-    the two never reaches, or reaches only below its measured range, has ``ratio`` None."""
+    the two never reaches, or lies below its cheapest point (where its bytes for that accuracy are unknown), has
+    ``ratio`` None."""
     ours = [p for p in res["points"] if p["method"] == method]
     ref = [p for p in res["points"] if p["method"] == reference]
+
+    def kb_for(points, a):
+        return None if not points or a < min(p["accuracy"] for p in points) else kb_at_accuracy(points, a)
     rows = []
     for a in (accuracies if accuracies is not None else sorted(p["accuracy"] for p in ours)):
-        kb, kb_ref = kb_at_accuracy(ours, a), kb_at_accuracy(ref, a)
-        if kb_ref is not None and ref and a < min(p["accuracy"] for p in ref):
-            kb_ref = None         # the reference is already better at its cheapest point: no equal-accuracy rate
+        kb, kb_ref = kb_for(ours, a), kb_for(ref, a)
         rows.append({"accuracy": a, "kb": kb, "kb_reference": kb_ref,
                      "ratio": kb / kb_ref if kb is not None and kb_ref is not None else None})
     return rows

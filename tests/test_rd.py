@@ -275,3 +275,4 @@ def test_rate_ratio_compares_two_curves_at_equal_accuracy():
     assert [r["ratio"] for r in rows] == [pytest.approx(0.5), pytest.approx(0.25)]
     assert rd.rate_ratio(res, "a", "b", accuracies=[95.0])[0]["ratio"] is None      # neither reaches it
     assert rd.rate_ratio(res, "a", "b", accuracies=[70.0])[0]["ratio"] is None      # below b's measured range
+    assert rd.rate_ratio(res, "b", "a", accuracies=[75.0])[0]["ratio"] is None      # below b's cheapest point

@@ -49,6 +49,7 @@ from ..split.latency import (
 from ..utils import get_device
 from ..widgets import Explorer
 from .imagenette import run as run_imagenette
+from .sweep import ABLATION, stage1_method
 
 
 def _rate(fn, n: int) -> float:
@@ -285,7 +286,9 @@ def rd_main(quick: bool = False, variant: str | None = None) -> int:
     rows.append(("ratio: best input codec ÷ Entropic Student (goal ≥ 4×)", ratio))
     _print_table(f"bytes per image to reach teacher − 1 pt = {res['teacher_accuracy'] - 1:.2f} % "
                  f"({res['val_set']['n']} val images)", rows)
-    h2h = rd.head_to_head(res)
+    arms = [m for a in ABLATION for m in (a, stage1_method(a))]
+    h2h = rd.head_to_head(res, baselines=sorted({p["method"] for p in res["points"]}
+                                                - {"entropic", "stage1-only", *arms}))
     cols = [c for c in h2h[0] if c not in ("knob", "value", "kb", "entropic")]
     print("\naccuracy (%) at each Entropic Student rate (— = outside that method's measured range)")
     print(f"{'β':>7} {'KB':>6} {'student':>8} " + " ".join(f"{METHOD_LABELS.get(c, c)[:12]:>12}" for c in cols))
@@ -303,6 +306,23 @@ def rd_main(quick: bool = False, variant: str | None = None) -> int:
     print()
     _print_table("each student against the best JPEG/WebP point at ≤ 2× its bytes "
                  f"(teacher {res['teacher_accuracy']:.2f} %)", rows)
+    present = [a for a in ABLATION if pretrained.points(res, a)]
+    if present:
+        rows = []
+        for a in present:
+            for p in sorted(pretrained.points(res, a), key=lambda p: p["value"]):
+                bits = p.get("bits_on_object")
+                rows.append((f"{METHOD_LABELS.get(a, a)}, β {p['value']:g}",
+                             f"{p['accuracy']:.2f} % at {p['kb_mean']:.3f} KB"
+                             + ("" if bits is None else f", {bits:.1f} % of the bits on the product")))
+        for a in present[1:]:
+            levels = sorted({p["accuracy"] for m in (a, present[0]) for p in pretrained.points(res, m)})
+            for r in rd.rate_ratio(res, a, present[0], accuracies=levels):
+                if r["ratio"] is not None:
+                    rows.append((f"{a} ÷ {present[0]} bytes at {r['accuracy']:.2f} %",
+                                 f"{r['kb']:.3f} / {r['kb_reference']:.3f} KB = {r['ratio']:.2f}×"))
+        print()
+        _print_table("the stage-1 loss ablation (each arm trained from scratch with the same recipe)", rows)
     return 0
 
 
