@@ -285,7 +285,8 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None, variant: 
            "units": {"kb_mean": "KB per image, 1 KB = 1024 B, headers included",
                      "bpp": "bits per input pixel (128×128)", "accuracy": "% top-1 after real decoding"},
            "made_by": "minist sweep && minist sweep --ship" if variant is None else
-           f"minist sweep --variant {variant} --parts codecs && minist sweep --variant {variant} --ship",
+           f"minist sweep --variant {variant} --parts codecs,{','.join(ABLATION)} && "
+           f"minist sweep --variant {variant} --ship",
            "torch": torch.__version__, "points": points}
     if variant is not None:
         doc["teacher"] = {k: tmeta.get(k) for k in ("train", "train_seconds")}

@@ -1,6 +1,7 @@
 """Stage 2 alone, from one stage-1 checkpoint, with or without fine-tuning the teacher's layer2 … head.
 
-    python tests/helpers/stage2_ablation.py STAGE1.pt TEACHER.pt OUT 0|1   (0: decoder only, 1: decoder + tail)
+    python tests/helpers/stage2_ablation.py STAGE1.pt TEACHER.pt OUT 0|1 [EPOCHS LR]
+    (0: decoder only, 1: decoder + tail; EPOCHS and LR replace the recorded stage-2 epochs and learning rate)
 
 The method issue's stage-2 ablation (data/README.md): the same stage-1 student, the recipe it records, stage 2
 trained both ways, then scored on the full val set at real bytes. Prints one JSON line.
@@ -24,6 +25,8 @@ def main() -> None:
     student, meta = load_student(src, teacher)
     recipe = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()}
     cfg = replace(StudentTrainConfig(**recipe), out=out, stage2_tail=tail)
+    if len(sys.argv) > 6:
+        cfg = replace(cfg, stage2_epochs=int(sys.argv[5]), stage2_lr=float(sys.argv[6]))
     student.tune_tail = tail
     student.train().set_stage(2)
     train_set, val_set = cfg.datasets()
