@@ -169,6 +169,11 @@ def plot_bits_on_product(res: dict, methods, ax=None, area: float | None = None)
     if area is not None:
         ax.axhline(area, color=METHOD_COLORS["teacher"], ls=":", lw=1.5, label=f"the product's area ({area:.1f} %)")
     ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, StrMethodFormatter
+    ax.xaxis.set_major_locator(FixedLocator([0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10]))
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(0, 100)
     ax.set_xlabel("KB per image (log scale)")
     ax.set_ylabel("coded bits inside the product's mask (%)")
