@@ -223,7 +223,7 @@ def test_the_shipped_r18_students_recipe_runs(tmp_path):
     assert {h["stage"] for h in new["history"]} == {1, 2} and new["train"]["stage2_tail"] is False
 
 
-@pytest.mark.skipif(not os.environ.get("MINIST_RETRAIN"), reason="≈14 min on one thread with bf16: MINIST_RETRAIN=1 to run")
+@pytest.mark.skipif(not os.environ.get("MINIST_RETRAIN"), reason="≈14 min, bf16: MINIST_RETRAIN=1 to run")
 def test_retraining_the_r18_default_student_reaches_its_recorded_accuracy(tmp_path):
     """Outside CI: the whole recipe again, scored on the full val set at real bytes."""
     cfg, meta = _r18_recipe(out=str(tmp_path / "s"), workers=1)
