@@ -330,6 +330,8 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
                                           callback)
     student.set_stage(2)
     student.eval()
+    for model in (student, teacher):        # back to the layout a loaded checkpoint has: the same numbers
+        model.to(memory_format=torch.contiguous_format)
     final = evaluate_student(student, val_set, progress=progress) if final_eval else history[-1]
     meta = {"beta": cfg.beta, "method": cfg.method, "val": final,
             "val_set": {"config": asdict(cfg.data_config()), "sha256": _digest(val_set)},

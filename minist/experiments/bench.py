@@ -306,7 +306,7 @@ def rd_main(quick: bool = False, variant: str | None = None) -> int:
     print()
     _print_table("each student against the best JPEG/WebP point at ≤ 2× its bytes "
                  f"(teacher {res['teacher_accuracy']:.2f} %)", rows)
-    present = [a for a in ABLATION if pretrained.points(res, a)]
+    present = [a for a in ABLATION if any(p["method"] == a for p in res["points"])]
     if present:
         rows = []
         for a in present:
