@@ -64,13 +64,12 @@ def saliency_weights(teacher, teacher_feats: dict, labels: torch.Tensor, floor: 
     Returns (B, 1, h, w) on ``at``'s grid, without gradient."""
     if not 0.0 <= floor <= 1.0:
         raise ValueError(f"the saliency floor must lie in [0, 1], got {floor}")
-    stages = ("layer1", "layer2", "layer3", "layer4")
-    if at not in stages[1:]:
-        raise ValueError(f"Grad-CAM is taken at one of {stages[1:]}, got {at!r}")
+    if at not in LAYERS[1:]:
+        raise ValueError(f"Grad-CAM is taken at one of {LAYERS[1:]}, got {at!r}")
     with torch.enable_grad():
         a = teacher_feats[at].detach().float().requires_grad_(True)
         h = a
-        for name in stages[stages.index(at) + 1:] + ("head",):
+        for name in LAYERS[LAYERS.index(at) + 1:] + ("head",):
             h = getattr(teacher, name)(h)
         (grad,) = torch.autograd.grad(h.float().gather(1, labels.view(-1, 1)).sum(), a)
     cam = F.relu((grad.mean(dim=(2, 3), keepdim=True) * a.detach()).sum(dim=1, keepdim=True)) ** power

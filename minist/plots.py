@@ -151,6 +151,15 @@ def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixel
     return ax
 
 
+def _plain_kb_ticks(ax, ticks) -> None:
+    """A log KB axis labelled 0.1, 0.2, 0.5, 1 … instead of powers of ten."""
+    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, StrMethodFormatter
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_bits_on_product(res: dict, methods, ax=None, area: float | None = None):
     """Where the bits go, per method: the share (%) of the coded bits inside the product's mask against KB per
     image, for every point that records ``bits_on_object`` (the stage-1 loss ablation); ``area``: the product's
@@ -169,11 +178,7 @@ def plot_bits_on_product(res: dict, methods, ax=None, area: float | None = None)
     if area is not None:
         ax.axhline(area, color=METHOD_COLORS["teacher"], ls=":", lw=1.5, label=f"the product's area ({area:.1f} %)")
     ax.set_xscale("log")
-    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, StrMethodFormatter
-    ax.xaxis.set_major_locator(FixedLocator([0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10]))
-    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    _plain_kb_ticks(ax, [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10])
     ax.set_ylim(0, 100)
     ax.set_xlabel("KB per image (log scale)")
     ax.set_ylabel("coded bits inside the product's mask (%)")
@@ -236,11 +241,7 @@ def plot_task_rd(res: dict, task: str, metric: str, ax=None, title: str | None =
         ax.axhline(teacher[metric], color=METHOD_COLORS["teacher"], ls=":", lw=1.5,
                    label=f"task teacher, uncompressed ({teacher[metric]:.1f})")
     ax.set_xscale("log")
-    from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, StrMethodFormatter
-    ax.xaxis.set_major_locator(FixedLocator([0.1, 0.2, 0.5, 1, 2, 5, 10]))
-    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    _plain_kb_ticks(ax, [0.1, 0.2, 0.5, 1, 2, 5, 10])
     ax.set_xlabel("KB per image (1 KB = 1024 B, headers included; log scale)")
     ax.set_ylabel(TASK_METRIC_LABELS.get(metric, metric))
     ax.set_title(title or f"{task}: {TASK_METRIC_LABELS.get(metric, metric)} vs rate", fontsize=11)

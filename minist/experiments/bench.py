@@ -49,7 +49,7 @@ from ..split.latency import (
 from ..utils import get_device
 from ..widgets import Explorer
 from .imagenette import run as run_imagenette
-from .sweep import ABLATION, stage1_method
+from .sweep import ABLATION, ABLATION_METHODS
 
 
 def _rate(fn, n: int) -> float:
@@ -286,9 +286,8 @@ def rd_main(quick: bool = False, variant: str | None = None) -> int:
     rows.append(("ratio: best input codec ÷ Entropic Student (goal ≥ 4×)", ratio))
     _print_table(f"bytes per image to reach teacher − 1 pt = {res['teacher_accuracy'] - 1:.2f} % "
                  f"({res['val_set']['n']} val images)", rows)
-    arms = [m for a in ABLATION for m in (a, stage1_method(a))]
     h2h = rd.head_to_head(res, baselines=sorted({p["method"] for p in res["points"]}
-                                                - {"entropic", "stage1-only", *arms}))
+                                                - {"entropic", "stage1-only", *ABLATION_METHODS}))
     cols = [c for c in h2h[0] if c not in ("knob", "value", "kb", "entropic")]
     print("\naccuracy (%) at each Entropic Student rate (— = outside that method's measured range)")
     print(f"{'β':>7} {'KB':>6} {'student':>8} " + " ".join(f"{METHOD_LABELS.get(c, c)[:12]:>12}" for c in cols))

@@ -113,6 +113,10 @@ def stage1_method(method: str) -> str:
     return "stage1-only" if method == "entropic" else f"{method}-stage1-only"
 
 
+# every point name the ablation writes: each arm and its stage-1-only points
+ABLATION_METHODS = tuple(m for a in ABLATION for m in (a, stage1_method(a)))
+
+
 def bits_on_product(student, limit: int = BITS_IMAGES) -> float:
     """The share (%) of a student's bits spent inside the product's mask, on the first ``limit`` val images."""
     cfg = StudentTrainConfig()
@@ -131,8 +135,7 @@ def _train_point(out: Path, teacher, cfg, method: str, knob: str, value, progres
         extra["bits_on_object"] = bits_on_product(student)
     rows = [_row(method, knob, value, meta["val"], student.device_parameters(), **extra)]
     if "stage1_val" in meta:
-        s1 = {**extra, "bits_on_object": None} if bits else extra    # the stage-2 student's encoder is the same
-        s1.pop("bits_on_object", None)
+        s1 = {k: v for k, v in extra.items() if k != "bits_on_object"}     # measured on the final student only
         rows.append(_row(stage1_method(method), knob, value, meta["stage1_val"], student.device_parameters(), **s1))
     for r in rows:
         _write_point(out, r)
@@ -267,9 +270,8 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None, variant: 
         raise FileNotFoundError(f"no sweep points under {out / 'points'}: run `minist sweep` first")
     _, tmeta = pretrained.teacher(preset, with_meta=True, variant=variant)
     val = mini_val_set()
-    arms = [m for a in ABLATION for m in (a, stage1_method(a))]
-    order = {m: i for i, m in enumerate(("entropic", "stage1-only", *arms, "crbq", "end-to-end", "factorized",
-                                         "hyperprior", "jpeg", "webp"))}
+    order = {m: i for i, m in enumerate(("entropic", "stage1-only", *ABLATION_METHODS, "crbq", "end-to-end",
+                                         "factorized", "hyperprior", "jpeg", "webp"))}
     points.sort(key=lambda p: (order.get(p["method"], 99), p["value"]))
     for p in points:      # name shipped files by their place in data/, drop run paths
         init = p.get("recipe", {}).get("init_from")
