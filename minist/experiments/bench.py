@@ -380,8 +380,8 @@ def main(quick: bool = False, which: str = "all", variant: str | None = None) ->
         return throughput_main(quick)
     if which == "device":
         return device_main(quick)
-    if which == "train":
-        return train_main(quick)
+    if which == "train":        # --variant r18: the two-block teacher (its layout; speed does not depend on weights)
+        return train_main(quick, {"blocks": (2, 2, 2, 2)} if variant == "r18" else None)
     if which in ("all", "foundation"):
         foundation_main(quick)
     if which in ("all", "student"):
