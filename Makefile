@@ -69,11 +69,15 @@ sweep: setup ## the rate–accuracy study: every β and baseline (hours on a CPU
 	$(BIN)/minist sweep --ship
 	$(BIN)/minist figures --out docs
 
-teacher: setup ## retrain the shipped mini teacher (≈30 min on 2 CPU cores) and copy it to data/
-	$(BIN)/minist train-teacher --ship
+teacher: setup ## retrain the shipped mini teacher: three cosine cycles (≈2–3 h on a CPU; data/README.md), fp16 → data/
+	$(BIN)/minist train-teacher --epochs 20 --out runs/teacher-mini
+	$(BIN)/minist train-teacher --init runs/teacher-mini/teacher.pt --epochs 8 --epoch-offset 20 --lr 0.02 \
+		--warmup-epochs 0.25 --out runs/teacher-mini-ft
+	$(BIN)/minist train-teacher --init runs/teacher-mini-ft/teacher.pt --epochs 20 --epoch-offset 28 --lr 0.03 \
+		--warmup-epochs 0.25 --out runs/teacher-mini-ft2 --ship --half
 
-student: setup ## retrain the shipped default-β mini student (≈25 min on 2 CPU cores) and copy it to data/
-	$(BIN)/minist train-student --ship
+student: setup ## retrain the shipped default-β mini student (≈14 min on one CPU thread with bf16), fp16 → data/
+	$(BIN)/minist train-student --eval-stage1 true --out runs/sweep/student-0.005 --ship --half
 
 data: setup ## rebuild data/fashion_mnist_subset.npz from the Debian package dataset-fashion-mnist
 	$(BIN)/minist data make-subset --source debian

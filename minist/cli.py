@@ -7,8 +7,8 @@
     minist bench [foundation|student|split|rd|explorer|imagenette]
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
     minist eval-codec --format jpeg --quality 10 [--preset paper --data-root /data/imagenet]
-    minist train-task --task detection --beta 0.16 | --preset paper --student S.pt --data-root /data/coco
-    minist tasks [--tasks detection,segmentation] [--betas 0.02,0.16,0.64] [--quick] / minist tasks --ship
+    minist train-task --task detection --beta 0.08 | --preset paper --student S.pt --data-root /data/coco
+    minist tasks [--tasks detection,segmentation] [--betas 0.005,0.08,0.32] [--quick] / minist tasks --ship
     minist notebooks [--quick] [--out build/notebooks]
     minist figures
 """
@@ -84,10 +84,6 @@ def _numbers(s: str) -> tuple[float, ...]:
     return values
 
 
-def _add_variant(parser: argparse.ArgumentParser, help: str) -> None:
-    parser.add_argument("--variant", default=None, choices=[v for v in pretrained.VARIANTS if v], help=help)
-
-
 def _none_or_number(s: str):
     for t in (int, float):
         try:
@@ -128,14 +124,14 @@ def cmd_train_teacher(args) -> int:
     out = Path(cfg.out) / "teacher.pt"
     print(f"val accuracy {meta['val_accuracy']:.2f} %  ({meta['train_seconds']:.0f} s of training) → {out}")
     if args.ship:
-        _ship(out, data_dir() / pretrained.teacher_file("mini", args.variant), args.half)
+        _ship(out, data_dir() / pretrained.teacher_file("mini"), args.half)
     return 0
 
 
 def cmd_train_student(args) -> int:
     cfg = _preset_from_args(StudentTrainConfig, args)   # the preset's recipe, the flags given on top
     cfg.check_data()            # before the teacher's weights download
-    teacher = pretrained.teacher(cfg.preset, variant=args.variant)
+    teacher = pretrained.teacher(cfg.preset)
     student, meta = train_student(cfg, teacher, resume=args.resume)
     if not distributed.is_main():           # under torchrun: rank 0 reports and ships
         distributed.shutdown()
@@ -145,7 +141,7 @@ def cmd_train_student(args) -> int:
     print(f"β = {cfg.beta}: accuracy {v['accuracy']:.2f} % at {v['kb_mean']:.3f} KB/image ({v['bpp']:.3f} bpp, "
           f"{v['header_bytes']} B header) on {v['n']} val images, real bytes → {out}")
     if args.ship:
-        _ship(out, data_dir() / pretrained.student_file(cfg.preset, cfg.beta, args.variant), args.half)
+        _ship(out, data_dir() / pretrained.student_file(cfg.preset, cfg.beta), args.half)
     return 0
 
 
@@ -226,7 +222,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    return bench.main(quick=args.quick, which=args.which, variant=args.variant)
+    return bench.main(quick=args.quick, which=args.which)
 
 
 def cmd_notebooks(args) -> int:
@@ -236,13 +232,13 @@ def cmd_notebooks(args) -> int:
 def cmd_sweep(args) -> int:
     parts = tuple(p for p in args.parts.split(",") if p)
     if not (args.collect or args.ship):
-        sweep.run(parts=parts, out=args.out, quick=args.quick, variant=args.variant, betas=args.betas)
+        sweep.run(parts=parts, out=args.out, quick=args.quick, betas=args.betas)
     if args.collect or args.ship:
-        if args.ship and args.variant is None:
+        if args.ship:
             for path in sweep.ship_students(args.out):
-                print(f"shipped → {path}")
-        dest = sweep.collect(Path(args.out), variant=args.variant,
-                             dest=None if args.ship else Path(args.out) / pretrained.results_file("mini", args.variant))
+                print(f"shipped as fp16 → {path}")
+        dest = sweep.collect(Path(args.out),
+                             dest=None if args.ship else Path(args.out) / pretrained.results_file("mini"))
         print(f"wrote {dest}")
     return 0
 
@@ -313,7 +309,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(t, TeacherTrainConfig)
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     t.add_argument("--ship", action="store_true", help="copy the result to data/teacher_mini.pt")
-    _add_variant(t, "--ship copies to data/teacher_mini_<variant>.pt (the method issue's r18 teacher)")
     t.add_argument("--half", action="store_true", help="--ship with fp16 weights, re-scored as stored")
     t.set_defaults(fn=cmd_train_teacher)
 
@@ -321,7 +316,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataclass_args(s, StudentTrainConfig)
     s.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     s.add_argument("--ship", action="store_true", help="copy the result to data/student_mini_beta<β>.pt")
-    _add_variant(s, "distil from data/teacher_mini_<variant>.pt; --ship → data/student_mini_<variant>_beta<β>.pt")
     s.add_argument("--half", action="store_true", help="--ship with fp16 weights, re-scored as stored")
     s.set_defaults(fn=cmd_train_student)
 
@@ -367,7 +361,6 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=("all", "foundation", "student", "split", "rd", "explorer", "imagenette", "throughput",
                             "device", "train"))
     b.add_argument("--quick", action="store_true")
-    _add_variant(b, "split: the r18 teacher and its default student (the method issue's proof)")
     b.set_defaults(fn=cmd_bench)
 
     x = sub.add_parser("export", help="write a device bundle (ONNX encoder + coding tables) for minist-device")
@@ -387,17 +380,15 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="the rate–accuracy study: β sweep, stage-1 ablation and every baseline")
     w.add_argument("--parts", default="codecs,students,learned,crbq,e2e",
                    help="comma-separated subset of " + ",".join(sweep.PARTS)
-                   + " (the last three: the stage-1 loss ablation, with --variant r18)")
+                   + " (the last two: the stage-1 loss ablation)")
     w.add_argument("--betas", type=_numbers, default=None,
-                   help="comma-separated β of the ablation parts (default: "
-                   + ",".join(f"{b:g}" for b in sweep.ABLATION_BETAS) + ")")
+                   help="comma-separated β of the students (default: " + ",".join(f"{b:g}" for b in sweep.BETAS)
+                   + ") or the ablation parts (default: " + ",".join(f"{b:g}" for b in sweep.ABLATION_BETAS) + ")")
     w.add_argument("--out", default="runs/sweep", help="one JSON per point and the checkpoints go here")
     w.add_argument("--quick", action="store_true", help="a tiny sweep (a few steps, 20–100 images)")
     w.add_argument("--collect", action="store_true", help="only merge the points (into <out>/results_mini.json)")
     w.add_argument("--ship", action="store_true",
-                   help="do not train: copy the β-grid students to data/ and write data/results_mini.json")
-    _add_variant(w, "the r18 proof: --parts codecs against its teacher; --ship: its shipped students + those "
-                    "points → data/results_mini_<variant>.json")
+                   help="do not train: store the β-grid students in data/ (fp16) and write data/results_mini.json")
     w.set_defaults(fn=cmd_sweep)
 
     ec = sub.add_parser("eval-codec", help="JPEG/WebP + the unmodified teacher on a preset's val set (a baseline "
@@ -419,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("tasks", help="detection + segmentation on the shared bitstream: task teachers, task "
                                      "students at several β, JPEG/WebP baselines (notebook 04)")
     k.add_argument("--tasks", default="detection,segmentation")
-    k.add_argument("--betas", default="0.02,0.16,0.64", help="shipped classification students to build on")
+    k.add_argument("--betas", default=",".join(f"{b:g}" for b in task_study.BETAS),
+                   help="shipped classification students to build on")
     k.add_argument("--out", default=None,
                    help="checkpoints and one JSON per point go here, resumable (default: runs/tasks, or "
                         "runs/tasks-quick with --quick)")

@@ -58,7 +58,7 @@ def saliency_weights(teacher, teacher_feats: dict, labels: torch.Tensor, floor: 
 
     cam = ReLU(Σ_c α_c A_c)^power, α_c = mean over positions of ∂ logit_y / ∂ A_c; then a = floor + (1 − floor) ·
     cam / mean(cam), so every image's weights average 1 (β keeps its meaning) and no position drops below ``floor``.
-    On 64 val images of the shipped r18 teacher the products cover 19.7 % of the area and hold 44 % of the plain
+    On 64 val images of the shipped mini teacher the products cover 19.7 % of the area and hold 44 % of the plain
     map's weight at layer3 (39 % at layer4, 33 % at layer2); squared (``power=2``, the default) 57 %, cubed 64 %
     (``python tests/helpers/saliency_share.py``; the 89.10 % teacher before it: 46, 61, 68 %).
     FrankenSplit (Furutanpey et al., 2024) weights its head distillation by the teacher's saliency likewise.

@@ -20,7 +20,7 @@ METHOD_COLORS = {
 # the ``method`` keys of the shipped results (``minist.pretrained.results``) → legend names
 METHOD_LABELS = {
     "entropic": "Entropic Student", "stage1-only": "stage 1 only",
-    "paper-loss": "stage-1 loss: the paper's", "layer2-4": "stage-1 loss: layer2–4",
+    "paper-loss": "stage-1 loss: the paper's",
     "task-aware": "stage-1 loss: Grad-CAM-weighted", "crbq": "CR+BQ",
     "end-to-end": "end-to-end (Singh)", "factorized": "factorized prior + teacher",
     "hyperprior": "hyperprior + teacher", "jpeg": "JPEG", "webp": "WebP",
@@ -129,7 +129,7 @@ def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixel
         if not pts:
             continue
         label = METHOD_LABELS.get(m, m)
-        style = "-" if m in ("entropic", "stage1-only", "paper-loss", "layer2-4", "task-aware", "crbq",
+        style = "-" if m in ("entropic", "stage1-only", "paper-loss", "task-aware", "crbq",
                              "end-to-end") else "--"
         ax.plot([p["kb_mean"] for p in pts], [p["accuracy"] for p in pts], style, marker="o", ms=4, lw=1.8,
                 color=METHOD_COLORS.get(label), label=label, zorder=3 if m == "entropic" else 2)

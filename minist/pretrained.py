@@ -1,10 +1,6 @@
 """Shipped models and results: ``teacher("mini")``, ``student("mini", beta=None)``, ``results("mini")``.
 
 Each file in ``data/`` is made by one documented command (see ``data/README.md``).
-
-``variant="r18"`` names the method issue's proof: the 32-256 × 2 teacher that keeps the paper's compute
-asymmetry, its default and low-rate students and their results (``*_mini_r18*`` files). The β study, the
-explorer and the task study still use the first teacher until they are remade from that recipe.
 """
 
 from __future__ import annotations
@@ -17,11 +13,9 @@ from .models.teacher import load_imagenet_resnet50
 from .utils import data_dir
 
 PRESETS = ("mini", "paper")
-VARIANTS = (None, "r18")
 TEACHER_FILES = {"mini": "teacher_mini.pt"}
-# the default β per shipped family (``mini``, ``mini_r18``: :func:`_stem`); the r18 default is its student closest to
-# the teacher at ≤ 2 KB (data/README.md)
-DEFAULT_BETA = {"mini": 0.02, "mini_r18": 0.005}
+# the default β per preset: the mini student closest to its teacher at ≤ 2 KB (data/README.md)
+DEFAULT_BETA = {"mini": 0.005}
 # the files of data/ the experiments write (minist.experiments: sweep, task study) and this module reads
 RESULTS_FILE = "results_{preset}.json"
 TASK_RESULTS_FILE = "results_tasks_mini.json"
@@ -29,50 +23,41 @@ TASK_TEACHER_FILE = "task_teacher_mini_{task}.pt"
 TASK_STUDENT_FILE = "task_student_mini_{task}_beta{beta:g}.pt"
 
 
-def _check(preset: str, variant: str | None = None) -> None:
+def _check(preset: str) -> None:
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
-    if variant is not None and preset != "mini":
-        raise ValueError(f"variant {variant!r} exists for the mini preset only")
 
 
-def _stem(preset: str, variant: str | None) -> str:
-    """``mini``, ``mini_r18``: the part of a shipped file's name that says whose it is."""
-    return preset if variant is None else f"{preset}_{variant}"
+def teacher_file(preset: str = "mini") -> str:
+    return TEACHER_FILES[preset]
 
 
-def teacher_file(preset: str = "mini", variant: str | None = None) -> str:
-    return TEACHER_FILES[preset] if variant is None else f"teacher_{_stem(preset, variant)}.pt"
+def results_file(preset: str = "mini") -> str:
+    return RESULTS_FILE.format(preset=preset)
 
 
-def results_file(preset: str = "mini", variant: str | None = None) -> str:
-    return RESULTS_FILE.format(preset=_stem(preset, variant))
-
-
-def teacher(preset: str = "mini", with_meta: bool = False, variant: str | None = None):
+def teacher(preset: str = "mini", with_meta: bool = False):
     """The teacher of ``preset`` in eval mode: ``mini`` from ``data/``, ``paper`` = ImageNet ResNet-50."""
-    _check(preset, variant)
+    _check(preset)
     if preset == "paper":
         model = load_imagenet_resnet50()
         meta = {"val_accuracy": 76.13, "source": "torchvision IMAGENET1K_V1 (top-1 as published)"}
         return (model, meta) if with_meta else model
-    path = data_dir() / teacher_file(preset, variant)
+    path = data_dir() / teacher_file(preset)
     if not path.is_file():
-        raise FileNotFoundError(f"the shipped {_stem(preset, variant)} teacher {path} is missing; make it with "
+        raise FileNotFoundError(f"the shipped {preset} teacher {path} is missing; make it with "
                                 "`minist train-teacher --ship` (see data/README.md)")
     model, meta = load_teacher(path)
     return (model, meta) if with_meta else model
 
 
-def default_beta(preset: str = "mini", variant: str | None = None) -> float | None:
-    """The β that ``student(preset, variant=variant)`` loads when no β is given."""
-    return DEFAULT_BETA.get(_stem(preset, variant), DEFAULT_BETA.get(preset))
+def default_beta(preset: str = "mini") -> float | None:
+    """The β that ``student(preset)`` loads when no β is given."""
+    return DEFAULT_BETA.get(preset)
 
 
-def student_file(preset: str, beta: float, variant: str | None = None) -> str:
-    return f"student_{_stem(preset, variant)}_beta{beta:g}.pt"
+def student_file(preset: str, beta: float) -> str:
+    return f"student_{preset}_beta{beta:g}.pt"
 
 
 def _shipped_betas(prefix: str) -> list[float]:
@@ -85,10 +70,10 @@ def _shipped_betas(prefix: str) -> list[float]:
     return sorted(found)
 
 
-def betas(preset: str = "mini", variant: str | None = None) -> list[float]:
+def betas(preset: str = "mini") -> list[float]:
     """The β values of the students shipped in ``data/`` for ``preset`` (sorted)."""
-    _check(preset, variant)
-    return _shipped_betas(f"student_{_stem(preset, variant)}")
+    _check(preset)
+    return _shipped_betas(f"student_{preset}")
 
 
 def _as_beta(beta) -> float:
@@ -101,22 +86,25 @@ def _as_beta(beta) -> float:
         raise TypeError(f"β must be a number such as 0.02, got {beta!r}") from None
 
 
-def student(preset: str = "mini", beta: float | None = None, with_meta: bool = False, variant: str | None = None):
-    """A shipped Entropic Student (eval mode, coding tables built); ``beta=None`` → the default β."""
-    _check(preset, variant)
-    shipped = betas(preset, variant)
+def student(preset: str = "mini", beta: float | None = None, with_meta: bool = False):
+    """A shipped Entropic Student (eval mode, coding tables built); ``beta=None`` → the default β.
+
+    The mini students are compact (stage 2 trained the decoder only): their ``layer2`` … head come from the
+    shipped teacher, whose digest they record."""
+    _check(preset)
+    shipped = betas(preset)
     if beta is None:
-        beta = default_beta(preset, variant)
+        beta = default_beta(preset)
     beta = _as_beta(beta)
     if beta not in shipped:
-        raise FileNotFoundError(f"no shipped {_stem(preset, variant)} student at β = {beta}; shipped: "
+        raise FileNotFoundError(f"no shipped {preset} student at β = {beta}; shipped: "
                                 f"{shipped or 'none'}. Train one with `minist train-student --beta B --ship`.")
-    path = data_dir() / student_file(preset, beta, variant)
-    model, meta = load_student(path, teacher(preset, variant=variant) if variant else None)
+    path = data_dir() / student_file(preset, beta)
+    model, meta = load_student(path, teacher(preset) if preset == "mini" else None)
     return (model, meta) if with_meta else model
 
 
-def results(preset: str = "mini", variant: str | None = None) -> dict:
+def results(preset: str = "mini") -> dict:
     """The shipped rate–accuracy study (``data/results_<preset>.json``, made by ``minist sweep``).
 
     ``{"teacher_accuracy", "val_set", "units", "points": [{"method", "knob", "value", "kb_mean",
@@ -124,8 +112,8 @@ def results(preset: str = "mini", variant: str | None = None) -> dict:
     ``entropic``, ``stage1-only``, ``crbq``, ``end-to-end``, ``factorized``, ``hyperprior``,
     ``jpeg``, ``webp``. :func:`points` gives one method's points sorted by rate.
     """
-    _check(preset, variant)
-    path = data_dir() / results_file(preset, variant)
+    _check(preset)
+    path = data_dir() / results_file(preset)
     if not path.is_file():
         raise FileNotFoundError(f"no shipped results for {preset!r} ({path}); make them with "
                                 "`minist sweep && minist sweep --collect` (see data/README.md)")

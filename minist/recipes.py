@@ -355,14 +355,15 @@ def _round_to_half(model: torch.nn.Module) -> None:
             t.copy_(t.half().float())
 
 
-def ship_half(src, dest, val_set=None, progress: bool = False) -> dict:
+def ship_half(src, dest, val_set=None, progress: bool = False, teacher=None) -> dict:
     """Store the teacher or student checkpoint ``src`` at ``dest`` with fp16 weights, re-scored *as stored*
     (a student's coding tables are rebuilt from its rounded prior, its bytes and accuracy measured again on the
-    val set it records); the fp32 results stay in ``meta`` as ``*_fp32``. Returns the new metadata."""
+    val set it records); the fp32 results stay in ``meta`` as ``*_fp32``. ``teacher``: a compact student's
+    (default: the shipped one with its recorded digest). Returns the new metadata."""
     kind = checkpoint.load(src)["kind"]
     if kind not in ("teacher", "student"):
         raise ValueError(f"{src} is a {kind} checkpoint; ship_half stores teachers and students")
-    model, meta = (load_teacher if kind == "teacher" else load_student)(src)
+    model, meta = load_teacher(src) if kind == "teacher" else load_student(src, teacher)
     _round_to_half(model)
     val_set = val_set if val_set is not None else cached("val", "classification", **meta["val_set"]["config"])
     if _digest(val_set) != meta["val_set"]["sha256"]:

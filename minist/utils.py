@@ -24,8 +24,8 @@ def get_device(prefer: str | None = None) -> torch.device:
 
 def fast_bf16(device: torch.device | str) -> bool:
     """Whether bf16 autocast speeds training up on ``device``: CUDA with bf16, or a CPU with AMX or AVX-512 bf16
-    instructions. Measured on a 2-core Xeon with AMX (``minist bench train --variant r18``: one thread, batch 32,
-    channels_last): the r18 teacher's training step 119 → 218 images/s, a stage-1 step 61 → 80. A CPU without them
+    instructions. Measured on a 2-core Xeon with AMX (``minist bench train``: one thread, batch 32,
+    channels_last): the mini teacher's training step 119 → 218 images/s, a stage-1 step 61 → 80. A CPU without them
     (AVX2 only) emulates bf16 and gains nothing, so the recipes' ``amp=None`` (auto) leaves it off there."""
     device = torch.device(device)
     if device.type == "cuda":

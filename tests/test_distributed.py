@@ -130,10 +130,10 @@ def test_torchrun_trains_a_task_student_and_only_rank_0_reports(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
                         "127.0.0.1", "--master_port", str(_free_port()), "-m", "minist", "train-task", "--task",
-                        "segmentation", "--beta", "0.64", "--max-steps", "2", "--train-length", "16", "--batch-size",
+                        "segmentation", "--beta", "0.32", "--max-steps", "2", "--train-length", "16", "--batch-size",
                         "4", "--val-length", "8", "--eval-limit", "8", "--out", str(tmp_path)],
                        env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert r.stdout.count("segmentation: miou") == 1          # logging from rank 0 only
     assert (tmp_path / "task_student_mini_segmentation.pt").is_file()
-    assert (tmp_path / "segmentation-student-beta0.64-stage2-last.pt").is_file()
+    assert (tmp_path / "segmentation-student-beta0.32-stage2-last.pt").is_file()

@@ -228,8 +228,8 @@ def test_cli_port_in_use_and_a_refusing_server(capsys):
     finally:
         busy.close()
     with SplitServer(pretrained.student("mini").split()[1]) as srv:   # the default β's server …
-        rc, err = _cli(capsys, "send", "--beta", "0.64", "--port", str(srv.port), "--n", "1", "--channel", "none")
-    assert rc == 2 and len(err.splitlines()) == 1 and "another model" in err   # … refuses β = 0.64's bytes
+        rc, err = _cli(capsys, "send", "--beta", "0.32", "--port", str(srv.port), "--n", "1", "--channel", "none")
+    assert rc == 2 and len(err.splitlines()) == 1 and "another model" in err   # … refuses β = 0.32's bytes
 
 
 def test_pretrained_accepts_beta_as_text():

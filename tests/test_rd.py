@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from minist import codecs, pretrained, rd
+from minist import checkpoint, codecs, pretrained, rd
 from minist.config import ImageCodecConfig, StudentTrainConfig, TeacherConfig
 from minist.config import mini_val_set as val_set
 from minist.evaluate import evaluate_student
@@ -48,7 +48,7 @@ def test_baselines_train_and_warm_start(tmp_path):
     # warm start: encoder, prior and decoder come from the checkpoint, layer2 … head from the teacher
     ws, _ = train_student(_tiny_cfg(tmp_path, "ws", init_from=str(tmp_path / "ent" / "stage1.pt"),
                                     stage1_warmup_steps=2, max_steps=1, beta=0.5), teacher, progress=False)
-    first, _ = load_student(tmp_path / "ent" / "stage1.pt")
+    first, _ = load_student(tmp_path / "ent" / "stage1.pt", teacher)
     assert not torch.equal(ws.encoder[0].weight, first.encoder[0].weight)      # trained on from there
     with pytest.raises(ValueError, match="same C, T and widths"):
         warm_start(EntropicStudent(teacher, type(s.config)(channels=2, target_channels=8), codec="8bit"),
@@ -58,7 +58,7 @@ def test_baselines_train_and_warm_start(tmp_path):
     assert cmeta["val"]["header_bytes"] == crbq.header_bytes == 20 and crbq.codec_name == "8bit"
     assert cmeta["val"]["bytes_mean"] == 20 + 2 * 15 * 15
     assert cmeta["val"]["payload_to_estimate"] == 1.0          # raw codes: the estimate is exact
-    assert load_student(tmp_path / "crbq" / "student.pt")[0].codec_name == "8bit"
+    assert load_student(tmp_path / "crbq" / "student.pt", teacher)[0].codec_name == "8bit"
 
     e2e, emeta = train_student(_tiny_cfg(tmp_path, "e2e", method="end-to-end", beta=1e-3), teacher,
                                progress=False)
@@ -223,48 +223,60 @@ def test_sweep_cli_quick(tmp_path, capsys):
     assert "unknown sweep parts" in capsys.readouterr().err
 
 
-def test_sweep_ship_copies_each_swept_student_into_data(tmp_path, monkeypatch):
-    """`minist sweep --ship`: every entropic point's checkpoint → data/student_mini_beta<β>.pt (atomic copy)."""
+def test_sweep_ships_each_swept_student_in_fp16_and_collects_its_stored_result(tmp_path, monkeypatch):
+    """`minist sweep --ship`: every entropic point's student → data/student_mini_beta<β>.pt, fp16 and re-scored
+    as stored; shipping again keeps it (same recipe); the collected point carries the stored file's result."""
+    out = tmp_path / "sweep"
+    sweep.run(parts=("students",), out=out, quick=True, progress=False)
     data = tmp_path / "data"
     data.mkdir()
     monkeypatch.setattr(sweep, "data_dir", lambda: data)
-    ck = tmp_path / "student-0.3" / "student.pt"
-    ck.parent.mkdir()
-    ck.write_bytes(b"weights")
-    (tmp_path / "points").mkdir()
-    (tmp_path / "points" / "entropic-0.3.json").write_text(json.dumps({"value": 0.3, "checkpoint": str(ck)}))
-    assert sweep.ship_students(tmp_path) == [data / "student_mini_beta0.3.pt"]
-    assert (data / "student_mini_beta0.3.pt").read_bytes() == b"weights"
-    assert not list(data.glob("*.tmp"))
-    ck.unlink()
+    beta = sweep.BETAS[0]
+    dest = data / pretrained.student_file("mini", beta)
+    assert sweep.ship_students(out) == [dest] and not list(data.glob("*.tmp"))
+    stored = checkpoint.load(dest, kind="student")["meta"]
+    assert stored["stored"] == "fp16" and "val_fp32" in stored
+    assert sweep.ship_students(out) == []                     # the same run's student is already there
+    doc = json.loads(sweep.collect(out, dest=tmp_path / "r.json").read_text())
+    (p,) = [p for p in doc["points"] if p["method"] == "entropic"]
+    assert p["checkpoint"] == dest.name and p["accuracy"] == stored["val"]["accuracy"]
+    assert p["kb_mean"] == stored["val"]["kb_mean"] and p["accuracy_fp32"] == stored["val_fp32"]["accuracy"]
+    assert {q["method"] for q in doc["points"]} == {"entropic", "stage1-only"}
+    assert 0.0 < p["bits_on_object"] < 100.0 and p["recipe"]["distill_weights"] == [0.0, 1.0, 1.0, 1.0]
+    dest.unlink()
+    (out / f"student-{beta:g}" / "student.pt").unlink()
     with pytest.raises(FileNotFoundError, match="rerun `minist sweep --parts students`"):
-        sweep.ship_students(tmp_path)
+        sweep.ship_students(out)
 
 
-def test_a_bias_free_checkpoint_warm_starts_a_biased_student_exactly():
-    """The shipped students have no bottleneck biases; the mini preset's students do: zero biases, same function."""
-    shipped = pretrained.student("mini")
-    ws = EntropicStudent(pretrained.teacher("mini"), type(shipped.config).preset_config("mini"))
-    assert ws.config.bias and not shipped.config.bias
-    from minist.utils import data_dir
-    warm_start(ws, data_dir() / pretrained.student_file("mini", 0.02))
+def test_a_bias_free_checkpoint_warm_starts_a_biased_student_exactly(tmp_path):
+    """The paper's bottleneck has no biases; the mini preset's has: a bias-free checkpoint warm-starts a biased
+    student with zero biases, the same function."""
+    from minist.config import BottleneckConfig
+    from minist.models.store import save_student
+    teacher = pretrained.teacher("mini")
+    free = EntropicStudent(teacher, BottleneckConfig.preset_config("mini", bias=False))
+    free.update(force=True)
+    save_student(tmp_path / "free.pt", free.eval(), {})
+    ws = EntropicStudent(teacher, BottleneckConfig.preset_config("mini"))
+    assert ws.config.bias and not free.config.bias
+    warm_start(ws, tmp_path / "free.pt")
     x = torch.rand(1, 3, 128, 128)
     with torch.no_grad():
-        assert torch.allclose(ws.encode(x), shipped.encode(x), atol=1e-5)
+        assert torch.allclose(ws.encode(x), free.encode(x), atol=1e-5)
         assert all(float(m.bias.abs().max()) == 0.0 for m in ws.encoder if isinstance(m, torch.nn.Conv2d))
 
 
 def test_the_stage1_loss_ablation_writes_both_losses_points_with_where_their_bits_go(tmp_path):
-    """`minist sweep --variant r18 --parts task-aware` (quick): a task-aware point and its stage-1-only point,
-    each with the recipe it ran; the paper's loss and the task-aware one never share a point file."""
-    sweep.run(parts=("task-aware",), out=tmp_path, quick=True, variant="r18", progress=False)
+    """`minist sweep --parts task-aware` (quick): a task-aware point and its stage-1-only point, each with the
+    recipe it ran (the paper's four layers, Grad-CAM-weighted); no point file is shared with another loss."""
+    sweep.run(parts=("task-aware",), out=tmp_path, quick=True, progress=False)
     points = {p.name: json.loads(p.read_text()) for p in (tmp_path / "points").glob("*.json")}
     assert set(points) == {"task-aware-0.02.json", "task-aware-stage1-only-0.02.json"}
     p = points["task-aware-0.02.json"]
     assert p["recipe"]["saliency_floor"] == 0.1 and p["recipe"]["encoder_widths"] == [24, 16]
+    assert p["recipe"]["distill_weights"] == [1.0, 1.0, 1.0, 1.0]
     assert 0.0 < p["bits_on_object"] < 100.0
-    with pytest.raises(ValueError, match="--variant r18"):
-        sweep.run(parts=("paper-loss",), out=tmp_path, quick=True)
 
 
 def test_rate_ratio_compares_two_curves_at_equal_accuracy():

@@ -26,7 +26,7 @@ def teacher():
 
 @pytest.fixture(scope="module")
 def student():
-    return pretrained.student("mini", beta=0.64)
+    return pretrained.student("mini", beta=0.32)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_task_server_rejects_bad_bytes(teacher, student):
 
 @pytest.mark.parametrize("task", T.TASKS)
 def test_task_student_training_keeps_payloads_bit_identical(task, teacher, student, scenes, tmp_path):
-    cfg = TaskTrainConfig(task=task, beta=0.64, out=str(tmp_path), **SMALL)
+    cfg = TaskTrainConfig(task=task, beta=0.32, out=str(tmp_path), **SMALL)
     tnet, _ = train_task_teacher(cfg, teacher, progress=False)
     enc_before = {k: v.clone() for k, v in student.encoder.state_dict().items()}
     dec_before = {k: v.clone() for k, v in student.decoder.state_dict().items()}
@@ -87,7 +87,7 @@ def test_task_student_training_keeps_payloads_bit_identical(task, teacher, stude
     assert all(torch.equal(v, student.decoder.state_dict()[k]) for k, v in dec_before.items())
     assert not all(torch.equal(v, snet.backbone.front.decoder.state_dict()[k]) for k, v in dec_before.items())
     # a changed encoder would change the bytes, and the digest sees it
-    other = pretrained.student("mini", beta=0.64)
+    other = pretrained.student("mini", beta=0.32)
     with torch.no_grad():
         other.encoder[0].weight.mul_(1.5)
     assert evaluate.payload_digest(other, scenes) != meta["payload_digest"]["before"]
@@ -230,14 +230,14 @@ def test_paper_task_models_split_at_layer1_and_serve_the_paper_students_bytes(ta
     assert (cfg.num_classes, cfg.image_size) == ((91 if task == "detection" else 21), 512)
     with pytest.raises(ValueError, match="data_root"):
         cfg.datasets()
-    mini_student = pretrained.student("mini", beta=0.64)
+    mini_student = pretrained.student("mini", beta=0.32)
     with pytest.raises(ValueError, match="same preset"):
         T.build_task_student(tnet, mini_student)
 
 
 def test_tasks_cli_quick_and_collect(tmp_path, capsys):
     from minist.cli import main
-    assert main(["tasks", "--quick", "--tasks", "segmentation", "--betas", "0.64", "--out", str(tmp_path)]) == 0
+    assert main(["tasks", "--quick", "--tasks", "segmentation", "--betas", "0.32", "--out", str(tmp_path)]) == 0
     assert main(["tasks", "--collect", "--out", str(tmp_path)]) == 0
     doc = json.loads((tmp_path / task_study.RESULTS_FILE).read_text())
     methods = {p["method"] for p in doc["points"]}
@@ -249,7 +249,7 @@ def test_tasks_cli_quick_and_collect(tmp_path, capsys):
 @pytest.mark.skipif(not RESULTS.is_file(), reason="no shipped task results")
 def test_train_task_cli_on_a_shipped_encoder(tmp_path, capsys):
     from minist.cli import main
-    assert main(["train-task", "--task", "segmentation", "--beta", "0.64", "--max-steps", "1", "--train-length",
+    assert main(["train-task", "--task", "segmentation", "--beta", "0.32", "--max-steps", "1", "--train-length",
                  "8", "--batch-size", "4", "--val-length", "8", "--eval-limit", "4", "--out", str(tmp_path)]) == 0
     assert "miou" in capsys.readouterr().out
     assert (tmp_path / "task_student_mini_segmentation.pt").is_file()

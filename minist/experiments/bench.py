@@ -49,7 +49,7 @@ from ..split.latency import (
 from ..utils import get_device
 from ..widgets import Explorer
 from .imagenette import run as run_imagenette
-from .sweep import ABLATION, ABLATION_METHODS
+from .sweep import ABLATION_METHODS
 
 
 def _rate(fn, n: int) -> float:
@@ -192,11 +192,11 @@ def student_main(quick: bool = False) -> int:
 
 
 @torch.no_grad()
-def split_main(quick: bool = False, variant: str | None = None) -> int:
+def split_main(quick: bool = False) -> int:
     """End-to-end latency per strategy and link preset (measured components + channel model), the region
     where the split wins, a real round trip through the TCP server per preset, and the device's cost."""
-    student = pretrained.student("mini", variant=variant)
-    teacher = pretrained.teacher("mini", variant=variant)
+    student = pretrained.student("mini")
+    teacher = pretrained.teacher("mini")
     val = mdata.load("fashion-on-photos", split="val", task="classification")
     images = [val[i][0] for i in range(4 if quick else 20)]
     rows = measure_strategies(student, teacher, images, repeats=3 if quick else 10)
@@ -270,12 +270,12 @@ def _fmt_kb(kb) -> str:
     return "never" if kb is None else f"{kb:.3f} KB"
 
 
-def rd_main(quick: bool = False, variant: str | None = None) -> int:
+def rd_main(quick: bool = False) -> int:
     """The shipped RD study as tables: bytes to reach teacher − 1 pt, accuracy at the student's rates, and each
     student against the best input codec at up to twice its bytes."""
-    res = pretrained.results("mini", variant=variant)
+    res = pretrained.results("mini")
     rows = []
-    reach = {r["method"]: r for r in rd.bytes_to_reach(res, 1.0)}
+    reach = {r["method"]: r for r in rd.bytes_to_reach(res, 1.0) if not r["method"].endswith("-stage1-only")}
     for m, r in reach.items():
         rows.append((METHOD_LABELS.get(m, m), f"{_fmt_kb(r['kb'])} (best {r['best_accuracy']:.2f} % over "
                                              f"{r['kb_range'][0]:.2f}–{r['kb_range'][1]:.2f} KB)"))
@@ -305,13 +305,14 @@ def rd_main(quick: bool = False, variant: str | None = None) -> int:
     print()
     _print_table("each student against the best JPEG/WebP point at ≤ 2× its bytes "
                  f"(teacher {res['teacher_accuracy']:.2f} %)", rows)
-    present = [a for a in ABLATION if any(p["method"] == a for p in res["points"])]
-    if present:
+    present = [a for a in ("paper-loss", "entropic", "task-aware") if any(p["method"] == a for p in res["points"])]
+    if "paper-loss" in present:         # the ablation's arms; "entropic" is the mini default (layer2 … layer4)
         rows = []
         for a in present:
             for p in sorted(pretrained.points(res, a), key=lambda p: p["value"]):
                 bits = p.get("bits_on_object")
-                rows.append((f"{METHOD_LABELS.get(a, a)}, β {p['value']:g}",
+                name = "stage-1 loss: layer2–4 (the default)" if a == "entropic" else METHOD_LABELS.get(a, a)
+                rows.append((f"{name}, β {p['value']:g}",
                              f"{p['accuracy']:.2f} % at {p['kb_mean']:.3f} KB"
                              + ("" if bits is None else f", {bits:.1f} % of the bits on the product")))
         for a in present[1:]:
@@ -373,23 +374,23 @@ def imagenette_main(quick: bool = False) -> int:
     return 0
 
 
-def main(quick: bool = False, which: str = "all", variant: str | None = None) -> int:
+def main(quick: bool = False, which: str = "all") -> int:
     if which == "imagenette":
         return imagenette_main(quick)
     if which == "throughput":
         return throughput_main(quick)
     if which == "device":
         return device_main(quick)
-    if which == "train":        # --variant r18: the two-block teacher (its layout; speed does not depend on weights)
-        return train_main(quick, {"blocks": (2, 2, 2, 2)} if variant == "r18" else None)
+    if which == "train":
+        return train_main(quick)
     if which in ("all", "foundation"):
         foundation_main(quick)
     if which in ("all", "student"):
         student_main(quick)
     if which in ("all", "split"):
-        split_main(quick, variant)
+        split_main(quick)
     if which in ("all", "rd"):
-        rd_main(quick, variant)
+        rd_main(quick)
     if which in ("all", "explorer"):
         explorer_main(quick)
     return 0

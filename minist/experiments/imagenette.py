@@ -72,7 +72,7 @@ def load_split(root: Path, split: str, size: int, train: bool) -> TensorImages:
     return ds
 
 
-def run(root=None, out="runs/imagenette-mini", teacher_epochs: int = 30, betas=(0.02, 0.32),
+def run(root=None, out="runs/imagenette-mini", teacher_epochs: int = 30, betas=(0.005, 0.08),
         qualities=(5, 10, 20, 50, 90), quick: bool = False, progress: bool = True) -> dict:
     root = Path(root) if root else default_imagenette_mini()
     if root is None or not (root / "train").is_dir() or not (root / "val").is_dir():
@@ -101,7 +101,7 @@ def run(root=None, out="runs/imagenette-mini", teacher_epochs: int = 30, betas=(
                                      "bpp": kb * 8192 / 128**2, "accuracy": acc,
                                      "header_bytes": sum(headers) / len(headers)})
     for beta in betas:
-        scfg = StudentTrainConfig(beta=beta, stage1_epochs=6, stage2_epochs=3, train_length=len(train),
+        scfg = StudentTrainConfig(beta=beta, train_length=len(train),              # the mini recipe
                                   val_length=len(val), eval_length=min(200, len(val)), workers=0,
                                   eval_stage1=True, out=str(out / f"student-{beta:g}"),
                                   max_steps=2 if quick else None)

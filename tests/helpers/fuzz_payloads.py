@@ -46,6 +46,13 @@ def main(n: int, seed: int) -> None:
             b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
         return bytes(b)
 
+    def truncate(body):          # whole words, strictly shorter than the genuine body (never the message itself)
+        return body[:4 * rng.randint(2, max(2, len(body) // 4 - 1))]
+
+    def splice(a, b):            # the first half of one message's words, the second half of another's
+        cut = 4 * (min(len(a), len(b)) // 8)
+        return a[:cut] + b[cut:]
+
     makers = {
         "size: declared sizes ≠ the model's": lambda: forge(rng.choice([1, 2, 30, 32, 48, 64, 1000, 4096, 65535]),
                                                             rng.choice([1, 31, 64, 1000, 65535]), body_of(genuine[0])),
@@ -55,8 +62,8 @@ def main(n: int, seed: int) -> None:
         "body: random bytes": lambda: forge(h0, w0, rng.randbytes(4 * rng.randint(2, 900))),
         "body: all 0xFF / all 0x00": lambda: forge(h0, w0, rng.choice([b"\xff", b"\x00"]) * 4 * rng.randint(2, 900)),
         "body: genuine with bit flips": lambda: forge(h0, w0, flip(body_of(rng.choice(genuine)))),
-        "body: genuine, truncated": lambda: forge(h0, w0, body_of(rng.choice(genuine))[:4 * rng.randint(2, 300)]),
-        "body: two genuine spliced": lambda: forge(h0, w0, body_of(genuine[2])[:800] + body_of(genuine[3])[800:]),
+        "body: genuine, truncated": lambda: forge(h0, w0, truncate(body_of(rng.choice(genuine)))),
+        "body: two genuine spliced": lambda: forge(h0, w0, splice(body_of(genuine[2]), body_of(genuine[3]))),
         "channels: C ≠ 12": lambda: forge(h0, w0, body_of(genuine[0]), c=rng.choice([0, 1, 11, 13, 255])),
     }
     names = list(makers)

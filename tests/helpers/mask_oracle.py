@@ -6,8 +6,9 @@ Fashion-on-Photos knows where it pasted each product, so this weights every posi
 ``floor + (1 − floor) · mask`` (resampled to each layer's grid, mean 1 per image) instead of the teacher's
 Grad-CAM (``--saliency-floor``). No real system has this mask; it bounds what any weighting of the distortion
 can do. If even the oracle leaves most bits on the background, the device encoder cannot tell the product from
-the photo behind it, and no loss weighting will. Trains the r18 recipe (``minist.experiments.sweep.R18_RECIPE``)
-on the shipped r18 teacher, then prints one JSON line: accuracy and KB on the val set, bits on the product.
+the photo behind it, and no loss weighting will. Trains the mini recipe (the config's defaults with
+``minist.experiments.sweep.STUDENT_RECIPE``) on the shipped teacher, then prints one JSON line: accuracy and
+KB on the val set, bits on the product.
 """
 
 import json
@@ -23,7 +24,7 @@ from minist import pretrained
 from minist.config import StudentTrainConfig
 from minist.engine import Engine
 from minist.evaluate import evaluate_student
-from minist.experiments.sweep import R18_RECIPE, bits_on_product
+from minist.experiments.sweep import STUDENT_RECIPE, bits_on_product
 from minist.losses import LAYERS, distill_weights, stage1_loss
 from minist.recipes import build_student, loaders, milestones, stage1_optimizers, train_stage2
 from minist.utils import resolve_amp, set_seed
@@ -52,9 +53,9 @@ def main() -> None:
     beta, floor, out = float(sys.argv[1]), float(sys.argv[2]), Path(sys.argv[3])
     weights = tuple(float(w) for w in sys.argv[4].split(",")) if len(sys.argv) > 4 else (1.0, 1.0, 1.0, 1.0)
     small = dict(train_length=128, stage1_epochs=1, stage2_epochs=1, eval_length=8) if SMOKE else {}
-    cfg = StudentTrainConfig(beta=beta, out=str(out), **{**R18_RECIPE, "distill_weights": weights, **small})
+    cfg = StudentTrainConfig(beta=beta, out=str(out), **{**STUDENT_RECIPE, "distill_weights": weights, **small})
     set_seed(cfg.seed)
-    teacher = pretrained.teacher("mini", variant="r18").eval().requires_grad_(False)
+    teacher = pretrained.teacher("mini").eval().requires_grad_(False)
     student = build_student(cfg, teacher)
     student.tune_tail = cfg.stage2_tail
     train_set, val_set = cfg.datasets()

@@ -2,7 +2,7 @@
 
     python tests/helpers/saliency_share.py [N]     (N val images, default 64)
 
-For the shipped r18 teacher: the products' share of the image area, and the share of the saliency weight inside
+For the shipped teacher: the products' share of the image area, and the share of the saliency weight inside
 their masks for the map taken at layer2, layer3 and layer4, plain (power 1), squared and cubed, floor 0.
 """
 
@@ -20,7 +20,7 @@ from minist.losses import LAYERS, on_grid, saliency_weights
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 64
-    teacher = pretrained.teacher("mini", variant="r18").float().eval()
+    teacher = pretrained.teacher("mini").float().eval()
     val = mdata.load("fashion-on-photos", split="val", task="classification")
     generator = FashionOnPhotos("val", "classification", StudentTrainConfig().data_config())   # the val set's draws
     x = torch.stack([val[i][0] for i in range(n)])

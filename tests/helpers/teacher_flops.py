@@ -24,10 +24,10 @@ def main() -> None:
     x = torch.rand(1, 3, 128, 128)
     for c in (12, 8, 6, 4):
         print(f"encoder C = {c:2d} (4C-2C-C): {mflops(Encoder(c).eval(), x):6.1f} MFLOPs")
-    r18 = mflops(Teacher(TeacherConfig(blocks=(2, 2, 2, 2))).eval(), x)
+    two = mflops(Teacher(TeacherConfig(blocks=(2, 2, 2, 2))).eval(), x)
     for c, hidden in ((12, (24, 16)), (12, (24, 12)), (12, (16, 16)), (8, (24, 16))):
         f = mflops(Encoder(c, hidden, bias=True).eval(), x)
-        print(f"encoder C = {c:2d}, hidden {hidden}, biases: {f:6.1f} MFLOPs = {f / r18:.3f} of the 32-256 × 2 teacher")
+        print(f"encoder C = {c:2d}, hidden {hidden}, biases: {f:6.1f} MFLOPs = {f / two:.3f} of the 32-256 × 2 teacher")
     enc = mflops(Encoder(12).eval(), x)
     for widths in ((32, 64, 128, 256), (48, 96, 192, 384), (64, 128, 256, 512)):
         for blocks in ((1, 1, 1, 1), (2, 2, 2, 2)):
