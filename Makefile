@@ -77,7 +77,7 @@ teacher: setup ## retrain the shipped mini teacher: three cosine cycles (≈2–
 		--warmup-epochs 0.25 --out runs/teacher-mini-ft2 --ship --half
 
 student: setup ## retrain the shipped default-β mini student (≈14 min on one CPU thread with bf16), fp16 → data/
-	$(BIN)/minist train-student --eval-stage1 true --out runs/sweep/student-0.005 --ship --half
+	$(BIN)/minist train-student --eval-stage1 true --out runs/student-mini --ship --half
 
 data: setup ## rebuild data/fashion_mnist_subset.npz from the Debian package dataset-fashion-mnist
 	$(BIN)/minist data make-subset --source debian

@@ -100,7 +100,7 @@ def student(preset: str = "mini", beta: float | None = None, with_meta: bool = F
         raise FileNotFoundError(f"no shipped {preset} student at β = {beta}; shipped: "
                                 f"{shipped or 'none'}. Train one with `minist train-student --beta B --ship`.")
     path = data_dir() / student_file(preset, beta)
-    model, meta = load_student(path, teacher(preset) if preset == "mini" else None)
+    model, meta = load_student(path)         # a compact student finds the shipped teacher by its tail's digest
     return (model, meta) if with_meta else model
 
 

@@ -49,7 +49,7 @@ from ..split.latency import (
 from ..utils import get_device
 from ..widgets import Explorer
 from .imagenette import run as run_imagenette
-from .sweep import ABLATION_METHODS
+from .sweep import ABLATION_ARMS, ABLATION_METHODS
 
 
 def _rate(fn, n: int) -> float:
@@ -305,8 +305,8 @@ def rd_main(quick: bool = False) -> int:
     print()
     _print_table("each student against the best JPEG/WebP point at ≤ 2× its bytes "
                  f"(teacher {res['teacher_accuracy']:.2f} %)", rows)
-    present = [a for a in ("paper-loss", "entropic", "task-aware") if any(p["method"] == a for p in res["points"])]
-    if "paper-loss" in present:         # the ablation's arms; "entropic" is the mini default (layer2 … layer4)
+    present = [a for a in ABLATION_ARMS if any(p["method"] == a for p in res["points"])]
+    if present and present[0] == ABLATION_ARMS[0]:      # the reference arm (the paper's loss) is there
         rows = []
         for a in present:
             for p in sorted(pretrained.points(res, a), key=lambda p: p["value"]):

@@ -53,9 +53,11 @@ CRBQ_CHANNELS = (1, 2, 3)
 E2E_BETAS = (1e-6, 1e-4)     # β per image-bit against a batch-mean CE
 LAMBDA_CHAIN = ((0.013, None), (0.0035, 0.013), (0.05, 0.013))   # (λ, the λ it warm-starts from)
 ABLATION_BETAS = (0.02, 0.08, 0.32)
-PAPER_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+PAPER_WEIGHTS = StudentTrainConfig.preset_config("paper").distill_weights     # layer1 … layer4, 1 each
 ABLATION = {"paper-loss": {"distill_weights": PAPER_WEIGHTS},
             "task-aware": {"distill_weights": PAPER_WEIGHTS, "saliency_floor": 0.1}}
+# the ablation's three arms on one RD curve, the reference first: the students (layer2 … layer4) are the middle one
+ABLATION_ARMS = ("paper-loss", "entropic", "task-aware")
 BITS_IMAGES = 500
 
 
@@ -313,4 +315,4 @@ def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quic
         print(f"sweep part {part}: {time.time() - tic:.0f} s")
 
 
-__all__ = ["run", "collect", "ship_students", "BETAS", "PARTS"]
+__all__ = ["run", "collect", "ship_students", "BETAS", "PARTS", "ABLATION_ARMS"]
