@@ -10,7 +10,7 @@ LOCK ?= requirements/lock.txt
 
 DEVICE_VENV ?= .venv-device
 
-.PHONY: help setup lock tutorial lab test test-device lint bench figures sweep teacher student data clean
+.PHONY: help setup lock tutorial lab test test-device lint bench figures sweep teacher student variable data clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -78,6 +78,10 @@ teacher: setup ## retrain the shipped mini teacher: three cosine cycles (≈2–
 
 student: setup ## retrain the shipped default-β mini student (≈14 min on one CPU thread with bf16), fp16 → data/
 	$(BIN)/minist train-student --eval-stage1 true --out runs/student-mini --ship --half
+
+variable: setup ## retrain the shipped variable-rate student (one model for every β; ≈35 min on one thread), fp16 → data/, then measure it against the per-β students (≈15 min) → data/results_variable_mini.json
+	$(BIN)/minist train-student --method variable-rate --stage1-epochs 16 --stage2-epochs 4 --out runs/student-variable --ship --half
+	$(BIN)/minist bench variable --write
 
 data: setup ## rebuild data/fashion_mnist_subset.npz from the Debian package dataset-fashion-mnist
 	$(BIN)/minist data make-subset --source debian

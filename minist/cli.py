@@ -3,7 +3,7 @@
     minist train-teacher [--epochs 12 ...] [--resume] [--ship]
     minist train-student [--beta 0.08 ...] [--resume] [--ship]
     minist data make-subset | cache | show
-    minist serve [--port 8765] / minist send [--channel 4g]
+    minist serve [--port 8765] [--variable] / minist send [--channel 4g] | [--deadline-ms 150 --trace markov:4g:0]
     minist bench [foundation|student|split|rd|explorer|imagenette]
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
     minist eval-codec --format jpeg --quality 10 [--preset paper --data-root /data/imagenet]
@@ -40,7 +40,7 @@ from .models import tasks as T
 from .models.store import load_student, save_task
 from .plots import show_samples
 from .recipes import ship_half, train_student, train_task_student, train_teacher
-from .split import SplitClient, SplitServer, get_channel
+from .split import SplitClient, SplitServer, adaptive, get_channel
 from .utils import data_dir
 
 
@@ -138,16 +138,25 @@ def cmd_train_student(args) -> int:
         return 0
     v = meta["val"]
     out = Path(cfg.out) / "student.pt"
-    print(f"β = {cfg.beta}: accuracy {v['accuracy']:.2f} % at {v['kb_mean']:.3f} KB/image ({v['bpp']:.3f} bpp, "
+    for b, r in meta.get("val_by_beta", {}).items():
+        print(f"  β = {b}: {r['accuracy']:.2f} % at {r['kb_mean']:.3f} KB/image")
+    print(f"β = {v.get('beta', cfg.beta)}: accuracy {v['accuracy']:.2f} % at {v['kb_mean']:.3f} KB/image "
+          f"({v['bpp']:.3f} bpp, "
           f"{v['header_bytes']} B header) on {v['n']} val images, real bytes → {out}")
     if args.ship:
-        _ship(out, data_dir() / pretrained.student_file(cfg.preset, cfg.beta), args.half)
+        name = (pretrained.VARIABLE_FILE.format(preset=cfg.preset) if cfg.method == "variable-rate"
+                else pretrained.student_file(cfg.preset, cfg.beta))
+        _ship(out, data_dir() / name, args.half)
     return 0
 
 
 def _student_from(args):
     if getattr(args, "checkpoint", None):
         return load_student(args.checkpoint)[0]
+    if getattr(args, "variable", False):
+        if args.beta is not None:
+            raise ValueError("--variable serves every β of the variable-rate student; drop --beta")
+        return pretrained.variable_student("mini")
     return pretrained.student("mini", beta=args.beta)
 
 
@@ -185,20 +194,60 @@ def cmd_export(args) -> int:
 
 
 def cmd_send(args) -> int:
-    device_part, _ = _student_from(args).split()
+    if args.deadline_ms is not None or args.trace is not None:
+        return _send_adaptive(args)
+    student = _student_from(args)
+    device_part, _ = student.split()
     val = mdata.load("fashion-on-photos", split="val", task="classification")
     channel = get_channel(args.channel) if args.channel != "none" else None
+    rate = {"beta": args.beta} if student.variable_rate and args.beta is not None else {}
     print(f"{'image':>5} {'true':>12} {'predicted':>12} {'bytes':>6} {'encode ms':>9} {'channel ms':>10} "
           f"{'server ms':>9} {'total ms':>8}")
     with SplitClient(args.host, args.port, channel=channel) as client:
         for i in range(args.n):
             x, y = val[i]
             tic = time.perf_counter()
-            message = device_part(x.unsqueeze(0))
+            message = device_part(x.unsqueeze(0), **rate)
             enc = 1000 * (time.perf_counter() - tic)
             r = client.infer(message)
             print(f"{i:>5} {val.classes[y]:>12} {r.get('class', r['label']):>12} {r['bytes_sent']:>6} {enc:>9.1f} "
                   f"{r['channel_ms']:>10.1f} {r['server_ms']:>9.1f} {enc + r['round_trip_ms']:>8.1f}")
+    return 0
+
+
+def _send_adaptive(args) -> int:
+    """``minist send --deadline-ms D --trace T``: per request, the β that meets D on the trace's link of that second."""
+    if args.deadline_ms is None or args.trace is None:
+        raise ValueError("an adaptive send needs both --deadline-ms and --trace (a CSV, or markov:4g:SEED)")
+    student = load_student(args.checkpoint)[0] if args.checkpoint else pretrained.variable_student("mini")
+    trace = adaptive.load_trace(args.trace)
+    controller = adaptive.controller_for(student, args.deadline_ms, args.slowdown)
+    device = adaptive.AdaptiveDevice(student, controller)
+    val = mdata.load("fashion-on-photos", split="val", task="classification")
+    print(f"trace {trace.name} ({trace.duration_s:.0f} s), deadline {args.deadline_ms:g} ms, one request every "
+          f"{1000 / args.rate_hz:.0f} ms of trace time, device ×{args.slowdown:g}; modelled channel, real bytes")
+    print(f"{'t s':>6} {'kbit/s':>8} {'RTT ms':>6} {'β':>7} {'bytes':>6} {'predicted':>9} {'modelled':>8} "
+          f"{'wall ms':>7} {'met':>3} {'true':>12} {'predicted':>12}")
+    met = correct = 0
+    with SplitClient(args.host, args.port) as client:
+        for k in range(args.n):
+            t = k / args.rate_hz
+            link = trace.at(t)
+            client.channel = link                 # the link of this second: the client waits its modelled time
+            x, y = val[k % len(val)]
+            tic = time.perf_counter()
+            message, option, choice, feasible = device.send(x, link)
+            r = client.infer(message)
+            wall = 1000 * (time.perf_counter() - tic)
+            modelled = adaptive.latency_ms(option, len(message), link, args.slowdown)
+            ok = feasible and modelled <= args.deadline_ms
+            met += ok
+            correct += r["label"] == int(y)
+            print(f"{t:>6.1f} {link.uplink_bps / 1e3:>8.0f} {1000 * link.rtt_s:>6.0f} {option.value:>7.4f} "
+                  f"{len(message):>6} {choice.predicted_ms:>9.1f} {modelled:>8.1f} {wall:>7.1f} "
+                  f"{'✓' if ok else '✗':>3} {val.classes[y]:>12} {r.get('class', r['label']):>12}"
+                  + ("" if feasible else f"  ({choice.reason})"))
+    print(f"{met} of {args.n} deadlines met, {correct} of {args.n} correct")
     return 0
 
 
@@ -222,7 +271,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    return bench.main(quick=args.quick, which=args.which)
+    return bench.main(quick=args.quick, which=args.which, write=args.write)
 
 
 def cmd_notebooks(args) -> int:
@@ -324,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8765)
     sv.add_argument("--beta", type=float, default=None, help="shipped student β (default: the default β)")
     sv.add_argument("--checkpoint", default=None, help="a student checkpoint instead of a shipped one")
+    sv.add_argument("--variable", action="store_true", help="serve the shipped variable-rate student (any β)")
     sv.add_argument("--max-frame", type=int, default=1 << 20, help="largest accepted frame in bytes")
     sv.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a frame")
     sv.add_argument("--input-size", type=int, nargs="+", default=None,
@@ -340,7 +390,16 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--beta", type=float, default=None)
     se.add_argument("--checkpoint", default=None)
     se.add_argument("--channel", default="4g", help="lora, ble, 3g, 4g, 5g, wifi or none")
+    se.add_argument("--variable", action="store_true", help="send with the shipped variable-rate student (at --beta)")
     se.add_argument("--n", type=int, default=8, help="how many val images to send")
+    se.add_argument("--deadline-ms", type=float, default=None,
+                    help="adaptive: per request, the β with the best expected accuracy that meets this deadline "
+                         "(a variable-rate student; needs --trace)")
+    se.add_argument("--trace", default=None, help="adaptive: the link over time, a CSV (time_s,uplink_kbps,rtt_ms"
+                    "[,downlink_kbps]) or markov:PRESET[:SEED[:SECONDS]] with PRESET 4g, 5g or wifi")
+    se.add_argument("--rate-hz", type=float, default=5.0, help="adaptive: requests per second of trace time")
+    se.add_argument("--slowdown", type=float, default=1.0, help="adaptive: the device is this many times slower "
+                    "than this machine")
     se.set_defaults(fn=cmd_send)
 
     d = sub.add_parser("data", help="make the shipped Fashion-MNIST subset, the val cache, or a sample grid")
@@ -359,8 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="print the benchmark table (data, teacher, accuracy)")
     b.add_argument("which", nargs="?", default="all",
                    choices=("all", "foundation", "student", "split", "rd", "explorer", "imagenette", "throughput",
-                            "device", "train"))
+                            "device", "train", "variable", "adaptive"))
     b.add_argument("--quick", action="store_true")
+    b.add_argument("--write", action="store_true", help="variable: measure and write data/results_variable_mini.json "
+                   "(≈15 min); without it, print the shipped file's tables")
     b.set_defaults(fn=cmd_bench)
 
     x = sub.add_parser("export", help="write a device bundle (ONNX encoder + coding tables) for minist-device")

@@ -169,7 +169,10 @@ class StudentTrainConfig:
     max_steps: int | None = None     # per stage (quick mode, smoke tests)
     device: str | None = None
     out: str = "runs/student-mini"
-    method: str = "entropic"         # "entropic", or the baselines "crbq" (CR+BQ) and "end-to-end" (Singh et al.)
+    method: str = "entropic"         # "entropic", "variable-rate" (one student for every β of a grid), or the
+                                     # baselines "crbq" (CR+BQ) and "end-to-end" (Singh et al.)
+    rate_grid: tuple[float, ...] | None = None   # variable-rate: (β_min, doublings, steps per doubling) of its
+                                                 # grid (models.codec.BetaGrid); None: 0.005 … 0.64, 32 steps
     init_from: str | None = None     # warm start: encoder, prior and decoder of this student checkpoint
     eval_stage1: bool = False        # also score the whole val set after stage 1 (the stage-1-only ablation)
     stage1_warmup_steps: int = 0     # linear lr warm-up (for warm starts: Adam's first steps are large)

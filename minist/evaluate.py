@@ -82,7 +82,8 @@ def size_stats(sizes, hw: tuple[int, int]) -> dict:
     """Mean/std bytes per image as KB (1 KB = 1024 B) and bpp for inputs of ``hw`` pixels."""
     s = torch.as_tensor(sizes, dtype=torch.float64)
     mean = float(s.mean())
-    return {"n": len(s), "bytes_mean": mean, "kb_mean": mean / 1024,
+    return {"n": len(s), "bytes_mean": mean, "bytes_p95": float(np.percentile(s.numpy(), 95)),
+            "kb_mean": mean / 1024,
             "kb_std": float(s.std()) / 1024 if len(s) > 1 else 0.0, "bpp": 8 * mean / (hw[0] * hw[1])}
 
 
@@ -140,12 +141,14 @@ def image_codec_accuracy(model, teacher, dataset, batch_size: int = 100) -> dict
 
 
 @torch.no_grad()
-def evaluate_student(student, dataset, progress: bool = False, limit: int | None = None) -> dict:
+def evaluate_student(student, dataset, progress: bool = False, limit: int | None = None,
+                     beta: float | None = None) -> dict:
     """Accuracy at real bytes (DESIGN §4): device part → bytes → server part, batch 1, one bitstream per image.
 
     Returns accuracy (%), mean/std KB per image (1 KB = 1024 B), bpp, the payload's share, our header bytes,
     and the estimated bits Σ −log2 p (``device_part(x, with_rate=True)``) next to the real payload.
-    Works for every codec: the Entropic Student, CR+BQ, the end-to-end baseline.
+    Works for every codec: the Entropic Student, CR+BQ, the end-to-end baseline; ``beta``: the rate of a
+    variable-rate student (default: its ``codec.beta``), recorded in the result.
     """
     student.eval()
     device_part, server_part = student.split()
@@ -156,7 +159,7 @@ def evaluate_student(student, dataset, progress: bool = False, limit: int | None
         x, y = dataset[i]
         x = x.unsqueeze(0).to(student.mean.device)
         hw = tuple(x.shape[-2:])
-        data, bits = device_part(x, with_rate=True)
+        data, bits = device_part(x, with_rate=True, beta=beta)
         correct += int(server_part(data).argmax(1).item() == int(y))
         sizes.append(len(data))
         est_bits += bits
@@ -165,9 +168,10 @@ def evaluate_student(student, dataset, progress: bool = False, limit: int | None
     sizes, hw = [s for p in parts for s in p[1]], next(p[3] for p in parts if p[3] is not None)
     stats = size_stats(sizes, hw)
     payload_bytes = stats["bytes_mean"] - student.header_bytes
-    return {"accuracy": 100.0 * correct / n, **stats, "header_bytes": student.header_bytes,
-            "payload_bytes_mean": payload_bytes, "estimated_bits_mean": est_bits / n,
-            "payload_to_estimate": 8 * payload_bytes / max(est_bits / n, 1e-9)}
+    out = {"accuracy": 100.0 * correct / n, **stats, "header_bytes": student.header_bytes,
+           "payload_bytes_mean": payload_bytes, "estimated_bits_mean": est_bits / n,
+           "payload_to_estimate": 8 * payload_bytes / max(est_bits / n, 1e-9)}
+    return out if beta is None else {"beta": float(student.codec.grid.beta(student.codec.grid.index(beta))), **out}
 
 
 @torch.no_grad()

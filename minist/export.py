@@ -63,6 +63,9 @@ def onnx_bytes(student, image_size: int) -> bytes:
 def export_bundle(student, out, image_size: int | None = None) -> Path:
     """Write the bundle of ``student`` (coding tables built) into folder ``out``; return the manifest's path."""
     eb = student.codec
+    if getattr(student, "variable_rate", False):
+        raise ValueError("the device bundle carries one rate's coding tables; a variable-rate student's device "
+                         "needs one set per β (not exported yet): export a per-β student (--beta B)")
     if not isinstance(eb, FactorizedCodec):
         raise ValueError(f"the device bundle carries a factorized prior's tables; this student's codec is "
                          f"{student.codec_name!r}")

@@ -79,13 +79,17 @@ def saliency_weights(teacher, teacher_feats: dict, labels: torch.Tensor, floor: 
     return floor + (1.0 - floor) * cam
 
 
-def stage1_loss(student_feats: dict, teacher_feats: dict, likelihoods: torch.Tensor | None, beta: float,
+def stage1_loss(student_feats: dict, teacher_feats: dict, likelihoods: torch.Tensor | None, beta,
                 weights: dict | None = None, spatial: torch.Tensor | None = None) -> dict:
     """Stage-1 objective and its batch totals ``{"loss", "distortion", "bits"}`` (no prior, e.g. CR+BQ: bits 0).
+    ``beta``: one number, or one per image (B,) (a variable-rate student: Σ_i β_i · bits_i).
     ``spatial``: the task-aware per-position weights (:func:`saliency_weights`), or None (the paper's loss)."""
     distortion = feature_distillation(student_feats, teacher_feats, weights, spatial)
-    bits = rate_bits(likelihoods).sum() if likelihoods is not None else distortion.new_zeros(())
-    return {"loss": distortion + beta * bits, "distortion": distortion, "bits": bits}
+    if likelihoods is None:
+        zero = distortion.new_zeros(())
+        return {"loss": distortion, "distortion": distortion, "bits": zero}
+    bits = rate_bits(likelihoods)
+    return {"loss": distortion + (beta * bits).sum(), "distortion": distortion, "bits": bits.sum()}
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,

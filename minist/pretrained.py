@@ -104,6 +104,33 @@ def student(preset: str = "mini", beta: float | None = None, with_meta: bool = F
     return (model, meta) if with_meta else model
 
 
+VARIABLE_FILE = "student_{preset}_variable.pt"
+VARIABLE_RESULTS_FILE = "results_variable_{preset}.json"
+
+
+def variable_student(preset: str = "mini", with_meta: bool = False):
+    """The shipped variable-rate student: one encoder, prior and decoder for every β of its grid
+    (``student.codec.grid``; ``student.compress(x, beta=…)``, or ``student.codec.beta = …``)."""
+    _check(preset)
+    path = data_dir() / VARIABLE_FILE.format(preset=preset)
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped {preset} variable-rate student ({path.name}); make it with "
+                                "`make variable` (see data/README.md)")
+    model, meta = load_student(path)
+    return (model, meta) if with_meta else model
+
+
+def variable_results(preset: str = "mini") -> dict:
+    """Per-β students and the variable-rate student side by side (``data/results_variable_<preset>.json``,
+    made by ``minist bench variable --write``): ``{"grid": […], "fine": […], …}``."""
+    _check(preset)
+    path = data_dir() / VARIABLE_RESULTS_FILE.format(preset=preset)
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped variable-rate results ({path.name}); make them with "
+                                "`minist bench variable --write`")
+    return json.loads(path.read_text())
+
+
 def results(preset: str = "mini") -> dict:
     """The shipped rate–accuracy study (``data/results_<preset>.json``, made by ``minist sweep``).
 

@@ -44,13 +44,17 @@ from .losses import (
     stage1_loss,
 )
 from .models import tasks as T
+from .models.codec import BetaGrid
 from .models.image_codecs import build as build_image_codec
 from .models.store import load_student, load_teacher, save_image_codec, save_student, save_teacher
 from .models.student import CDF_BUFFERS, EntropicStudent
 from .models.teacher import Teacher
 from .utils import get_device, resolve_amp, set_seed
 
-METHODS = ("entropic", "crbq", "end-to-end")
+METHODS = ("entropic", "crbq", "end-to-end", "variable-rate")
+# the rates a variable-rate student is scored at after each epoch (on ``eval_length`` images) and at the end
+# (every anchor of its grid, on the whole val set)
+VARIABLE_EVAL_BETAS = (0.005, 0.04, 0.32)
 
 
 # ---- schedules and data ----------------------------------------------------------------------------------
@@ -156,7 +160,24 @@ def build_student(cfg: StudentTrainConfig, teacher: Teacher) -> EntropicStudent:
     if cfg.method == "end-to-end":      # no teacher: layer2 … head start from random weights and train
         set_seed(cfg.seed)
         return EntropicStudent(Teacher(teacher.config), bcfg, end_to_end=True)
-    return EntropicStudent(teacher, bcfg, codec="8bit" if cfg.method == "crbq" else "factorized")
+    codec = {"crbq": "8bit", "variable-rate": "gained"}.get(cfg.method, "factorized")
+    grid = None
+    if cfg.rate_grid is not None:
+        if cfg.method != "variable-rate" or len(cfg.rate_grid) != 3:
+            raise ValueError(f"rate_grid is (β_min, doublings, steps) of a variable-rate student, got {cfg.rate_grid} "
+                             f"for method {cfg.method!r}")
+        grid = BetaGrid(cfg.rate_grid[0], int(cfg.rate_grid[1]), int(cfg.rate_grid[2]))
+    return EntropicStudent(teacher, bcfg, codec=codec, grid=grid)
+
+
+def sample_rates(student: EntropicStudent, batch: int):
+    """A variable-rate student's rates for one batch: a grid index per image, uniform over the grid (log-uniform
+    in β); sets ``student.codec.beta`` and returns the β (batch,). A one-rate student: None."""
+    if not student.variable_rate:
+        return None
+    idx = torch.randint(0, student.codec.grid.levels, (batch,))
+    student.codec.beta = idx
+    return student.codec.betas_of(idx).to(student.mean.device)
 
 
 def warm_start(student: EntropicStudent, path) -> None:
@@ -188,20 +209,23 @@ def warm_start(student: EntropicStudent, path) -> None:
 def stage1_optimizers(student: EntropicStudent, cfg: StudentTrainConfig):
     """Adam for encoder + decoder (``stage1_lr``) and the prior's density (``prior_lr``), and the auxiliary
     ``(Adam on the prior's quantiles (aux_lr), loss)`` for the engine; CR+BQ has no prior: ``(opt, None)``."""
-    prior = [p for n, p in student.named_parameters() if n.startswith("codec.") and not n.endswith("quantiles")]
-    nets = [p for n, p in student.named_parameters() if p.requires_grad and not n.startswith("codec.")]
+    gains = ("codec.log_gain", "codec.log_inv_gain")      # a variable-rate student's gains learn at the nets' rate
+    prior = [p for n, p in student.named_parameters() if n.startswith("codec.") and not n.endswith("quantiles")
+             and n not in gains]
+    nets = [p for n, p in student.named_parameters() if p.requires_grad and (not n.startswith("codec.") or n in gains)]
     if student.aux_loss() is None:
         return torch.optim.Adam([{"params": nets, "lr": cfg.stage1_lr}]), None
     opt = torch.optim.Adam([{"params": nets, "lr": cfg.stage1_lr}, {"params": prior, "lr": cfg.prior_lr}])
     return opt, (torch.optim.Adam([student.codec.quantiles], lr=cfg.aux_lr), student.aux_loss)
 
 
-def stage1_step(model, teacher: Teacher, cfg: StudentTrainConfig, engine: Engine, device):
+def stage1_step(model, teacher: Teacher, cfg: StudentTrainConfig, engine: Engine, device, student=None):
     """Stage 1's ``step(batch)``: Σ_j w_j ‖S_j − T_j‖² + β·bits over the batch (:func:`minist.losses.stage1_loss`).
 
     ``model`` is the student (or DDP around it); the teacher runs without gradients, under the engine's autocast.
     The loss is a batch *sum*, multiplied by the world size under DDP (:func:`minist.distributed.loss_scale`)."""
     weights = distill_weights(cfg.distill_weights)
+    student = student if student is not None else getattr(model, "module", model)
 
     def step(batch):
         x = batch[0].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
@@ -211,10 +235,12 @@ def stage1_step(model, teacher: Teacher, cfg: StudentTrainConfig, engine: Engine
         if cfg.saliency_floor is not None:     # task-aware: where the teacher looks for the true class
             with engine.autocast():
                 spatial = saliency_weights(teacher, t_feats, batch[1].to(device), cfg.saliency_floor)
+        rates = sample_rates(student, len(x))       # a variable-rate student: β per image
         with engine.autocast():          # decoder and tail; encoder and prior run in fp32 inside (student.forward)
             o = model(x)
         parts = stage1_loss({k: v.float() for k, v in o["features"].items()},
-                            {k: v.float() for k, v in t_feats.items()}, o["likelihoods"], cfg.beta, weights, spatial)
+                            {k: v.float() for k, v in t_feats.items()}, o["likelihoods"],
+                            cfg.beta if rates is None else rates, weights, spatial)
         logs = {"distortion": parts["distortion"].item() / len(x), "bits": parts["bits"].item() / len(x)}
         return parts["loss"] * distributed.loss_scale(), logs
     return step
@@ -238,7 +264,9 @@ def _student_engine(student, opt, sched, cfg, name, progress: bool, aux=None) ->
 def _real_bytes(student, eval_set):
     def evaluate(_epoch):
         student.update(force=True)
-        return evaluate_student(student, eval_set, progress=False)
+        if not student.variable_rate:
+            return evaluate_student(student, eval_set, progress=False)
+        return {f"beta{b:g}": evaluate_student(student, eval_set, beta=b) for b in VARIABLE_EVAL_BETAS}
     return evaluate
 
 
@@ -277,6 +305,7 @@ def train_stage2(student: EntropicStudent, teacher: Teacher, cfg: StudentTrainCo
         y = batch[1].to(device, non_blocking=True)
         with torch.no_grad(), engine.autocast():
             t_logits = teacher(x).float()
+        sample_rates(student, len(x))    # a variable-rate student: the decoder learns every rate
         with engine.autocast():          # ẑ is rounded in fp32 inside, exactly as compress() does
             logits = model(x)["logits"].float()
         loss = kd_loss(logits, t_logits, y, cfg.alpha, cfg.tau)
@@ -297,6 +326,8 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     """
     if cfg.beta < 0:
         raise ValueError(f"beta must be ≥ 0, got {cfg.beta}")
+    if cfg.method == "variable-rate" and cfg.eval_stage1:
+        raise ValueError("eval_stage1 scores one β; a variable-rate student is scored at every anchor after stage 2")
     ctx = distributed.init(cfg.device)      # under torchrun: join the group; else one process
     set_seed(cfg.seed)
     out, t0 = Path(cfg.out), time.time()
@@ -332,8 +363,14 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     student.eval()
     for model in (student, teacher):        # back to the layout a loaded checkpoint has: the same numbers
         model.to(memory_format=torch.contiguous_format)
-    final = evaluate_student(student, val_set, progress=progress) if final_eval else history[-1]
-    meta = {"beta": cfg.beta, "method": cfg.method, "val": final,
+    by_beta = {}
+    if student.variable_rate:          # every anchor of the grid on the whole val set; ``val``: the lowest β's
+        student.codec.beta = student.codec.grid.beta_min
+        by_beta = {f"{b:g}": evaluate_student(student, val_set, progress=progress, beta=b)
+                   for b in (student.codec.grid.anchors if final_eval else ())}
+    final = (by_beta[next(iter(by_beta))] if by_beta else
+             evaluate_student(student, val_set, progress=progress) if final_eval else history[-1])
+    meta = {"beta": cfg.beta, "method": cfg.method, "val": final, **({"val_by_beta": by_beta} if by_beta else {}),
             "val_set": {"config": asdict(cfg.data_config()), "sha256": _digest(val_set)},
             "train": asdict(cfg), "history": history, "device": str(ctx.device), "torch": str(torch.__version__),
             "train_seconds": sum(h["seconds"] for h in history), "wall_seconds": time.time() - t0}
@@ -375,6 +412,11 @@ def ship_half(src, dest, val_set=None, progress: bool = False, teacher=None) -> 
         model.update(force=True)
         meta = {**meta, "val_fp32": meta["val"], "stored": "fp16",
                 "val": evaluate_student(model, val_set, progress=progress)}
+        if model.variable_rate:       # every anchor again, as stored
+            meta["val_by_beta_fp32"] = meta.get("val_by_beta")
+            meta["val_by_beta"] = {f"{b:g}": evaluate_student(model, val_set, progress=progress, beta=b)
+                                   for b in model.codec.grid.anchors}
+            meta["val"] = meta["val_by_beta"][f"{model.codec.grid.beta_min:g}"]
     staged = Path(src).with_suffix(".fp16.pt")      # beside the run; then into place, its SHA-256 recorded
     (save_teacher if kind == "teacher" else save_student)(staged, model, meta, half=True)
     checkpoint.atomic_copy(staged, dest)

@@ -167,23 +167,28 @@ def fake_results():
 
 def test_explorer_compute_is_real_bytes_and_draws(fake_results):
     from minist.widgets import Explorer
-    res, student = fake_results
-    ex = Explorer(res=res, students={0.02: student}, images=4)
+    res, _ = fake_results
+    student = pretrained.variable_student("mini")
+    curve = [{"beta": 0.005 * 2 ** k, "accuracy": 80.0 - 3 * k, "kb_mean": 1.0 / 2 ** k} for k in range(8)]
+    ex = Explorer(res=res, student=student, curve=curve, images=4)
     r = ex.compute(0.02, 1, 250.0)
     x, y = ex.dataset[1]
-    msg = student.compress(x.unsqueeze(0))
+    msg = student.compress(x.unsqueeze(0), beta=0.02)
     assert r["bytes"] == len(msg) and r["label"] == int(y)
     assert r["pred"] == int(student.split()[1](msg).argmax())
-    assert abs(r["bits_map"].sum() / 8 - (len(msg) - 16)) < 0.05 * len(msg)
-    assert r["jpeg"]["quality"] == 10 and r["webp"]["quality"] == 50      # cheapest that reaches the accuracy
+    assert abs(r["bits_map"].sum() / 8 - (len(msg) - student.header_bytes)) < 0.05 * len(msg)
+    assert r["point"]["accuracy"] == pytest.approx(74.0)                    # the curve's point at β = 0.02
+    assert r["jpeg"]["quality"] == 10 and r["webp"]["quality"] == 50     # cheapest that reaches 74 %
     assert r["seconds"]["Entropic Student"] == pytest.approx(8 * len(msg) / 250e3)
+    assert ex.compute(0.005, 1, 250.0)["jpeg"]["quality"] is None       # 80 %: no JPEG point reaches it
+    assert "no JPEG quality of the study reaches 80.0 %" in ex.status(ex.compute(0.005, 1, 250.0))
     png = ex.render_png(0.02, 2, 1000.0)
     assert png[:4] == b"\x89PNG"
     p = ex.panels(r)
     assert all(p[k][:4] == b"\x89PNG" for k in ("image", "bits", "rd")) and "ms" in p["times"]
-    assert ex.rd_png(0.02) is p["rd"]                                      # cached per β
-    with pytest.raises(ValueError, match="not shipped"):
-        ex.compute(0.5, 0, 250.0)
+    assert ex.rd_png(0.02) != ex.rd_png(0.32)                           # the marker moves with β
+    with pytest.raises(ValueError, match="outside"):
+        ex.compute(0.9, 0, 250.0)
     with pytest.raises(ValueError, match="bandwidth"):
         ex.compute(0.02, 0, 0)
 

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
+import math
 import platform
 import statistics
 import subprocess
@@ -22,8 +24,8 @@ import matplotlib
 import numpy as np
 import torch
 
+from .. import checkpoint, pretrained, rd
 from .. import data as mdata
-from .. import pretrained, rd
 from ..config import StudentTrainConfig, TeacherTrainConfig, mini_val_set
 from ..data.synth import FashionOnPhotos
 from ..engine import Engine
@@ -37,6 +39,7 @@ from ..models.teacher import build_teacher
 from ..plots import METHOD_LABELS
 from ..recipes import stage1_optimizers, stage1_step
 from ..split import PRESETS, SplitClient, SplitServer
+from ..split.adaptive import load_trace
 from ..split.latency import (
     SLOWDOWNS,
     crossover_bps,
@@ -48,6 +51,7 @@ from ..split.latency import (
 )
 from ..utils import get_device
 from ..widgets import Explorer
+from . import variable
 from .imagenette import run as run_imagenette
 from .sweep import ABLATION_ARMS, ABLATION_METHODS
 
@@ -327,37 +331,126 @@ def rd_main(quick: bool = False) -> int:
 
 
 def explorer_main(quick: bool = False) -> int:
-    """Milliseconds per explorer update (what a slider move costs in the widget); target ≤ 250 ms."""
+    """Milliseconds per explorer move (what a slider move costs in the widget, the first one included); target
+    ≤ 250 ms. The explorer is opened as a learner opens it (``show()``), then its controls are moved."""
     matplotlib.use("Agg")
+    tic = time.perf_counter()
     ex = Explorer(images=8)
+    build = time.perf_counter() - tic
     tic = time.perf_counter()
-    for b in ex.betas:                # load every student once (what the first move to each β pays)
-        ex.student(b)
-    load = time.perf_counter() - tic
-    tic = time.perf_counter()
-    for b in ex.betas:
-        ex.rd_png(b)
-    first_rd = (time.perf_counter() - tic) / len(ex.betas)
-    times = {}
-    moves = [(b, i % 8, kbps) for i, b in enumerate(ex.betas * (1 if quick else 3)) for kbps in (10.0, 1000.0)]
-    for beta, index, kbps in moves:
+    ex.show()
+    opened = time.perf_counter() - tic
+    lo, hi = ex.beta_range
+    rng = np.random.default_rng(0)
+    moves = [("beta", float(lo * (hi / lo) ** rng.uniform())) for _ in range(8 if quick else 40)]
+    moves += [("kbps", float(10 ** rng.uniform(0, 5))) for _ in range(4 if quick else 10)]
+    moves += [("image", int(rng.integers(0, 8))) for _ in range(4 if quick else 10)]
+    order = rng.permutation(len(moves))
+    times, first = {}, None
+    for j in order:
+        name, value = moves[j]
         tic = time.perf_counter()
-        r = ex.compute(beta, index, kbps)
-        mid = time.perf_counter()
-        ex.panels(r)
-        end = time.perf_counter()
-        times.setdefault("compute (encode, rANS, decode, tail, JPEG, WebP)", []).append(1000 * (mid - tic))
-        times.setdefault("panels (image, bits map, RD point, time bars)", []).append(1000 * (end - mid))
-        times.setdefault("one slider move, total", []).append(1000 * (end - tic))
+        ex.controls[name].value = value          # the widget's own observer: compute + panels + outputs
+        ms = 1000 * (time.perf_counter() - tic)
+        first = ms if first is None else first
+        times.setdefault(f"move the {name} slider", []).append(ms)
+    every = [t for v in times.values() for t in v]
     rows = [(k, f"median {statistics.median(v):.0f} ms, max {max(v):.0f} ms over {len(v)} moves")
             for k, v in times.items()]
-    rows.append(("once per session: load the shipped students", f"{1000 * load / len(ex.betas):.0f} ms per β"))
-    rows.append(("once per β, when the widget opens: its RD panel", f"{1000 * first_rd:.0f} ms"))
+    rows.append(("the first move after opening", f"{first:.0f} ms"))
+    rows.append(("every move", f"median {statistics.median(every):.0f} ms, max {max(every):.0f} ms "
+                               f"({sum(t <= 250 for t in every)} of {len(every)} ≤ 250 ms)"))
+    rows.append(("once: load the variable-rate student, teacher, results", f"{1000 * build:.0f} ms"))
+    rows.append(("once: open the widget (RD panel, first draw)", f"{1000 * opened:.0f} ms"))
     tic = time.perf_counter()
-    ex.render_png(ex.betas[0], 0, 250.0)
+    ex.render_png(lo, 0, 250.0)
     rows.append(("static full figure (notebook's printable copy)", f"{1000 * (time.perf_counter() - tic):.0f} ms"))
-    _print_table(f"explorer update, {torch.get_num_threads()} threads (target ≤ 250 ms per move)", rows)
+    _print_table(f"explorer moves, {torch.get_num_threads()} threads (target ≤ 250 ms per move, the first included)",
+                 rows)
     return 0
+
+
+def _per_beta_students() -> dict:
+    return {b: pretrained.student("mini", beta=b) for b in pretrained.betas("mini")}
+
+
+def variable_main(quick: bool = False, write: bool = False) -> int:
+    """Per-β students vs the variable-rate student at every β of the grid (real bytes, the same val images),
+    and the variable-rate student on the fine grid. ``write``: measure now (≈15 min on one thread) and write
+    ``data/results_variable_mini.json``; else print the shipped file."""
+    if write or quick:
+        val, limit = mini_val_set(), 40 if quick else None
+        res = variable.measure(pretrained.variable_student("mini"), _per_beta_students(), pretrained.teacher("mini"),
+                               val, limit=limit, progress=not quick, stride=32 if quick else variable.FINE_STRIDE)
+        res["val_set"] = {"n": res["n"], "sha256": val.digest()}
+        if write and not quick:
+            path = pretrained.data_dir() / pretrained.VARIABLE_RESULTS_FILE.format(preset="mini")
+            checkpoint.write_json(path, res)
+            print(f"wrote {path}")
+    else:
+        res = pretrained.variable_results("mini")
+    print(f"per-β students vs one variable-rate student, {res['n']} val images, real bytes (header included)")
+    print(f"{'β':>6} | {'per-β %':>7} {'per-β B':>8} | {'variable %':>10} {'variable B':>10} | {'Δ pt':>6} "
+          f"{'bytes ×':>7} | within 0.5 pt and ≤ 1.10×")
+    for r in res["points"]:
+        p, v = r.get("per_beta"), r["variable"]
+        if p is None:
+            print(f"{r['beta']:>6g} | {'—':>7} {'—':>8} | {v['accuracy']:>10.2f} {v['bytes_mean']:>10.1f} |")
+            continue
+        ok = r["accuracy_gap"] >= -0.5 and r["bytes_ratio"] <= 1.10
+        print(f"{r['beta']:>6g} | {p['accuracy']:>7.2f} {p['bytes_mean']:>8.1f} | {v['accuracy']:>10.2f} "
+              f"{v['bytes_mean']:>10.1f} | {r['accuracy_gap']:>+6.2f} {r['bytes_ratio']:>7.3f} | "
+              f"{'yes' if ok else 'no'}")
+    fine = res["fine"]
+    falls = all(b["bytes_mean"] < a["bytes_mean"] for a, b in zip(fine, fine[1:]))
+    steps = [b["accuracy"] - a["accuracy"] for a, b in zip(fine, fine[1:])]
+    print(f"\nfine grid: {len(fine)} β from {fine[0]['beta']:g} to {fine[-1]['beta']:g}; bytes fall at every step: "
+          f"{'yes' if falls else 'no'}; accuracy steps from {min(steps):+.2f} to {max(steps):+.2f} pt")
+    t = res["timing"]
+    print(f"timing ({res.get('threads', '?')} threads): device {t['device_ms']:.1f} ms (rANS alone "
+          f"{t['rans_ms']:.1f}), server {t['server_ms']:.1f} ms; JPEG q10 encode {t['jpeg_device_ms']:.1f} ms, "
+          f"decode + teacher {t['jpeg_server_ms']:.1f} ms")
+    return 0
+
+
+ADAPTIVE_DEADLINES = (100.0, 150.0)
+
+
+def adaptive_main(quick: bool = False, trace_spec: str = "markov:4g:0:300", slowdown: float = 1.0) -> int:
+    """One bandwidth trace through every strategy at each deadline: deadlines met, mean accuracy, mean bytes."""
+    trace = load_trace(trace_spec if not quick else "markov:4g:0:20")
+    res = pretrained.variable_results("mini")
+    val, images = mini_val_set(), 40 if quick else 500
+    teacher = pretrained.teacher("mini")
+    per_beta = _per_beta_students()
+    vs = pretrained.variable_student("mini")
+    states = collections.Counter(s.name for s in _states_of(trace))
+    print(f"trace {trace.name}: {trace.duration_s:.0f} s; uplink {min(trace.uplink_bps) / 1e3:.0f} … "
+          f"{max(trace.uplink_bps) / 1e3:.0f} kbit/s, RTT {1000 * min(trace.rtt_s):.0f} … "
+          f"{1000 * max(trace.rtt_s):.0f} ms; seconds per state: {dict(states)}")
+    for deadline in ADAPTIVE_DEADLINES:
+        rows = variable.replay(res, vs, per_beta, teacher, val, trace, deadline, slowdown, images=images)
+        print(f"\ndeadline {deadline:g} ms, device ×{slowdown:g}, {rows[0]['requests']} requests (5 per s), "
+              f"{images} val images in turn; latency modelled from measured parts, bytes and answers real")
+        print(f"{'strategy':<28} | {'met %':>6} | {'accuracy %':>10} | {'mean B':>7}")
+        for r in rows:
+            print(f"{r['strategy']:<28} | {r['deadlines_met']:>6.1f} | {r['accuracy']:>10.2f} | "
+                  f"{r['bytes_mean']:>7.1f}")
+        v = variable.verdict(rows)
+        print(f"goal (adaptive ≥ 99 % met, more accurate than every fixed β that meets 99 %): "
+              f"{'met' if v['met'] else 'not met'} (best such fixed β: {v['best_fixed']}, "
+              f"{v['best_fixed_accuracy'] if v['best_fixed_accuracy'] is not None else float('nan'):.2f} %)")
+    return 0
+
+
+def _states_of(trace):
+    """The preset state each second of a generated trace is nearest to (for the header line)."""
+    from ..split.adaptive import TRACE_PRESETS
+    preset = trace.name.split("-")[0]
+    states = TRACE_PRESETS.get(preset, ((),))[0]
+    if not states:
+        return []
+    return [min(states, key=lambda s: abs(math.log(s.uplink_bps / up))) for up in trace.uplink_bps]
 
 
 def imagenette_main(quick: bool = False) -> int:
@@ -374,7 +467,11 @@ def imagenette_main(quick: bool = False) -> int:
     return 0
 
 
-def main(quick: bool = False, which: str = "all") -> int:
+def main(quick: bool = False, which: str = "all", write: bool = False) -> int:
+    if which == "variable":
+        return variable_main(quick, write)
+    if which == "adaptive":
+        return adaptive_main(quick)
     if which == "imagenette":
         return imagenette_main(quick)
     if which == "throughput":

@@ -32,6 +32,7 @@ CompressAI's decoder still trusts the body; bytes from strangers go through
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
 import zlib
 
@@ -225,7 +226,222 @@ class Quantize8Codec(nn.Module):
         return self.dequantize(codes, torch.tensor([lo]), torch.tensor([step]))
 
 
-CODECS = {"factorized": FactorizedCodec, "8bit": Quantize8Codec}
+
+
+# ---- one model for every rate ------------------------------------------------------------------------------
+class BetaGrid:
+    """The rates a variable-rate student accepts: β_i = β_min · 2^(i / steps), i = 0 … levels − 1.
+
+    The message carries i in one byte. The default grid is the study's β 0.005 … 0.64 (``minist.experiments.sweep``)
+    at 32 steps per doubling (2.2 % apart), so the study's 8 β are exactly i = 0, 32, …, 224."""
+
+    def __init__(self, beta_min: float = 0.005, doublings: int = 7, steps: int = 32):
+        if not (beta_min > 0 and doublings >= 1 and steps >= 1 and doublings * steps < 256):
+            raise ValueError(f"a β grid needs β_min > 0 and doublings · steps < 256 (one byte), got {beta_min}, "
+                             f"{doublings}, {steps}")
+        self.beta_min, self.doublings, self.steps = float(beta_min), int(doublings), int(steps)
+        self.levels = self.doublings * self.steps + 1
+
+    @property
+    def beta_max(self) -> float:
+        return self.beta(self.levels - 1)
+
+    @property
+    def anchors(self) -> list[float]:
+        """The β with their own learned gains (one per doubling); every β between is interpolated."""
+        return [self.beta_min * 2.0 ** k for k in range(self.doublings + 1)]
+
+    def beta(self, index):
+        """β of grid index ``index`` (an int, or a tensor of them)."""
+        return self.beta_min * 2.0 ** (index / self.steps)
+
+    def index(self, beta: float) -> int:
+        """The grid index nearest to ``beta`` (in log β); a β outside the grid is refused."""
+        beta = float(beta)
+        if not (beta > 0 and math.isfinite(beta)):
+            raise ValueError(f"β must be a positive number, got {beta}")
+        i = round(self.steps * math.log2(beta / self.beta_min))
+        if not 0 <= i < self.levels:
+            raise ValueError(f"β = {beta:g} is outside this model's range {self.beta_min:g} … {self.beta_max:g}")
+        return i
+
+    def to_dict(self) -> dict:
+        return {"beta_min": self.beta_min, "doublings": self.doublings, "steps": self.steps}
+
+
+class _ScaledTables(FactorizedCodec):
+    """The coding tables of one grid rate: the base density of z, read on the bins of u = g ⊙ z (bin width 1/g).
+
+    Its ``_logits_cumulative(u) = base._logits_cumulative(u / g)``, its quantiles the base's times g, so
+    CompressAI's own ``update()``, ``compress()`` and ``decompress()`` work on u unchanged."""
+
+    def __init__(self, base: GainedCodec, gain: torch.Tensor):
+        super().__init__(base.channels)
+        self._base = [base]                       # a plain list: not a submodule, no parameters shared twice
+        self.register_buffer("_gain", gain.detach().reshape(-1, 1, 1).clone(), persistent=False)
+        with torch.no_grad():
+            self.quantiles.copy_(base.quantiles.detach() * self._gain)
+        self.requires_grad_(False)
+        self.update(force=True)
+
+    def _logits_cumulative(self, inputs, stop_gradient: bool):
+        return self._base[0]._logits_cumulative(inputs / self._gain, stop_gradient=True)
+
+
+class GainedCodec(FactorizedCodec):
+    """A factorized prior and rANS for every β of a :class:`BetaGrid`: codec id 3 (the variable-rate student).
+
+    Gain units (Cui et al., CVPR 2021), read as per-channel quantisation steps of *one* density: at rate β the
+    device sends ``u = round(g(β) ⊙ z)`` (around the medians), the server gives the decoder ``ẑ = g'(β) ⊙ û``.
+    The prior is the density p_z of the unscaled latent; the mass of a symbol is that of its bin in z,
+
+        P(û) = F_z((û + ½) / g) − F_z((û − ½) / g),
+
+    so one density serves every step size (a large g: fine bins, many bits; a small g: coarse bins, few bits).
+    log g and log g' are learned at the grid's anchors (one per doubling of β) and interpolated linearly in
+    log β between them: g(β) = g_k^(1 − t) · g_{k+1}^t (Cui et al.'s exponential interpolation). ``beta``, an
+    attribute, is the rate forward and encode use (a float, or a tensor of grid indices: one per image).
+
+    Its messages carry the grid index after the fingerprint (fields: 4 B fingerprint of prior and gains, 1 B
+    index); ``decode`` takes the rate from the message, so one server decodes any mix of rates.
+    """
+
+    codec_id, header_bytes = 3, COMMON.size + 5 + 4
+
+    def __init__(self, channels: int, grid: BetaGrid | None = None):
+        super().__init__(channels)
+        self.grid = grid or BetaGrid()
+        k = self.grid.doublings + 1
+        slope = torch.arange(k, dtype=torch.float32).view(-1, 1) * -0.35      # start: coarser bins as β grows
+        self.log_gain = nn.Parameter(slope.repeat(1, channels))               # (anchors, C)
+        self.log_inv_gain = nn.Parameter(-slope.repeat(1, channels))          # ẑ starts as û / g (z's units)
+        self.beta: float | torch.Tensor = self.grid.beta_min
+        self._tables: dict[int, _ScaledTables] = {}
+        self._fp: bytes | None = None
+
+    # ---- rates --------------------------------------------------------------------------------
+    def indexes(self, batch: int, beta=None) -> torch.Tensor:
+        """Grid indices (batch,) of ``beta`` (default: ``self.beta``): a float, or a tensor of indices."""
+        beta = self.beta if beta is None else beta
+        if torch.is_tensor(beta):
+            idx = beta.long().reshape(-1).to(self.log_gain.device)
+            if idx.numel() not in (1, batch) or bool(((idx < 0) | (idx >= self.grid.levels)).any()):
+                raise ValueError(f"per-image grid indices must be 1 or {batch} values in 0 … {self.grid.levels - 1}")
+            return idx.expand(batch) if idx.numel() == 1 else idx
+        return torch.full((batch,), self.grid.index(beta), dtype=torch.long, device=self.log_gain.device)
+
+    def gains(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(g, g') for grid indices (B,) → two (B, C) tensors, interpolated between the anchors in log β."""
+        k = torch.div(idx, self.grid.steps, rounding_mode="floor").clamp(max=self.grid.doublings - 1)
+        t = ((idx - k * self.grid.steps).float() / self.grid.steps).unsqueeze(1)
+        lerp = lambda p: (1 - t) * p[k] + t * p[k + 1]                          # noqa: E731
+        return torch.exp(lerp(self.log_gain)), torch.exp(lerp(self.log_inv_gain))
+
+    def betas_of(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.grid.beta(idx.float())
+
+    # ---- training and the server's view -------------------------------------------------------------
+    def forward(self, z: torch.Tensor, training: bool | None = None):
+        """(ẑ for the decoder, likelihoods) at ``self.beta``: noise in training, rounding around the medians else."""
+        training = self.training if training is None else training
+        g, gi = (t[:, :, None, None] for t in self.gains(self.indexes(z.shape[0])))
+        u = z * g
+        if training:
+            u_hat = u + torch.empty_like(u).uniform_(-0.5, 0.5)
+        else:
+            m = self._get_medians().reshape(1, -1, 1, 1) * g
+            u_hat = torch.round(u - m) + m
+        lik = self._mass(u_hat, g)
+        return u_hat * gi, lik
+
+    def _mass(self, u_hat: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """P(û) = F_z((û + ½)/g) − F_z((û − ½)/g) per element, (B, C, h, w)."""
+        b, c, h, w = u_hat.shape
+        flat = lambda t: t.permute(1, 0, 2, 3).reshape(c, 1, -1)              # noqa: E731
+        g = g.expand_as(u_hat)
+        lower = self._logits_cumulative(flat((u_hat - 0.5) / g), stop_gradient=False)
+        upper = self._logits_cumulative(flat((u_hat + 0.5) / g), stop_gradient=False)
+        lik = self.likelihood_lower_bound(torch.sigmoid(upper) - torch.sigmoid(lower))
+        return lik.reshape(c, b, h, w).permute(1, 0, 2, 3)
+
+    @torch.no_grad()
+    def estimate_bits(self, z: torch.Tensor, per_position: bool = False, beta=None) -> torch.Tensor:
+        saved, self.beta = self.beta, self.beta if beta is None else beta
+        try:
+            bits = -torch.log2(self(z, training=False)[1])
+        finally:
+            self.beta = saved
+        return bits.sum(1) if per_position else bits.flatten(1).sum(1)
+
+    # ---- coding tables, one set per grid rate, built when first used --------------------------------------
+    def update(self, force: bool = False, update_quantiles: bool = False) -> bool:
+        self._tables, self._fp = {}, None
+        return super().update(force=force, update_quantiles=update_quantiles)
+
+    def tables(self, index: int) -> _ScaledTables:
+        """The rANS tables of grid rate ``index`` (cached; ≈ a few ms to build)."""
+        self._check_ready()
+        if index not in self._tables:
+            with torch.no_grad():
+                g, _ = self.gains(torch.tensor([index], device=self.log_gain.device))
+            self._tables[index] = _ScaledTables(self, g[0])
+        return self._tables[index]
+
+    def fingerprint(self) -> bytes:
+        """4 bytes of the prior, its quantiles and the gains: another model's messages are refused."""
+        self._check_ready()
+        if self._fp is None:
+            h = hashlib.sha256()
+            for t in (*self.parameters(), self._get_medians()):
+                h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+            self._fp = h.digest()[:4]
+        return self._fp
+
+    @torch.no_grad()
+    def encode(self, z: torch.Tensor, beta=None) -> bytes:
+        """One latent (1, C, h, w) → one message at ``beta`` (default ``self.beta``, snapped to the grid)."""
+        if z.dim() != 4 or z.shape[0] != 1:
+            raise ValueError(f"encode takes one latent (1, C, h, w), got {tuple(z.shape)}: one image → one bitstream")
+        if z.shape[1] != self.channels:
+            raise ValueError(f"latent has {z.shape[1]} channels, the entropy model {self.channels}")
+        i = int(self.indexes(1, beta)[0])
+        g, _ = self.gains(torch.tensor([i], device=z.device))
+        payload = self.tables(i).payload_of(z * g[0].view(1, -1, 1, 1))
+        return pack(self.codec_id, z.shape, self.fingerprint() + bytes([i]), payload)
+
+    def message_beta(self, data) -> float:
+        """The β a message was sent at (its header checked as :meth:`parse` does)."""
+        return float(self.grid.beta(self.parse(data)[2]))
+
+    def parse(self, data, latent_sizes=None) -> tuple[bytes, tuple[int, int], int]:
+        """Check a message against this model: its rANS payload, latent size and grid index, or PayloadError."""
+        fields, payload, h, w = unpack(data, self.codec_id, self.channels, 5, latent_sizes)
+        if fields[:4] != self.fingerprint():
+            raise PayloadError("message was made by another variable-rate model (its prior or gains differ)")
+        index = fields[4]
+        if index >= self.grid.levels:
+            raise PayloadError(f"rate index {index} is outside this model's grid 0 … {self.grid.levels - 1} "
+                               f"(β {self.grid.beta_min:g} … {self.grid.beta_max:g}): forged or from another model")
+        lo, hi = payload_bounds(self.channels * h * w)
+        if not lo <= len(payload) <= hi or len(payload) % 4:
+            raise PayloadError(f"a {self.channels}×{h}×{w} latent codes to {lo}…{hi} bytes in 4-byte words, "
+                               f"this body has {len(payload)}: forged or corrupt")
+        return payload, (h, w), index
+
+    def output(self, u_hat: torch.Tensor, index: int) -> torch.Tensor:
+        """The decoder's input from the decoded symbols' values û at grid rate ``index``: ẑ = g' ⊙ û."""
+        _, gi = self.gains(torch.tensor([index], device=u_hat.device))
+        return u_hat * gi[0].view(1, -1, 1, 1)
+
+    @torch.no_grad()
+    def decode(self, data, latent_sizes=None) -> torch.Tensor:
+        """One message at any grid rate → ẑ (1, C, h, w). In this process: for your own messages."""
+        self._check_ready()
+        payload, hw, index = self.parse(data, latent_sizes)
+        return self.output(EntropyBottleneck.decompress(self.tables(index), [payload], hw), index)
+
+
+CODECS = {"factorized": FactorizedCodec, "8bit": Quantize8Codec, "gained": GainedCodec}
 
 
 def build_codec(name: str, channels: int) -> nn.Module:

@@ -11,9 +11,12 @@ NumPy nor CompressAI's Python package is imported: it starts in tens of millisec
 which is also what a crash costs) and speaks a tiny protocol on stdin/stdout, integers
 in the machine's byte order (parent and worker share the machine)::
 
-    start:    u32 n | n bytes of JSON {"cdfs", "lengths", "offsets", "max_mb"}
-    request:  u32 C | u32 h | u32 w | u32 n_bytes | n_bytes payload
+    argv:     the path of compressai's ans module, the memory cap in MB
+    tables:   u32 1 | u32 key | u32 n | n bytes of JSON {"cdfs", "lengths", "offsets"}     (no reply)
+    request:  u32 0 | u32 key | u32 C | u32 h | u32 w | u32 n_bytes | n_bytes payload
     reply:    u8 0 | C·h·w × i32 values, channel-major      (or u8 1 | u32 n | n bytes of error text)
+
+``key`` names a set of coding tables: a one-rate model has one (0), a variable-rate model one per grid rate.
 """
 
 import importlib.machinery
@@ -43,14 +46,17 @@ def _read(stream, n: int) -> bytes:
 def main() -> None:
     ans = _load_ans(sys.argv[1])
     inp, out = sys.stdin.buffer, sys.stdout.buffer
-    (n,) = struct.unpack("=I", _read(inp, 4))
-    tables = json.loads(_read(inp, n))
-    limit = int(tables["max_mb"]) << 20
+    limit = int(sys.argv[2]) << 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))   # a blow-up ends here, not in the server
-    cdfs, lengths, offsets = tables["cdfs"], tables["lengths"], tables["offsets"]
-    decoder, indexes_of = ans.RansDecoder(), {}
+    decoder, indexes_of, tables = ans.RansDecoder(), {}, {}
     while True:
         try:
+            op, key = struct.unpack("=II", _read(inp, 8))
+            if op == 1:
+                (n,) = struct.unpack("=I", _read(inp, 4))
+                t = json.loads(_read(inp, n))
+                tables[key] = (t["cdfs"], t["lengths"], t["offsets"])
+                continue
             c, h, w, n_bytes = struct.unpack("=IIII", _read(inp, 16))
             payload = _read(inp, n_bytes)
         except EOFError:
@@ -59,7 +65,9 @@ def main() -> None:
             indexes_of[c, h, w] = [k for k in range(c) for _ in range(h * w)]
         indexes = indexes_of[c, h, w]
         try:
-            values = decoder.decode_with_indexes(payload, indexes, cdfs, lengths, offsets)
+            if key not in tables:
+                raise KeyError(f"no coding tables {key}")
+            values = decoder.decode_with_indexes(payload, indexes, *tables[key])
             reply = b"\0" + array("i", values).tobytes()
         except Exception as e:   # noqa: BLE001 (any failure is the message's, and is reported as such)
             text = f"{type(e).__name__}: {e}".encode()

@@ -5,7 +5,8 @@ body of impossible length before any decoding. What they cannot rule out: a forg
 body of plausible length whose rANS stream makes CompressAI's C++ decoder read past
 its buffer (it has no bound; the bypass path for out-of-range symbols can be driven to
 read far). So the server decodes in :mod:`minist.models.rans_worker`, a small process
-that holds only the coding tables, with a memory cap and a deadline:
+that holds only the coding tables (a variable-rate model's: one set per rate, sent when first used), with a
+memory cap and a deadline:
 
 * the process crashes (an out-of-bounds read) → ``PayloadError``, and a new process;
 * it takes longer than ``timeout`` s → killed → ``PayloadError``;
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .codec import FactorizedCodec, PayloadError
+from .codec import FactorizedCodec, GainedCodec, PayloadError
 
 WORKER = Path(__file__).with_name("rans_worker.py")
 # Two consecutive 0xFFFFFFFF words: in a genuine (near-random) stream about once in 2⁶⁴ word pairs; in a forged one,
@@ -52,22 +53,32 @@ class SandboxedDecoder:
         if not eb.ready():
             raise RuntimeError("the entropy model has no coding tables yet: call update() first")
         self.eb, self.latent_sizes, self.timeout, self.max_mb = eb, latent_sizes, timeout, max_mb
-        self._tables = json.dumps({
-            "cdfs": eb._quantized_cdf.tolist(), "lengths": eb._cdf_length.reshape(-1).int().tolist(),
-            "offsets": eb._offset.reshape(-1).int().tolist(), "max_mb": max_mb}).encode()
-        self._medians = eb._get_medians().detach().reshape(1, -1, 1, 1).float()
+        # a variable-rate codec (GainedCodec) has one set of tables per grid rate, sent to the process when first used
+        self._table_json: dict[int, bytes] = {}
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._spare: subprocess.Popen | None = None   # started ahead: a crash costs a swap, not a start-up
+        self._has: dict[int, set] = {}                # process id → the table sets it holds
         self.restarts = 0
+
+    def _coder(self, key: int) -> FactorizedCodec:
+        """The module whose coding tables decode messages of table set ``key`` (a grid rate, or 0)."""
+        return self.eb.tables(key) if isinstance(self.eb, GainedCodec) else self.eb
+
+    def _tables(self, key: int) -> bytes:
+        if key not in self._table_json:
+            eb = self._coder(key)
+            self._table_json[key] = json.dumps({
+                "cdfs": eb._quantized_cdf.tolist(), "lengths": eb._cdf_length.reshape(-1).int().tolist(),
+                "offsets": eb._offset.reshape(-1).int().tolist()}).encode()
+        return self._table_json[key]
 
     # ---- the worker process -----------------------------------------------------------------
     def _start(self) -> subprocess.Popen:
         ans = importlib.util.find_spec("compressai.ans").origin
-        proc = subprocess.Popen([sys.executable, "-I", str(WORKER), ans], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-I", str(WORKER), ans, str(self.max_mb)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        proc.stdin.write(struct.pack("=I", len(self._tables)) + self._tables)
-        proc.stdin.flush()
+        self._has[proc.pid] = set()
         return proc
 
     def _ensure(self) -> None:
@@ -91,6 +102,7 @@ class SandboxedDecoder:
 
     def _kill(self) -> None:
         if self._proc is not None:
+            self._has.pop(self._proc.pid, None)
             self._end(self._proc)
             self._proc = None
             self.restarts += 1
@@ -127,13 +139,18 @@ class SandboxedDecoder:
             got += len(chunk)
         return b"".join(chunks)
 
-    def _symbols(self, payload: bytes, c: int, h: int, w: int) -> np.ndarray:
+    def _symbols(self, payload: bytes, c: int, h: int, w: int, key: int = 0) -> np.ndarray:
         n = c * h * w
         with self._lock:
             self._ensure()
             deadline = time.monotonic() + self.timeout
             try:
-                self._proc.stdin.write(struct.pack("=IIII", c, h, w, len(payload)) + payload)
+                has = self._has.setdefault(self._proc.pid, set())
+                if key not in has:      # this process has not seen this rate's tables yet
+                    tables = self._tables(key)
+                    self._proc.stdin.write(struct.pack("=III", 1, key, len(tables)) + tables)
+                    has.add(key)
+                self._proc.stdin.write(struct.pack("=IIIIII", 0, key, c, h, w, len(payload)) + payload)
                 self._proc.stdin.flush()
                 status = self._read(1, deadline)
                 if status == b"\0":
@@ -151,19 +168,20 @@ class SandboxedDecoder:
     @torch.no_grad()
     def decode(self, data: bytes) -> torch.Tensor:
         """A message → ẑ (1, C, h, w), or ``PayloadError``; the payload must be exactly our encoder's."""
-        payload, (h, w) = self.eb.parse(data, self.latent_sizes)
+        parsed = self.eb.parse(data, self.latent_sizes)
+        payload, (h, w), key = parsed if len(parsed) == 3 else (*parsed, 0)    # a variable-rate message: its rate
         if _ALL_ONES_RUN in payload:   # drives CompressAI's bypass loop far past the body (measured: a crash)
             raise PayloadError("the payload holds a run of all-ones words that no encoder writes: forged, refused")
-        c = self.eb.channels
-        values = torch.from_numpy(self._symbols(payload, c, h, w).astype(np.float32)).view(1, c, h, w)
-        z_hat = values + self._medians
+        c, coder = self.eb.channels, self._coder(key)
+        values = torch.from_numpy(self._symbols(payload, c, h, w, key).astype(np.float32)).view(1, c, h, w)
+        z_hat = values + coder._get_medians().detach().reshape(1, -1, 1, 1).float()
         try:
-            again = self.eb.payload_of(z_hat)
+            again = coder.payload_of(z_hat)
         except ValueError:
             raise PayloadError("the payload decodes to symbols no encoder writes: forged or corrupt, refused") from None
         if again != payload:
             raise PayloadError("the payload is not what the encoder writes for the latent it decodes to: "
                                "forged or corrupt, refused")
-        return z_hat
+        return self.eb.output(z_hat, key) if isinstance(self.eb, GainedCodec) else z_hat
 
     __call__ = decode

@@ -16,6 +16,7 @@ from .. import checkpoint
 from ..config import BottleneckConfig, TeacherConfig
 from ..utils import data_dir
 from . import tasks as T
+from .codec import BetaGrid
 from .image_codecs import build as build_image_codec
 from .student import TAIL, EntropicStudent
 from .teacher import Teacher
@@ -70,6 +71,8 @@ def save_student(path, student: EntropicStudent, meta: dict, half: bool = False)
     plus the digest of the teacher's tail it runs on (a few hundred KB instead of the teacher's size)."""
     config = {"teacher": student.teacher_config.to_dict(), "bottleneck": student.config.to_dict(),
               "codec": student.codec_name}
+    if student.variable_rate:
+        config["grid"] = student.codec.grid.to_dict()
     state = student.state_dict()
     if not student.tune_tail and not student.end_to_end:
         config["tail_sha256"] = tail_digest(student)
@@ -84,8 +87,9 @@ def load_student(path, teacher: Teacher | None = None) -> tuple[EntropicStudent,
     digest = ck["config"].get("tail_sha256")
     base = _teacher_with_tail(digest, teacher, path) if digest else Teacher(
         TeacherConfig.from_dict(ck["config"]["teacher"]))
+    grid = BetaGrid(**ck["config"]["grid"]) if "grid" in ck["config"] else None
     student = EntropicStudent(base, BottleneckConfig.from_dict(ck["config"]["bottleneck"]),
-                              codec=ck["config"].get("codec", "factorized"))
+                              codec=ck["config"].get("codec", "factorized"), grid=grid)
     state = _floats(ck["state_dict"])
     if digest:
         student.tune_tail = False

@@ -7,7 +7,9 @@ It replaces the teacher's ``stem`` + ``layer1`` (DESIGN §2) and keeps copies of
 
 Stage 1 trains encoder, prior and decoder (feature distillation + β·rate, tail frozen); stage 2 freezes encoder and
 prior, builds the coding tables, fine-tunes decoder … head with KD on the rounded latent. :meth:`split` gives the
-two halves that run apart. ``codec="8bit"``: CR+BQ; ``end_to_end=True``: Singh et al.'s (no teacher).
+two halves that run apart. ``codec="8bit"``: CR+BQ; ``end_to_end=True``: Singh et al.'s (no teacher);
+``codec="gained"``: one student for every β of a grid (:class:`~minist.models.codec.GainedCodec`; the rate is
+``student.codec.beta``, or ``beta=`` of :meth:`compress` and of the device half).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 
 from ..config import BottleneckConfig, TeacherConfig
 from .bottleneck import Decoder, Encoder
-from .codec import FactorizedCodec, build_codec
+from .codec import FactorizedCodec, GainedCodec, build_codec
 from .sandbox import SandboxedDecoder
 from .teacher import Teacher, as_images
 
@@ -33,7 +35,7 @@ class EntropicStudent(CompressionModel):
     """Encoder + latent codec (a learned factorized prior, or CR+BQ's 8-bit quantiser) + decoder + tail."""
 
     def __init__(self, teacher: Teacher, config: BottleneckConfig | None = None, codec: str = "factorized",
-                 end_to_end: bool = False):
+                 end_to_end: bool = False, grid=None):
         super().__init__()
         tcfg: TeacherConfig = teacher.config
         self.teacher_config, self.codec_name, self.end_to_end = tcfg, codec, end_to_end
@@ -45,7 +47,8 @@ class EntropicStudent(CompressionModel):
         c, t = self.config.channels, self.config.target_channels
         self.register_buffer("mean", torch.tensor(tcfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(tcfg.std).view(1, 3, 1, 1), persistent=False)
-        self.encoder, self.codec = Encoder(c, self.config.encoder_widths, self.config.bias), build_codec(codec, c)
+        self.encoder = Encoder(c, self.config.encoder_widths, self.config.bias)
+        self.codec = GainedCodec(c, grid) if codec == "gained" else build_codec(codec, c)
         self.decoder = Decoder(c, t, self.config.decoder_widths, self.config.bias)
         for name in TAIL:   # copies: training the student never changes the teacher
             setattr(self, name, copy.deepcopy(getattr(teacher, name)))
@@ -55,6 +58,11 @@ class EntropicStudent(CompressionModel):
     @property
     def header_bytes(self) -> int:
         return self.codec.header_bytes
+
+    @property
+    def variable_rate(self) -> bool:
+        """True for a student that encodes at any β of its grid (``codec="gained"``)."""
+        return isinstance(self.codec, GainedCodec)
 
     # ---- forward ---------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,9 +122,10 @@ class EntropicStudent(CompressionModel):
         return self.codec.loss() if isinstance(self.codec, FactorizedCodec) else None
 
     # ---- coding ----------------------------------------------------------------------------
-    def compress(self, x: torch.Tensor) -> bytes:
-        """One image (1, 3, H, W) → the bytes of its message (what ``split()[0]`` sends)."""
-        return DevicePart(self)(x)
+    def compress(self, x: torch.Tensor, beta: float | None = None) -> bytes:
+        """One image (1, 3, H, W) → the bytes of its message (what ``split()[0]`` sends); ``beta``: the rate of a
+        variable-rate student (default ``codec.beta``)."""
+        return DevicePart(self)(x, beta=beta)
 
     @torch.no_grad()
     def decompress(self, data: bytes) -> torch.Tensor:
@@ -162,15 +171,21 @@ class DevicePart(nn.Module):
         self.eval()
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor, with_rate: bool = False):
+    def forward(self, x: torch.Tensor, with_rate: bool = False, beta: float | None = None):
         """One image (1, 3, H, W): float in [0, 1], or uint8 (divided by 255); anything else is refused.
-        ``with_rate=True`` returns ``(bytes, estimated bits)``: the prior's Σ −log2 p(ẑ) next to the real bytes."""
+        ``with_rate=True`` returns ``(bytes, estimated bits)``: the prior's Σ −log2 p(ẑ) next to the real bytes.
+        ``beta``: the rate of a variable-rate student (default: ``codec.beta``); a one-rate student refuses it."""
         x = as_images(x)
         if x.shape[0] != 1:
             raise ValueError(f"the device sends one image per message, got a batch of {x.shape[0]}")
+        rate = {}
+        if beta is not None:
+            if not isinstance(self.codec, GainedCodec):
+                raise ValueError("this student was trained for one β; beta= needs a variable-rate student")
+            rate = {"beta": beta}
         z = self.encoder((x - self.mean) / self.std)
-        data = self.codec.encode(z)
-        return (data, float(self.codec.estimate_bits(z)[0])) if with_rate else data
+        data = self.codec.encode(z, **rate)
+        return (data, float(self.codec.estimate_bits(z, **rate)[0])) if with_rate else data
 
 
 class ServerPart(nn.Module):

@@ -1,0 +1,215 @@
+"""One student for every β, measured: against the per-β students, on a fine grid, and on a link that changes.
+
+* :func:`measure` (``minist bench variable --write`` → ``data/results_variable_mini.json``): the variable-rate
+  student and every shipped per-β student on the same val images with real bytes, at every β of the study's grid;
+  the variable-rate student alone on a fine grid (every ``FINE_STRIDE``-th grid rate); JPEG's quality curve with
+  p95 bytes; the device and server milliseconds every sender costs on this machine.
+* :func:`replay` (``minist bench adaptive``): one bandwidth trace, every strategy, one request every
+  ``1 / rate_hz`` s: deadlines met, mean accuracy, mean bytes. The strategies: the adaptive student
+  (:class:`~minist.split.adaptive.RateController` over the fine grid), each per-β student, JPEG and WebP at a
+  fixed quality, and JPEG with its quality picked by the same rule.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from .. import codecs as image_codecs
+from ..evaluate import codec_accuracy, evaluate_student
+from ..split.adaptive import RateController, RateOption, latency_ms, options_from_results, send_adaptive
+
+FINE_STRIDE = 4                       # every 4th grid rate: 8 per doubling of β
+JPEG_QUALITIES = (1, 5, 10, 15, 20, 30, 50, 75)
+FIXED_CODECS = (("jpeg", 10), ("webp", 5))     # the fixed-quality image codecs of the trace benchmark
+SUMMARY = ("accuracy", "bytes_mean", "bytes_p95", "kb_mean", "kb_std", "bpp", "header_bytes", "n")
+
+
+def _summary(r: dict) -> dict:
+    return {k: r[k] for k in SUMMARY if k in r}
+
+
+def _median_ms(fn, items, repeats: int = 3) -> float:
+    times = []
+    for item in items:
+        fn(item)
+        for _ in range(repeats):
+            tic = time.perf_counter()
+            fn(item)
+            times.append(time.perf_counter() - tic)
+    return 1000 * statistics.median(times)
+
+
+@torch.no_grad()
+def timings(student, teacher, val_set, n: int = 20, beta: float | None = None, codecs: bool = True) -> dict:
+    """Median ms on this machine: the device half (encoder + rANS), rANS alone (a retry at another rate), the
+    server half, and (``codecs``) JPEG q10 encoding and decoding + the teacher (the codec senders' device and
+    server)."""
+    device, server = student.split()
+    xs = [val_set[i][0].unsqueeze(0) for i in range(n)]
+    rate = {} if beta is None else {"beta": beta}
+    msgs = [device(x, **rate) for x in xs]
+    zs = [student.encode(x) for x in xs]
+    out = {"device_ms": _median_ms(lambda x: device(x, **rate), xs),
+           "rans_ms": _median_ms(lambda z: student.codec.encode(z, **rate), zs),
+           "server_ms": _median_ms(server, msgs)}
+    if not codecs:
+        return out
+    jpegs = [image_codecs.encode(x[0], "jpeg", 10) for x in xs]
+    out["jpeg_device_ms"] = _median_ms(lambda x: image_codecs.encode(x[0], "jpeg", 10), xs)
+    out["jpeg_server_ms"] = _median_ms(lambda d: teacher(image_codecs.decode(d).unsqueeze(0)), jpegs)
+    return out
+
+
+@torch.no_grad()
+def measure(variable, per_beta: dict, teacher, val_set, limit: int | None = None, progress: bool = False,
+            stride: int = FINE_STRIDE) -> dict:
+    """The side-by-side study: see the module docstring. ``per_beta``: {β: shipped per-β student}."""
+    grid = variable.codec.grid
+    rows = []
+    for b in grid.anchors:
+        v = evaluate_student(variable, val_set, limit=limit, beta=b)
+        row = {"beta": b, "variable": _summary(v)}
+        if b in per_beta:
+            p = evaluate_student(per_beta[b], val_set, limit=limit)
+            row.update(per_beta=_summary(p), accuracy_gap=v["accuracy"] - p["accuracy"],
+                       bytes_ratio=v["bytes_mean"] / p["bytes_mean"])
+        rows.append(row)
+        if progress:
+            print(f"β {b:g}: {row}", flush=True)
+    fine = []
+    for i in range(0, grid.levels, stride):
+        b = float(grid.beta(i))
+        fine.append({"index": i, "beta": b, **_summary(evaluate_student(variable, val_set, limit=limit, beta=b))})
+    jpeg = []
+    for q in JPEG_QUALITIES:
+        acc, sizes, _ = codec_accuracy(teacher, val_set, "jpeg", q, limit=limit, return_sizes=True)
+        jpeg.append({"quality": q, "accuracy": acc, "bytes_mean": float(np.mean(sizes)),
+                     "bytes_p95": float(np.percentile(sizes, 95)), "n": len(sizes)})
+    return {"grid": grid.to_dict(), "points": rows, "fine": fine, "jpeg": jpeg,
+            "timing": timings(variable, teacher, val_set), "n": rows[0]["variable"]["n"],
+            "threads": torch.get_num_threads()}
+
+
+# ---- replaying a trace ----------------------------------------------------------------------------------------
+class _Student:
+    """Real bytes and answers of one student per (image, rate), computed once and kept."""
+
+    def __init__(self, student, val_set):
+        self.student, self.val = student, val_set
+        self.device, self.server = student.split()
+        self._z, self._msg, self._ok = {}, {}, {}
+
+    def message(self, i: int, beta: float | None) -> bytes:
+        if (i, beta) not in self._msg:
+            if i not in self._z:
+                self._z[i] = self.student.encode(self.val[i][0].unsqueeze(0))
+            self._msg[i, beta] = self.student.codec.encode(self._z[i], **({} if beta is None else {"beta": beta}))
+        return self._msg[i, beta]
+
+    def correct(self, i: int, beta: float | None) -> bool:
+        if (i, beta) not in self._ok:
+            self._ok[i, beta] = int(self.server(self.message(i, beta)).argmax(1)) == int(self.val[i][1])
+        return self._ok[i, beta]
+
+
+class _Codec:
+    """Real bytes of JPEG/WebP per (image, quality) and the teacher's answer on the decoding."""
+
+    def __init__(self, teacher, val_set, fmt: str):
+        self.teacher, self.val, self.fmt = teacher, val_set, fmt
+        self._msg, self._ok = {}, {}
+
+    def message(self, i: int, q: int) -> bytes:
+        if (i, q) not in self._msg:
+            self._msg[i, q] = image_codecs.encode(self.val[i][0], self.fmt, int(q))
+        return self._msg[i, q]
+
+    def correct(self, i: int, q: int) -> bool:
+        if (i, q) not in self._ok:
+            x = image_codecs.decode(self.message(i, q)).unsqueeze(0)
+            self._ok[i, q] = int(self.teacher(x).argmax(1)) == int(self.val[i][1])
+        return self._ok[i, q]
+
+
+@torch.no_grad()
+def replay(res: dict, variable, per_beta: dict, teacher, val_set, trace, deadline_ms: float = 150.0,
+           slowdown: float = 1.0, rate_hz: float = 5.0, images: int = 500) -> list[dict]:
+    """Every strategy on the same requests: one every ``1 / rate_hz`` s of ``trace``, cycling over ``images`` val
+    images. Latency is modelled from measured parts (:func:`minist.split.adaptive.latency_ms`: device ms ×
+    ``slowdown``, the link of that second, server ms), bytes and answers are real. Returns one row per strategy."""
+    timing = res["timing"]
+    n = min(images, len(val_set))
+    requests = [(k / rate_hz, k % n) for k in range(int(trace.duration_s * rate_hz))]
+    student_opts = options_from_results(res["fine"], timing["device_ms"], timing["server_ms"])
+    jpeg_opts = options_from_results(res["jpeg"], timing["jpeg_device_ms"], timing["jpeg_server_ms"],
+                                     key="quality")
+    rows = []
+
+    def run(name, pick, kind):
+        met = ok = sent = 0
+        chosen = []
+        for t, i in requests:
+            link = trace.at(t)
+            nbytes, correct, ms, value = pick(i, link)
+            met += ms <= deadline_ms
+            ok += correct
+            sent += nbytes
+            chosen.append(value)
+        k = len(requests)
+        rows.append({"strategy": name, "kind": kind, "requests": k, "deadlines_met": 100.0 * met / k,
+                     "accuracy": 100.0 * ok / k, "bytes_mean": sent / k, "chosen": chosen})
+
+    vs = _Student(variable, val_set)
+    ctl = RateController(student_opts, deadline_ms, slowdown)
+
+    def adaptive(i, link):
+        tries = []
+        msg, opt, _, _ = send_adaptive(ctl, lambda o: tries.append(o) or vs.message(i, o.value), link)
+        ms = latency_ms(opt, len(msg), link, slowdown) + slowdown * timing["rans_ms"] * (len(tries) - 1)
+        return len(msg), vs.correct(i, opt.value), ms, opt.value
+    run("adaptive student", adaptive, "adaptive")
+
+    fixed_opt = RateOption(0, 0, 0, 0, timing["device_ms"], timing["server_ms"])
+    for b, s in sorted(per_beta.items()):
+        ps = _Student(s, val_set)
+
+        def fixed(i, link, ps=ps):
+            msg = ps.message(i, None)
+            return len(msg), ps.correct(i, None), latency_ms(fixed_opt, len(msg), link, slowdown), None
+        run(f"per-β student, β = {b:g}", fixed, "fixed")
+
+    coders = {fmt: _Codec(teacher, val_set, fmt) for fmt in ("jpeg", "webp")}
+    codec_opt = RateOption(0, 0, 0, 0, timing["jpeg_device_ms"], timing["jpeg_server_ms"])
+    for fmt, q in FIXED_CODECS:
+        c = coders[fmt]
+
+        def fixed_codec(i, link, c=c, q=q):
+            msg = c.message(i, q)
+            return len(msg), c.correct(i, q), latency_ms(codec_opt, len(msg), link, slowdown), None
+        run(f"{'JPEG' if fmt == 'jpeg' else 'WebP'} q{q}", fixed_codec, "codec")
+
+    jctl = RateController(jpeg_opts, deadline_ms, slowdown)
+    jc = coders["jpeg"]
+
+    def adaptive_jpeg(i, link):
+        tries = []
+        msg, opt, _, _ = send_adaptive(jctl, lambda o: tries.append(o) or jc.message(i, int(o.value)), link)
+        ms = latency_ms(opt, len(msg), link, slowdown) + slowdown * timing["jpeg_device_ms"] * (len(tries) - 1)
+        return len(msg), jc.correct(i, int(opt.value)), ms, opt.value
+    run("JPEG, quality adapted", adaptive_jpeg, "adaptive")
+    return rows
+
+
+def verdict(rows: list[dict], goal: float = 99.0) -> dict:
+    """The issue's goal: the adaptive student meets ≥ ``goal`` % of deadlines with a higher mean accuracy than any
+    fixed-β student that also does."""
+    ad = next(r for r in rows if r["strategy"] == "adaptive student")
+    fixed_ok = [r for r in rows if r["kind"] == "fixed" and r["deadlines_met"] >= goal]
+    best = max(fixed_ok, key=lambda r: r["accuracy"], default=None)
+    return {"adaptive_met": ad["deadlines_met"], "adaptive_accuracy": ad["accuracy"],
+            "best_fixed": best and best["strategy"], "best_fixed_accuracy": best and best["accuracy"],
+            "met": ad["deadlines_met"] >= goal and (best is None or ad["accuracy"] > best["accuracy"])}
