@@ -171,6 +171,8 @@ class StudentTrainConfig:
     out: str = "runs/student-mini"
     method: str = "entropic"         # "entropic", "variable-rate" (one student for every β of a grid), or the
                                      # baselines "crbq" (CR+BQ) and "end-to-end" (Singh et al.)
+    rate_warmup_steps: int = 0       # stage 1: the rate term's weight rises linearly from 0 over these steps
+                                     # (0: none, the shipped recipes')
     rate_grid: tuple[float, ...] | None = None   # variable-rate: (β_min, doublings, steps per doubling) of its
                                                  # grid (models.codec.BetaGrid); None: 0.005 … 0.64, 32 steps
     init_from: str | None = None     # warm start: encoder, prior and decoder of this student checkpoint

@@ -238,9 +238,11 @@ def stage1_step(model, teacher: Teacher, cfg: StudentTrainConfig, engine: Engine
         rates = sample_rates(student, len(x))       # a variable-rate student: β per image
         with engine.autocast():          # decoder and tail; encoder and prior run in fp32 inside (student.forward)
             o = model(x)
+        beta = cfg.beta if rates is None else rates
+        if cfg.rate_warmup_steps:          # the rate's price rises from 0 (against an early collapse to the medians)
+            beta = beta * min(1.0, (engine.step + 1) / cfg.rate_warmup_steps)
         parts = stage1_loss({k: v.float() for k, v in o["features"].items()},
-                            {k: v.float() for k, v in t_feats.items()}, o["likelihoods"],
-                            cfg.beta if rates is None else rates, weights, spatial)
+                            {k: v.float() for k, v in t_feats.items()}, o["likelihoods"], beta, weights, spatial)
         logs = {"distortion": parts["distortion"].item() / len(x), "bits": parts["bits"].item() / len(x)}
         return parts["loss"] * distributed.loss_scale(), logs
     return step

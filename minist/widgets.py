@@ -242,10 +242,11 @@ class Explorer:
                          f"only, no RTT; bars on a fixed log scale, {scale} at every 2 decades from the left)"
                          + "".join(bars) + "</div>"}
 
-    def show(self):
-        """The ipywidgets UI (JupyterLab): a continuous β slider, an image picker, a bandwidth slider."""
+    def show(self, display: bool = True):
+        """The ipywidgets UI (JupyterLab): a continuous β slider, an image picker, a bandwidth slider.
+        ``display=False`` builds it without showing it (benchmarks, tests)."""
         import ipywidgets as W
-        from IPython.display import display
+        from IPython.display import display as show_ui
         g = self.grid
         lo, hi = math.log2(g.beta_min), math.log2(g.beta_max)
         default = pretrained.DEFAULT_BETA.get(self.preset, g.beta_min)
@@ -273,7 +274,8 @@ class Explorer:
             w.observe(update, names="value")
         update()
         ui = W.VBox([W.HBox([beta, index, kbps]), status, caption, W.HBox([image, bits, rd]), times])
-        display(ui)
+        if display:
+            show_ui(ui)
         return ui
 
     # ---- a static copy (one matplotlib figure) ----------------------------------------------------------

@@ -252,3 +252,45 @@ def test_the_training_time_rate_is_within_its_stated_tolerance_of_the_coded_bits
         noisy = float(-torch.log2(lik).sum()) / len(x)
         real = sum(8 * (len(student.compress(xi[None])) - student.header_bytes) for xi in x) / len(x)
         assert 1.0 < noisy / real < 1.6, (beta, noisy, real)
+
+
+def test_a_variable_rate_student_trains_ships_and_scores_every_anchor(tmp_path):
+    """The variable-rate recipe end to end, tiny: β per image in both stages, every anchor scored at real bytes,
+    fp16 shipping re-scores every anchor, and the stored model reproduces them."""
+    from minist.recipes import ship_half
+    torch.manual_seed(0)
+    teacher = Teacher(TINY).half().float().eval()
+    cfg = StudentTrainConfig(method="variable-rate", channels=4, stage1_epochs=1, stage2_epochs=1,
+                             stage1_batch_size=8, stage2_batch_size=8, image_size=64, train_length=16, val_length=6,
+                             eval_length=4, workers=0, out=str(tmp_path / "v"))
+    student, meta = train_student(cfg, teacher, progress=False)
+    assert student.variable_rate and list(meta["val_by_beta"]) == [f"{b:g}" for b in student.codec.grid.anchors]
+    assert meta["val"] == meta["val_by_beta"]["0.005"]
+    sizes = [r["bytes_mean"] for r in meta["val_by_beta"].values()]
+    assert sizes[0] > sizes[-1]
+    assert {"beta0.005", "beta0.04", "beta0.32"} <= set(meta["history"][0])     # per-epoch scores at three rates
+    _, val = cfg.datasets()
+    (tmp_path / "shipped").mkdir()
+    (tmp_path / "shipped" / "SHA256SUMS").write_text("")
+    shipped = ship_half(tmp_path / "v" / "student.pt", tmp_path / "shipped" / "v.pt", val_set=val, teacher=teacher)
+    again, stored = load_student(tmp_path / "shipped" / "v.pt", teacher)
+    assert again.variable_rate and stored["val_by_beta"] == shipped["val_by_beta"] and "val_by_beta_fp32" in stored
+    r = evaluate_student(again, val, beta=0.08)
+    assert (r["accuracy"], r["bytes_mean"]) == (stored["val_by_beta"]["0.08"]["accuracy"],
+                                                stored["val_by_beta"]["0.08"]["bytes_mean"])
+    with pytest.raises(ValueError, match="eval_stage1"):
+        train_student(StudentTrainConfig(method="variable-rate", eval_stage1=True), teacher)
+    with pytest.raises(ValueError, match="rate_grid"):
+        train_student(StudentTrainConfig(rate_grid=(0.01, 4, 8), out=str(tmp_path / "x")), teacher)
+
+
+def test_the_shipped_variable_student_reproduces_its_recorded_results():
+    student, meta = pretrained.variable_student("mini", with_meta=True)
+    assert meta["stored"] == "fp16" and not student.tune_tail
+    val = mdata.load("fashion-on-photos", split="val", task="classification", **meta["val_set"]["config"])
+    assert val.digest() == meta["val_set"]["sha256"]
+    for b in ("0.005", "0.32"):
+        res = evaluate_student(student, val, beta=float(b), limit=500)
+        rec = meta["val_by_beta"][b]
+        assert abs(res["bytes_mean"] - rec["bytes_mean"]) < 0.05 * rec["bytes_mean"]
+        assert 0.98 < res["payload_to_estimate"] < 1.10      # rANS's 8-byte flush weighs on a 115-byte payload

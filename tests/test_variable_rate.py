@@ -242,7 +242,7 @@ def test_the_explorer_controls_change_the_outputs(variable):
     matplotlib.use("Agg")
     from minist.widgets import Explorer
     ex = Explorer(student=variable, images=4)
-    ex.show()
+    ex.show(display=False)
     beta, kbps, image = ex.controls["beta"], ex.controls["kbps"], ex.controls["image"]
     out = ex.outputs
     lo, hi = ex.beta_range

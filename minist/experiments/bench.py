@@ -338,7 +338,7 @@ def explorer_main(quick: bool = False) -> int:
     ex = Explorer(images=8)
     build = time.perf_counter() - tic
     tic = time.perf_counter()
-    ex.show()
+    ex.show(display=False)
     opened = time.perf_counter() - tic
     lo, hi = ex.beta_range
     rng = np.random.default_rng(0)
@@ -413,7 +413,7 @@ def variable_main(quick: bool = False, write: bool = False) -> int:
     return 0
 
 
-ADAPTIVE_DEADLINES = (100.0, 150.0)
+ADAPTIVE_DEADLINES = (100.0, 150.0, 200.0)
 
 
 def adaptive_main(quick: bool = False, trace_spec: str = "markov:4g:0:300", slowdown: float = 1.0) -> int:

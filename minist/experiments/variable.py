@@ -12,15 +12,13 @@
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
 import torch
 
 from .. import codecs as image_codecs
 from ..evaluate import codec_accuracy, evaluate_student
 from ..split.adaptive import RateController, RateOption, latency_ms, options_from_results, send_adaptive
+from ..split.latency import timings
 
 FINE_STRIDE = 4                       # every 4th grid rate: 8 per doubling of β
 JPEG_QUALITIES = (1, 5, 10, 15, 20, 30, 50, 75)
@@ -30,38 +28,6 @@ SUMMARY = ("accuracy", "bytes_mean", "bytes_p95", "kb_mean", "kb_std", "bpp", "h
 
 def _summary(r: dict) -> dict:
     return {k: r[k] for k in SUMMARY if k in r}
-
-
-def _median_ms(fn, items, repeats: int = 3) -> float:
-    times = []
-    for item in items:
-        fn(item)
-        for _ in range(repeats):
-            tic = time.perf_counter()
-            fn(item)
-            times.append(time.perf_counter() - tic)
-    return 1000 * statistics.median(times)
-
-
-@torch.no_grad()
-def timings(student, teacher, val_set, n: int = 20, beta: float | None = None, codecs: bool = True) -> dict:
-    """Median ms on this machine: the device half (encoder + rANS), rANS alone (a retry at another rate), the
-    server half, and (``codecs``) JPEG q10 encoding and decoding + the teacher (the codec senders' device and
-    server)."""
-    device, server = student.split()
-    xs = [val_set[i][0].unsqueeze(0) for i in range(n)]
-    rate = {} if beta is None else {"beta": beta}
-    msgs = [device(x, **rate) for x in xs]
-    zs = [student.encode(x) for x in xs]
-    out = {"device_ms": _median_ms(lambda x: device(x, **rate), xs),
-           "rans_ms": _median_ms(lambda z: student.codec.encode(z, **rate), zs),
-           "server_ms": _median_ms(server, msgs)}
-    if not codecs:
-        return out
-    jpegs = [image_codecs.encode(x[0], "jpeg", 10) for x in xs]
-    out["jpeg_device_ms"] = _median_ms(lambda x: image_codecs.encode(x[0], "jpeg", 10), xs)
-    out["jpeg_server_ms"] = _median_ms(lambda d: teacher(image_codecs.decode(d).unsqueeze(0)), jpegs)
-    return out
 
 
 @torch.no_grad()

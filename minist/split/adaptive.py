@@ -290,9 +290,9 @@ def controller_for(student, deadline_ms: float, slowdown: float = 1.0, res: dict
     (``device_ms``: the encoder and rANS; the server time is the results file's)."""
     from .. import pretrained
     from ..config import mini_val_set
-    from ..experiments.variable import timings
+    from .latency import timings
     res = res if res is not None else pretrained.variable_results("mini")
     val_set = val_set if val_set is not None else mini_val_set(limit=8)
-    here = timings(student, None, val_set, n=min(8, len(val_set)), codecs=False)
+    here = timings(student, None, val_set, n=min(8, len(val_set)), with_codecs=False)
     return RateController(options_from_results(res["fine"], here["device_ms"], res["timing"]["server_ms"]),
                           deadline_ms, slowdown, safety)

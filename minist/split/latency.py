@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import statistics
 import time
 
 import numpy as np
@@ -71,6 +72,39 @@ def measure_strategies(student, teacher, images, repeats: int = 5, jpeg_quality:
                      "bytes": float(feats[0].numel() * nbytes) + FRAME_OVERHEAD,
                      "server_ms": float(np.mean([_time_ms(lambda h=h: tail(h), repeats) for h in feats]))})
     return rows
+
+
+def _median_ms(fn, items, repeats: int = 3) -> float:
+    """Median ms of ``fn(item)`` over the items (each once to warm up, then ``repeats`` times)."""
+    times = []
+    for item in items:
+        fn(item)
+        for _ in range(repeats):
+            tic = time.perf_counter()
+            fn(item)
+            times.append(time.perf_counter() - tic)
+    return 1000 * statistics.median(times)
+
+
+@torch.no_grad()
+def timings(student, teacher, val_set, n: int = 20, beta: float | None = None, with_codecs: bool = True) -> dict:
+    """Median ms on this machine: the device half (encoder + rANS), rANS alone (a retry at another rate), the
+    server half, and (``with_codecs``) JPEG q10 encoding and decoding + the teacher (the codec senders' device and
+    server)."""
+    device, server = student.split()
+    xs = [val_set[i][0].unsqueeze(0) for i in range(n)]
+    rate = {} if beta is None else {"beta": beta}
+    msgs = [device(x, **rate) for x in xs]
+    zs = [student.encode(x) for x in xs]
+    out = {"device_ms": _median_ms(lambda x: device(x, **rate), xs),
+           "rans_ms": _median_ms(lambda z: student.codec.encode(z, **rate), zs),
+           "server_ms": _median_ms(server, msgs)}
+    if not with_codecs:
+        return out
+    jpegs = [codecs.encode(x[0], "jpeg", 10) for x in xs]
+    out["jpeg_device_ms"] = _median_ms(lambda x: codecs.encode(x[0], "jpeg", 10), xs)
+    out["jpeg_server_ms"] = _median_ms(lambda d: teacher(codecs.decode(d).unsqueeze(0)), jpegs)
+    return out
 
 
 def end_to_end_ms(row: dict, uplink_bps: float, rtt_s: float, device_slowdown: float = 1.0,
