@@ -79,7 +79,7 @@ teacher: setup ## retrain the shipped mini teacher: three cosine cycles (≈2–
 student: setup ## retrain the shipped default-β mini student (≈14 min on one CPU thread with bf16), fp16 → data/
 	$(BIN)/minist train-student --eval-stage1 true --out runs/student-mini --ship --half
 
-variable: setup ## retrain the shipped variable-rate student (one model for every β; ≈35 min on one thread), fp16 → data/, then measure it against the per-β students (≈15 min) → data/results_variable_mini.json
+variable: setup ## retrain the shipped variable-rate student (one model for every β; ≈47 min on one thread beside other jobs), fp16 → data/, then measure it against the per-β students (≈30 min) → data/results_variable_mini.json
 	$(BIN)/minist train-student --method variable-rate --stage1-epochs 16 --stage2-epochs 4 --out runs/student-variable --ship --half
 	$(BIN)/minist bench variable --write
 

@@ -421,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "device", "train", "variable", "adaptive"))
     b.add_argument("--quick", action="store_true")
     b.add_argument("--write", action="store_true", help="variable: measure and write data/results_variable_mini.json "
-                   "(≈15 min); without it, print the shipped file's tables")
+                   "(≈30 min on one thread); without it, print the shipped file's tables")
     b.set_defaults(fn=cmd_bench)
 
     x = sub.add_parser("export", help="write a device bundle (ONNX encoder + coding tables) for minist-device")

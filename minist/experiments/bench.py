@@ -376,7 +376,7 @@ def _per_beta_students() -> dict:
 
 def variable_main(quick: bool = False, write: bool = False) -> int:
     """Per-β students vs the variable-rate student at every β of the grid (real bytes, the same val images),
-    and the variable-rate student on the fine grid. ``write``: measure now (≈15 min on one thread) and write
+    and the variable-rate student on the fine grid. ``write``: measure now (≈30 min on one thread) and write
     ``data/results_variable_mini.json``; else print the shipped file."""
     if write or quick:
         val, limit = mini_val_set(), 40 if quick else None
