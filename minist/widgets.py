@@ -135,9 +135,18 @@ class Explorer:
                 f"To reach that accuracy, " + "; ".join(parts) + ".")
 
     # ---- the RD panel: drawn once, the marker painted per move ----------------------------------------
-    def _frame(self, ax) -> None:
-        """No title (the status line says it); accuracy from just below the variable-rate curve's lowest point to
-        above the teacher (a collapsed per-β point further down is left out of view, and said so)."""
+    def _draw_rd(self, ax, ncol: int) -> None:
+        """The study's curves and the variable-rate student's, with the legend below the axes. No title (the status
+        line says it); accuracy from just below the variable-rate curve's lowest point to above the teacher (a
+        collapsed per-β point further down is left out of view, and said so)."""
+        plot_rd(self.res, ax=ax, annotate=False, title="",
+                methods=[m for m in ("entropic", "stage1-only", "crbq", "jpeg", "webp")
+                         if any(p["method"] == m for p in self.res["points"])])
+        ax.plot([p["kb_mean"] for p in self.curve], [p["accuracy"] for p in self.curve], "-", lw=1.4,
+                color=VARIABLE_COLOR, label=VARIABLE_LABEL, zorder=4)
+        ax.set_xlabel("KB per image (log)", fontsize=9)
+        ax.set_ylabel("accuracy (%)", fontsize=9)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, frameon=False)
         ax.set_title("")
         low = min(p["accuracy"] for p in self.curve)
         bottom = max(0.0, min(low, 80.0) - 3.0)
@@ -152,16 +161,8 @@ class Explorer:
         if self._rd is None:
             from PIL import Image as PILImage
             fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=72)
-            plot_rd(self.res, ax=ax, annotate=False, title="",
-                    methods=[m for m in ("entropic", "stage1-only", "crbq", "jpeg", "webp")
-                             if any(p["method"] == m for p in self.res["points"])])
-            ax.plot([p["kb_mean"] for p in self.curve], [p["accuracy"] for p in self.curve], "-", lw=1.4,
-                    color=VARIABLE_COLOR, label=VARIABLE_LABEL, zorder=4)
-            self._frame(ax)
-            ax.set_xlabel("KB per image (log)", fontsize=9)
-            ax.set_ylabel("accuracy (%)", fontsize=9)
+            self._draw_rd(ax, ncol=3)
             ax.tick_params(labelsize=8)
-            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
             fig.tight_layout()
             fig.canvas.draw()
             height = fig.canvas.get_width_height()[1]
@@ -287,15 +288,7 @@ class Explorer:
         self._im = self.ax_img.imshow(np.zeros((8, 8, 3)))
         self._bits = self.ax_bits.imshow(np.zeros((8, 8)), cmap="magma")
         self.fig.colorbar(self._bits, ax=self.ax_bits, fraction=0.046, pad=0.04, label="bits per latent position")
-        plot_rd(self.res, ax=self.ax_rd, annotate=False, title="",
-                methods=[m for m in ("entropic", "stage1-only", "crbq", "jpeg", "webp")
-                         if any(p["method"] == m for p in self.res["points"])])
-        self.ax_rd.plot([p["kb_mean"] for p in self.curve], [p["accuracy"] for p in self.curve], "-", lw=1.4,
-                        color=VARIABLE_COLOR, label=VARIABLE_LABEL, zorder=4)
-        self._frame(self.ax_rd)
-        self.ax_rd.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
-        self.ax_rd.set_xlabel("KB per image", fontsize=8)
-        self.ax_rd.set_ylabel("accuracy (%)", fontsize=8)
+        self._draw_rd(self.ax_rd, ncol=2)
         self._marker, = self.ax_rd.plot([], [], marker="o", ms=12, mfc="none", mew=2.5, color="#c00000", ls="",
                                         zorder=6)
         self.fig.tight_layout()

@@ -129,44 +129,32 @@ def replay(res: dict, variable, per_beta: dict, teacher, val_set, trace, deadlin
         rows.append({"strategy": name, "kind": kind, "requests": k, "deadlines_met": 100.0 * met / k,
                      "accuracy": 100.0 * ok / k, "bytes_mean": sent / k, "chosen": chosen})
 
-    vs = _Student(variable, val_set)
-    ctl = RateController(student_opts, deadline_ms, slowdown)
+    def adaptive(sender, controller, retry_ms):
+        """Per request: the controller's rate, stepped down while the real message misses (each retry re-codes)."""
+        def pick(i, link):
+            tries = []
+            msg, opt, _, _ = send_adaptive(controller, lambda o: tries.append(o) or sender.message(i, o.value), link)
+            ms = latency_ms(opt, len(msg), link, slowdown) + slowdown * retry_ms * (len(tries) - 1)
+            return len(msg), sender.correct(i, opt.value), ms, opt.value
+        return pick
 
-    def adaptive(i, link):
-        tries = []
-        msg, opt, _, _ = send_adaptive(ctl, lambda o: tries.append(o) or vs.message(i, o.value), link)
-        ms = latency_ms(opt, len(msg), link, slowdown) + slowdown * timing["rans_ms"] * (len(tries) - 1)
-        return len(msg), vs.correct(i, opt.value), ms, opt.value
-    run("adaptive student", adaptive, "adaptive")
+    def fixed(sender, value, timed: RateOption):
+        def pick(i, link):
+            msg = sender.message(i, value)
+            return len(msg), sender.correct(i, value), latency_ms(timed, len(msg), link, slowdown), None
+        return pick
 
-    fixed_opt = RateOption(0, 0, 0, 0, timing["device_ms"], timing["server_ms"])
+    run("adaptive student", adaptive(_Student(variable, val_set), RateController(student_opts, deadline_ms, slowdown),
+                                     timing["rans_ms"]), "adaptive")
+    student_timed = RateOption(0, 0, 0, 0, timing["device_ms"], timing["server_ms"])
     for b, s in sorted(per_beta.items()):
-        ps = _Student(s, val_set)
-
-        def fixed(i, link, ps=ps):
-            msg = ps.message(i, None)
-            return len(msg), ps.correct(i, None), latency_ms(fixed_opt, len(msg), link, slowdown), None
-        run(f"per-β student, β = {b:g}", fixed, "fixed")
-
+        run(f"per-β student, β = {b:g}", fixed(_Student(s, val_set), None, student_timed), "fixed")
     coders = {fmt: _Codec(teacher, val_set, fmt) for fmt in ("jpeg", "webp")}
-    codec_opt = RateOption(0, 0, 0, 0, timing["jpeg_device_ms"], timing["jpeg_server_ms"])
+    codec_timed = RateOption(0, 0, 0, 0, timing["jpeg_device_ms"], timing["jpeg_server_ms"])
     for fmt, q in FIXED_CODECS:
-        c = coders[fmt]
-
-        def fixed_codec(i, link, c=c, q=q):
-            msg = c.message(i, q)
-            return len(msg), c.correct(i, q), latency_ms(codec_opt, len(msg), link, slowdown), None
-        run(f"{'JPEG' if fmt == 'jpeg' else 'WebP'} q{q}", fixed_codec, "codec")
-
-    jctl = RateController(jpeg_opts, deadline_ms, slowdown)
-    jc = coders["jpeg"]
-
-    def adaptive_jpeg(i, link):
-        tries = []
-        msg, opt, _, _ = send_adaptive(jctl, lambda o: tries.append(o) or jc.message(i, int(o.value)), link)
-        ms = latency_ms(opt, len(msg), link, slowdown) + slowdown * timing["jpeg_device_ms"] * (len(tries) - 1)
-        return len(msg), jc.correct(i, int(opt.value)), ms, opt.value
-    run("JPEG, quality adapted", adaptive_jpeg, "adaptive")
+        run(f"{'JPEG' if fmt == 'jpeg' else 'WebP'} q{q}", fixed(coders[fmt], q, codec_timed), "codec")
+    run("JPEG, quality adapted", adaptive(coders["jpeg"], RateController(jpeg_opts, deadline_ms, slowdown),
+                                          timing["jpeg_device_ms"]), "adaptive")
     return rows
 
 

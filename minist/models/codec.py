@@ -162,6 +162,16 @@ class FactorizedCodec(EntropyBottleneck):
                                f"this body has {len(payload)}: forged or corrupt")
         return payload, (h, w)
 
+    # a one-rate codec is a variable-rate one with a single table set, key 0 (what the sandbox relies on)
+    def parse_rate(self, data, latent_sizes=None) -> tuple[bytes, tuple[int, int], int]:
+        return (*self.parse(data, latent_sizes), 0)
+
+    def tables(self, key: int = 0) -> FactorizedCodec:
+        return self
+
+    def output(self, z_hat: torch.Tensor, key: int = 0) -> torch.Tensor:
+        return z_hat
+
     @torch.no_grad()
     def decode(self, data, latent_sizes=None) -> torch.Tensor:
         """One message → ẑ (1, C, h, w) = round(z − median) + median. In this process: for your own messages."""
@@ -341,10 +351,11 @@ class GainedCodec(FactorizedCodec):
         return self.grid.beta(idx.float())
 
     # ---- training and the server's view -------------------------------------------------------------
-    def forward(self, z: torch.Tensor, training: bool | None = None):
-        """(ẑ for the decoder, likelihoods) at ``self.beta``: noise in training, rounding around the medians else."""
+    def forward(self, z: torch.Tensor, training: bool | None = None, beta=None):
+        """(ẑ for the decoder, likelihoods) at ``beta`` (default ``self.beta``): noise in training, rounding around
+        the medians else."""
         training = self.training if training is None else training
-        g, gi = (t[:, :, None, None] for t in self.gains(self.indexes(z.shape[0])))
+        g, gi = (t[:, :, None, None] for t in self.gains(self.indexes(z.shape[0], beta)))
         u = z * g
         if training:
             u_hat = u + torch.empty_like(u).uniform_(-0.5, 0.5)
@@ -366,11 +377,7 @@ class GainedCodec(FactorizedCodec):
 
     @torch.no_grad()
     def estimate_bits(self, z: torch.Tensor, per_position: bool = False, beta=None) -> torch.Tensor:
-        saved, self.beta = self.beta, self.beta if beta is None else beta
-        try:
-            bits = -torch.log2(self(z, training=False)[1])
-        finally:
-            self.beta = saved
+        bits = -torch.log2(self(z, training=False, beta=beta)[1])
         return bits.sum(1) if per_position else bits.flatten(1).sum(1)
 
     # ---- coding tables, one set per grid rate, built when first used --------------------------------------
@@ -411,9 +418,12 @@ class GainedCodec(FactorizedCodec):
 
     def message_beta(self, data) -> float:
         """The β a message was sent at (its header checked as :meth:`parse` does)."""
-        return float(self.grid.beta(self.parse(data)[2]))
+        return float(self.grid.beta(self.parse_rate(data)[2]))
 
-    def parse(self, data, latent_sizes=None) -> tuple[bytes, tuple[int, int], int]:
+    def parse(self, data, latent_sizes=None) -> tuple[bytes, tuple[int, int]]:
+        return self.parse_rate(data, latent_sizes)[:2]
+
+    def parse_rate(self, data, latent_sizes=None) -> tuple[bytes, tuple[int, int], int]:
         """Check a message against this model: its rANS payload, latent size and grid index, or PayloadError."""
         fields, payload, h, w = unpack(data, self.codec_id, self.channels, 5, latent_sizes)
         if fields[:4] != self.fingerprint():
@@ -437,7 +447,7 @@ class GainedCodec(FactorizedCodec):
     def decode(self, data, latent_sizes=None) -> torch.Tensor:
         """One message at any grid rate → ẑ (1, C, h, w). In this process: for your own messages."""
         self._check_ready()
-        payload, hw, index = self.parse(data, latent_sizes)
+        payload, hw, index = self.parse_rate(data, latent_sizes)
         return self.output(EntropyBottleneck.decompress(self.tables(index), [payload], hw), index)
 
 

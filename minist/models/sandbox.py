@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .codec import FactorizedCodec, GainedCodec, PayloadError
+from .codec import FactorizedCodec, PayloadError
 
 WORKER = Path(__file__).with_name("rans_worker.py")
 # Two consecutive 0xFFFFFFFF words: in a genuine (near-random) stream about once in 2⁶⁴ word pairs; in a forged one,
@@ -61,13 +61,10 @@ class SandboxedDecoder:
         self._has: dict[int, set] = {}                # process id → the table sets it holds
         self.restarts = 0
 
-    def _coder(self, key: int) -> FactorizedCodec:
-        """The module whose coding tables decode messages of table set ``key`` (a grid rate, or 0)."""
-        return self.eb.tables(key) if isinstance(self.eb, GainedCodec) else self.eb
-
     def _tables(self, key: int) -> bytes:
+        """The worker's JSON of table set ``key`` (a grid rate of a variable-rate codec; 0 for a one-rate one)."""
         if key not in self._table_json:
-            eb = self._coder(key)
+            eb = self.eb.tables(key)
             self._table_json[key] = json.dumps({
                 "cdfs": eb._quantized_cdf.tolist(), "lengths": eb._cdf_length.reshape(-1).int().tolist(),
                 "offsets": eb._offset.reshape(-1).int().tolist()}).encode()
@@ -168,11 +165,10 @@ class SandboxedDecoder:
     @torch.no_grad()
     def decode(self, data: bytes) -> torch.Tensor:
         """A message → ẑ (1, C, h, w), or ``PayloadError``; the payload must be exactly our encoder's."""
-        parsed = self.eb.parse(data, self.latent_sizes)
-        payload, (h, w), key = parsed if len(parsed) == 3 else (*parsed, 0)    # a variable-rate message: its rate
+        payload, (h, w), key = self.eb.parse_rate(data, self.latent_sizes)      # key: the message's rate
         if _ALL_ONES_RUN in payload:   # drives CompressAI's bypass loop far past the body (measured: a crash)
             raise PayloadError("the payload holds a run of all-ones words that no encoder writes: forged, refused")
-        c, coder = self.eb.channels, self._coder(key)
+        c, coder = self.eb.channels, self.eb.tables(key)
         values = torch.from_numpy(self._symbols(payload, c, h, w, key).astype(np.float32)).view(1, c, h, w)
         z_hat = values + coder._get_medians().detach().reshape(1, -1, 1, 1).float()
         try:
@@ -182,6 +178,6 @@ class SandboxedDecoder:
         if again != payload:
             raise PayloadError("the payload is not what the encoder writes for the latent it decodes to: "
                                "forged or corrupt, refused")
-        return self.eb.output(z_hat, key) if isinstance(self.eb, GainedCodec) else z_hat
+        return self.eb.output(z_hat, key)
 
     __call__ = decode

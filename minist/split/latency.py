@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import math
-import statistics
 import time
 
 import numpy as np
@@ -75,15 +74,8 @@ def measure_strategies(student, teacher, images, repeats: int = 5, jpeg_quality:
 
 
 def _median_ms(fn, items, repeats: int = 3) -> float:
-    """Median ms of ``fn(item)`` over the items (each once to warm up, then ``repeats`` times)."""
-    times = []
-    for item in items:
-        fn(item)
-        for _ in range(repeats):
-            tic = time.perf_counter()
-            fn(item)
-            times.append(time.perf_counter() - tic)
-    return 1000 * statistics.median(times)
+    """Median over ``items`` of :func:`_time_ms` of ``fn(item)``."""
+    return float(np.median([_time_ms(lambda item=item: fn(item), repeats) for item in items]))
 
 
 @torch.no_grad()
