@@ -5,6 +5,7 @@
     minist data make-subset | cache | show
     minist serve [--port 8765] [--variable] / minist send [--channel 4g] | [--deadline-ms 150 --trace markov:4g:0]
     minist bench [foundation|student|split|rd|explorer|imagenette]
+    minist photos teacher|… (the real-photo study: minist/experiments/photos.py)
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
     minist eval-codec --format jpeg --quality 10 [--preset paper --data-root /data/imagenet]
     minist train-task --task detection --beta 0.08 | --preset paper --student S.pt --data-root /data/coco
@@ -32,7 +33,7 @@ from .config import StudentTrainConfig, TaskTrainConfig, TeacherTrainConfig
 from .data.fashion import CLASSES, SUBSET_FILE, make_subset
 from .data.synth import cached
 from .evaluate import METRICS, codec_accuracy, evaluate_task, size_stats, student_predictor
-from .experiments import bench, sweep, task_study
+from .experiments import bench, photos, sweep, task_study
 from .experiments.figures import make_all
 from .experiments.notebooks import run_all
 from .export import export_bundle
@@ -496,6 +497,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
+    if argv[:1] == ["photos"]:          # the real-photo study parses its own options
+        return photos.main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "data" and args.action == "show" and args.out is None:
         args.out = "samples.png"

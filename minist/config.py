@@ -117,6 +117,8 @@ class TeacherTrainConfig:
     init: str | None = None         # fine-tune from this teacher checkpoint (its layout wins over ``blocks``)
     epoch_offset: int = 0           # first training-stream epoch: a continuation sees images it has not seen
     amp: bool | None = None         # bf16 autocast, weights fp32; None: where it is fast (utils.fast_bf16)
+    mixup: float = 0.0              # > 0: half the batches are mixed, MixUp(α = mixup) or CutMix(α = 1)
+                                    # (torchvision.transforms.v2); the real-photo teacher's regulariser
 
     def data_config(self) -> FashionOnPhotosConfig:
         return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed,

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from compressai.losses import RateDistortionLoss
 from torch.utils.data import DataLoader
+from torchvision.transforms import v2
 
 from . import checkpoint, distributed
 from .config import (
@@ -98,6 +99,16 @@ def _digest(dataset) -> str | None:
 
 
 # ---- the teacher --------------------------------------------------------------------------------------------
+def mixer(alpha: float, num_classes: int):
+    """``(x, y) → (x, y)``: with ``alpha`` > 0, half the batches get MixUp(α) or CutMix(α = 1) (torchvision's
+    batch transforms; y becomes class probabilities); otherwise the batch unchanged."""
+    if alpha <= 0:
+        return lambda x, y: (x, y)
+    mix = v2.RandomChoice([v2.MixUp(alpha=alpha, num_classes=num_classes), v2.CutMix(alpha=1.0,
+                                                                                       num_classes=num_classes)])
+    return lambda x, y: mix(x, y) if torch.rand(()) < 0.5 else (x, y)
+
+
 def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: TeacherConfig | None = None,
                   progress: bool = True, train_set=None, val_set=None) -> tuple[Teacher, dict]:
     """Train the mini teacher on Fashion-on-Photos (or ``train_set``/``val_set`` of (image in [0, 1], label))."""
@@ -125,9 +136,11 @@ def train_teacher(cfg: TeacherTrainConfig, resume: bool = False, model_config: T
                     name="teacher", config={**asdict(cfg), "model": mcfg.to_dict()}, max_steps=cfg.max_steps,
                     amp=resolve_amp(cfg.amp, device), progress=progress)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    mix = mixer(cfg.mixup, mcfg.num_classes)
 
     def step(batch):
-        x, y = batch[0].to(device).contiguous(memory_format=torch.channels_last), batch[1].to(device)
+        x, y = mix(batch[0].to(device), batch[1].to(device))     # y: class indices, or mixed class probabilities
+        x = x.contiguous(memory_format=torch.channels_last)
         with engine.autocast():
             loss = loss_fn(model(x).float(), y)
         return loss, {"loss": loss.item()}

@@ -144,3 +144,40 @@ def test_imagenet_layout_and_offline_error(tmp_path):
         mdata.load("imagenet", split="train", root=tmp_path)
     with pytest.raises(ValueError, match="classification"):
         mdata.load("imagenet", split="val", task="detection", root=tmp_path)
+
+
+def _tiny_imagenette(root, per_class=(25, 4)):
+    for c in ("n01", "n02"):
+        for i in range(per_class[0]):
+            _img(root / "train" / c / f"t{i:02d}.JPEG", 48, 48)
+        for i in range(per_class[1]):
+            _img(root / "val" / c / f"v{i}.JPEG", 48, 48, mode="L" if i == 0 else "RGB")
+    return root
+
+
+def test_shared_imagenette_splits_hold_out_training_photos(tmp_path, monkeypatch):
+    from minist.data import imagenette
+    monkeypatch.setenv("MINIST_CACHE", str(tmp_path / "cache"))
+    root = _tiny_imagenette(tmp_path / "imagenette")
+    train = mdata.load("imagenette-shared", split="train", root=root, size=32)
+    choice = mdata.load("imagenette-shared", split="choice", root=root, size=32)
+    test = mdata.load("imagenette-shared", split="test", root=root, size=32)
+    # 1 in HOLDOUT_EVERY training photos per class is held out for choices; the official val photos are the test
+    assert (len(train), len(choice), len(test)) == (48, 2, 8)
+    lists = imagenette.file_lists(root)
+    assert not {p for p, _ in lists["choice"]} & {p for p, _ in lists["train"]}
+    x, y = test[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1 and y == 0
+    assert train.augment and not test.augment
+    torch.manual_seed(0)
+    assert not all(torch.equal(train[0][0], train[0][0]) for _ in range(5))   # a fresh random crop each time
+    d = test.digest()
+    again = mdata.load("imagenette-shared", split="test", root=root, size=32)     # from the cache
+    assert again.digest() == d and len(list((tmp_path / "cache" / "imagenette").iterdir())) == 3
+
+
+def test_shared_imagenette_absent_says_where_it_looked(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Imagenette photos not found.*MINIST_IMAGENETTE"):
+        mdata.load("imagenette-shared", split="test", root=tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="unknown Imagenette split 'val'.*'test'"):
+        mdata.load("imagenette-shared", split="val", root=tmp_path)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 
-from . import real
+from . import imagenette, real
 from .fashion import CLASSES, load_fashion_mnist
 from .synth import FashionOnPhotos, FashionOnPhotosConfig, cached
 
-NAMES = ("fashion-on-photos", "fashion-mnist", "imagenette", "imagefolder", "imagenette-mini", "voc",
+NAMES = ("fashion-on-photos", "fashion-mnist", "imagenette", "imagenette-shared", "imagefolder", "imagenette-mini", "voc",
          "oxford-pets", "pennfudan", "imagenet", "coco")
 
 
@@ -29,6 +29,9 @@ def load(name: str = "fashion-on-photos", split: str = "val", task: str = "class
     * ``imagenette`` / ``voc`` / ``oxford-pets`` / ``pennfudan``: real data,
       ``root=`` a folder, ``download=True`` to fetch (online only).
     * ``imagenet`` / ``coco``: the paper's data (``root=`` a local copy; see docs/paper_scale.md).
+    * ``imagenette-shared``: the whole Imagenette v2 in ``../shared/data/imagenette`` (or ``root=``), splits
+      ``train`` (augmented), ``choice`` (a hold-out of training photos, for choosing) and ``test`` (the official
+      val photos, for reporting); see :mod:`minist.data.imagenette`.
     * ``imagefolder``: ``root/split/<class>/*``; ``imagenette-mini``: the same on
       ``../shared/data/imagenette-mini`` when it is present.
     """
@@ -49,6 +52,10 @@ def load(name: str = "fashion-on-photos", split: str = "val", task: str = "class
         ds = torch.utils.data.TensorDataset(x, torch.from_numpy(d[f"{key}_labels"]))
         ds.classes = CLASSES
         return ds
+    if name == "imagenette-shared":
+        if task != "classification":
+            raise ValueError(f"'imagenette-shared' is a classification dataset; task={task!r} is not available")
+        return imagenette.load(split, options.get("root"), options.get("size", 128), options.get("augment"))
     if name == "imagenette":
         return real.imagenette(_root(options), split, options.get("size", 128), options.get("download", False))
     if name in ("imagefolder", "imagenette-mini"):
