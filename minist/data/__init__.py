@@ -14,8 +14,8 @@ from . import imagenette, real
 from .fashion import CLASSES, load_fashion_mnist
 from .synth import FashionOnPhotos, FashionOnPhotosConfig, cached
 
-NAMES = ("fashion-on-photos", "fashion-mnist", "imagenette", "imagenette-shared", "imagefolder", "imagenette-mini", "voc",
-         "oxford-pets", "pennfudan", "imagenet", "coco")
+NAMES = ("fashion-on-photos", "fashion-mnist", "imagenette", "imagenette-shared", "imagefolder", "imagenette-mini",
+         "voc", "oxford-pets", "pennfudan", "imagenet", "coco")
 
 
 def load(name: str = "fashion-on-photos", split: str = "val", task: str = "classification", **options):

@@ -19,7 +19,6 @@ import hashlib
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import v2
