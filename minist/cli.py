@@ -4,7 +4,7 @@
     minist train-student [--beta 0.08 ...] [--resume] [--ship]
     minist data make-subset | cache | show
     minist serve [--port 8765] [--variable] / minist send [--channel 4g] | [--deadline-ms 150 --trace markov:4g:0]
-    minist bench [foundation|student|split|rd|explorer|imagenette]
+    minist bench [all|foundation|student|split|rd|explorer|variable|adaptive|imagenette|throughput|device|train]
     minist photos teacher|… (the real-photo study: minist/experiments/photos.py)
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
     minist eval-codec --format jpeg --quality 10 [--preset paper --data-root /data/imagenet]
@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import matplotlib
+from torch.utils.data import Subset
 
 from . import data as mdata
 from . import distributed, pretrained
@@ -154,9 +155,7 @@ def cmd_train_student(args) -> int:
 def _student_from(args):
     if getattr(args, "checkpoint", None):
         return load_student(args.checkpoint)[0]
-    if getattr(args, "variable", False):
-        if args.beta is not None:
-            raise ValueError("--variable serves every β of the variable-rate student; drop --beta")
+    if getattr(args, "variable", False):       # --beta is then the rate it sends at (any β of its grid)
         return pretrained.variable_student("mini")
     return pretrained.student("mini", beta=args.beta)
 
@@ -201,14 +200,13 @@ def cmd_send(args) -> int:
     device_part, _ = student.split()
     val = mdata.load("fashion-on-photos", split="val", task="classification")
     channel = get_channel(args.channel) if args.channel != "none" else None
-    rate = {"beta": args.beta} if student.variable_rate and args.beta is not None else {}
     print(f"{'image':>5} {'true':>12} {'predicted':>12} {'bytes':>6} {'encode ms':>9} {'channel ms':>10} "
           f"{'server ms':>9} {'total ms':>8}")
     with SplitClient(args.host, args.port, channel=channel) as client:
         for i in range(args.n):
             x, y = val[i]
             tic = time.perf_counter()
-            message = device_part(x.unsqueeze(0), **rate)
+            message = device_part(x.unsqueeze(0), beta=args.beta)
             enc = 1000 * (time.perf_counter() - tic)
             r = client.infer(message)
             print(f"{i:>5} {val.classes[y]:>12} {r.get('class', r['label']):>12} {r['bytes_sent']:>6} {enc:>9.1f} "
@@ -222,32 +220,24 @@ def _send_adaptive(args) -> int:
         raise ValueError("an adaptive send needs both --deadline-ms and --trace (a CSV, or markov:4g:SEED)")
     student = load_student(args.checkpoint)[0] if args.checkpoint else pretrained.variable_student("mini")
     trace = adaptive.load_trace(args.trace)
-    controller = adaptive.controller_for(student, args.deadline_ms, args.slowdown)
-    device = adaptive.AdaptiveDevice(student, controller)
     val = mdata.load("fashion-on-photos", split="val", task="classification")
+    controller = adaptive.controller_for(student, args.deadline_ms, pretrained.variable_results("mini"),
+                                         Subset(val, range(8)), args.slowdown)
+    device = adaptive.AdaptiveDevice(student.split()[0], controller)
     print(f"trace {trace.name} ({trace.duration_s:.0f} s), deadline {args.deadline_ms:g} ms, one request every "
           f"{1000 / args.rate_hz:.0f} ms of trace time, device ×{args.slowdown:g}; modelled channel, real bytes")
     print(f"{'t s':>6} {'kbit/s':>8} {'RTT ms':>6} {'β':>7} {'bytes':>6} {'predicted':>9} {'modelled':>8} "
           f"{'wall ms':>7} {'met':>3} {'true':>12} {'predicted':>12}")
     met = correct = 0
     with SplitClient(args.host, args.port) as client:
-        for k in range(args.n):
-            t = k / args.rate_hz
-            link = trace.at(t)
-            client.channel = link                 # the link of this second: the client waits its modelled time
-            x, y = val[k % len(val)]
-            tic = time.perf_counter()
-            message, option, choice, feasible = device.send(x, link)
-            r = client.infer(message)
-            wall = 1000 * (time.perf_counter() - tic)
-            modelled = adaptive.latency_ms(option, len(message), link, args.slowdown)
-            ok = feasible and modelled <= args.deadline_ms
-            met += ok
-            correct += r["label"] == int(y)
-            print(f"{t:>6.1f} {link.uplink_bps / 1e3:>8.0f} {1000 * link.rtt_s:>6.0f} {option.value:>7.4f} "
-                  f"{len(message):>6} {choice.predicted_ms:>9.1f} {modelled:>8.1f} {wall:>7.1f} "
-                  f"{'✓' if ok else '✗':>3} {val.classes[y]:>12} {r.get('class', r['label']):>12}"
-                  + ("" if feasible else f"  ({choice.reason})"))
+        for r in adaptive.replay_trace(device, client, trace, val, args.n, args.rate_hz):
+            link, reply = r["link"], r["reply"]
+            met += r["met"]
+            correct += reply["label"] == r["label"]
+            print(f"{r['t']:>6.1f} {link.uplink_bps / 1e3:>8.0f} {1000 * link.rtt_s:>6.0f} {r['option'].value:>7.4f} "
+                  f"{r['bytes']:>6} {r['choice'].predicted_ms:>9.1f} {r['modelled_ms']:>8.1f} {r['wall_ms']:>7.1f} "
+                  f"{'✓' if r['met'] else '✗':>3} {val.classes[r['label']]:>12} "
+                  f"{reply.get('class', reply['label']):>12}" + ("" if r["feasible"] else f"  ({r['choice'].reason})"))
     print(f"{met} of {args.n} deadlines met, {correct} of {args.n} correct")
     return 0
 
@@ -417,9 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(fn=cmd_data)
 
     b = sub.add_parser("bench", help="print the benchmark table (data, teacher, accuracy)")
-    b.add_argument("which", nargs="?", default="all",
-                   choices=("all", "foundation", "student", "split", "rd", "explorer", "imagenette", "throughput",
-                            "device", "train", "variable", "adaptive"))
+    b.add_argument("which", nargs="?", default="all", choices=("all", *bench.BENCHMARKS))
     b.add_argument("--quick", action="store_true")
     b.add_argument("--write", action="store_true", help="variable: measure and write data/results_variable_mini.json "
                    "(≈30 min on one thread); without it, print the shipped file's tables")

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import codecs, distributed
+from . import distributed, image_formats
 from .models import image_codecs
 from .models import tasks as T
-from .models.student import DevicePart
+from .models.halves import DevicePart
 from .models.teacher import Teacher
 
 
@@ -69,10 +69,11 @@ def input_codec_sizes(images, qualities=(95, 75, 50, 25, 10)) -> list[dict]:
     images = list(images)
     h, w = images[0].shape[-2:]
     rows = [{"codec": "raw RGB (8-bit)", "quality": None, "bytes": 3.0 * h * w},
-            {"codec": "PNG", "quality": None, "bytes": float(np.mean([len(codecs.encode(x, "png")) for x in images]))}]
+            {"codec": "PNG", "quality": None,
+             "bytes": float(np.mean([len(image_formats.encode(x, "png")) for x in images]))}]
     for fmt in ("jpeg", "webp"):
         for q in qualities:
-            sizes = [len(codecs.encode(x, fmt, q)) for x in images]
+            sizes = [len(image_formats.encode(x, fmt, q)) for x in images]
             rows.append({"codec": fmt.upper() if fmt == "jpeg" else "WebP", "quality": q,
                          "bytes": float(np.mean(sizes))})
     return rows
@@ -116,15 +117,15 @@ def codec_accuracy(model, dataset, fmt: str, quality: int, limit: int | None = N
     """Teacher accuracy (%) on images decoded from JPEG/WebP, and mean bytes per image (:func:`decoded_accuracy`).
 
     With ``return_sizes=True`` returns ``(accuracy, sizes, header_sizes)``: every image's byte count
-    and how many of those bytes are the format's header (:func:`minist.codecs.header_size`).
+    and how many of those bytes are the format's header (:func:`minist.image_formats.header_size`).
     """
     headers = []
 
     def roundtrip(x):
-        data = codecs.encode(x, fmt, quality)
+        data = image_formats.encode(x, fmt, quality)
         if return_sizes:
-            headers.append(codecs.header_size(data, fmt))
-        return codecs.decode(data), len(data)
+            headers.append(image_formats.header_size(data, fmt))
+        return image_formats.decode(data), len(data)
 
     acc, sizes = decoded_accuracy(model, dataset, roundtrip, limit, batch_size)
     if return_sizes:
@@ -147,12 +148,13 @@ def evaluate_student(student, dataset, progress: bool = False, limit: int | None
 
     Returns accuracy (%), mean/std KB per image (1 KB = 1024 B), bpp, the payload's share, our header bytes,
     and the estimated bits Σ −log2 p (``device_part(x, with_rate=True)``) next to the real payload.
-    Works for every codec: the Entropic Student, CR+BQ, the end-to-end baseline; ``beta``: the rate of a
-    variable-rate student (default: its ``codec.beta``), recorded in the result.
+    Works for every codec: the Entropic Student, CR+BQ, the end-to-end baseline; ``beta``: the rate (a β of
+    ``student.codec.grid``; None: its lowest), recorded in the result.
     """
     student.eval()
-    device_part, server_part = student.split()
     n = len(dataset) if limit is None else min(limit, len(dataset))
+    side = dataset[0][0].shape[-1] if n else student.teacher_config.image_size     # the server accepts its size
+    device_part, server_part = student.split(latent_sizes={student.latent_size(side)})
     correct, sizes, est_bits, hw = 0, [], 0.0, None
     mine = distributed.shard(n)             # under torchrun: every world-th image, still batch 1
     for i in tqdm(mine, desc="real bytes", disable=not (progress and distributed.is_main()) or None, leave=False):
@@ -275,8 +277,8 @@ def teacher_predictor(net, fmt: str | None = None, quality: int | None = None):
     def predict(x):
         nbytes = None
         if fmt is not None:
-            data = codecs.encode(x, fmt, quality)
-            x, nbytes = codecs.decode(data), len(data)
+            data = image_formats.encode(x, fmt, quality)
+            x, nbytes = image_formats.decode(data), len(data)
         return net([x.to(device)])[0], nbytes
     return predict
 

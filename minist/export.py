@@ -6,85 +6,68 @@
     tables.npz      the prior's integer coding tables: cdfs (C, L) int32, lengths (C,), offsets (C,),
                     medians (C,) float32 — exactly what CompressAI's rANS coder uses
     manifest.json   format and version, the model fingerprint (the 4 bytes every message carries), the
-                    input size, the latent shape, the wire-format version, and the SHA-256 of each file
+                    input size, the latent shape, the codec id, and the SHA-256 of each file
 
 The device's payloads are byte-identical to the PyTorch device part's (same tables, same rANS coder, ported
-to NumPy in ``device/minist_device/rans.py``), so ``minist serve`` decodes them unchanged and the fingerprint
-still rejects a bundle of another model. A damaged or edited file fails its SHA-256 on load.
+to NumPy in ``device/minist_device/rans.py``), so ``minist serve`` decodes them unchanged. The device computes
+the fingerprint itself, from the tables and its own encoder's answer to the probe image
+(:mod:`minist.models.wire`), so a bundle with another model's encoder or tables is refused by the server even
+when its manifest was edited to match. A damaged or edited file fails its SHA-256 on load.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import io
 import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import __version__, checkpoint
-from .models.codec import MAX_SYMBOL, FactorizedCodec
+from .models.halves import DeviceNet
+from .models.wire import MAX_SYMBOL
 
 BUNDLE_FORMAT = "minist-device-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2          # 2: the device computes the fingerprint (encoder + tables); "codec_id" names the id
 FILES = ("encoder.onnx", "tables.npz")
-
-
-class DeviceNet(nn.Module):
-    """What the device runs before entropy coding: ``encoder((x − mean) / std)``."""
-
-    def __init__(self, student):
-        super().__init__()
-        self.encoder = student.encoder
-        self.register_buffer("mean", student.mean.clone())
-        self.register_buffer("std", student.std.clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder((x - self.mean) / self.std)
+ONNX_MISSING = ("exporting a device bundle needs the `onnx` package: pip install 'onnx<1.18' (newer releases pull "
+                "ml-dtypes, which wants NumPy 2 and breaks compressai)")
 
 
 def onnx_bytes(student, image_size: int) -> bytes:
     """The device network as ONNX (opset 17, fixed input size); needs the ``onnx`` package to serialise."""
-    try:
-        import onnx  # noqa: F401  (torch's exporter needs it; optional: only exporting does)
-    except ImportError as e:
-        raise ImportError("exporting a device bundle needs `onnx` (pip install 'onnx<1.18': newer releases pull "
-                          "ml-dtypes, which wants NumPy 2 and breaks compressai)") from e
+    if importlib.util.find_spec("onnx") is None:     # torch's exporter needs it; optional: only exporting does
+        raise RuntimeError(ONNX_MISSING)
     net = DeviceNet(student).eval()
     buf = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(net, (torch.zeros(1, 3, image_size, image_size),), buf, dynamo=False, opset_version=17,
-                          input_names=["image"], output_names=["latent"])
+                          input_names=["image"], output_names=["latent"],   # any size: the probe is PROBE_SIZE px
+                          dynamic_axes={"image": {2: "height", 3: "width"}, "latent": {2: "h", 3: "w"}})
     return buf.getvalue()
 
 
 def export_bundle(student, out, image_size: int | None = None) -> Path:
     """Write the bundle of ``student`` (coding tables built) into folder ``out``; return the manifest's path."""
     eb = student.codec
-    if getattr(student, "variable_rate", False):
-        raise ValueError("the device bundle carries one rate's coding tables; a variable-rate student's device "
-                         "needs one set per β (not exported yet): export a per-β student (--beta B)")
-    if not isinstance(eb, FactorizedCodec):
-        raise ValueError(f"the device bundle carries a factorized prior's tables; this student's codec is "
-                         f"{student.codec_name!r}")
     if not eb.ready():
         raise RuntimeError("the student has no coding tables yet: call student.update() first")
+    arrays = eb.bundle_tables()           # the codec says whether a device can code with its tables
     image_size = int(image_size or student.teacher_config.image_size)
     if not 32 <= image_size <= 4096:
         raise ValueError(f"image_size must be in 32…4096, got {image_size}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables = io.BytesIO()
-    np.savez(tables, cdfs=eb._quantized_cdf.numpy().astype(np.int32),
-             lengths=eb._cdf_length.numpy().astype(np.int32), offsets=eb._offset.numpy().astype(np.int32),
-             medians=eb._get_medians().detach().reshape(-1).numpy().astype(np.float32))
+    np.savez(tables, **arrays)
     blobs = {"encoder.onnx": onnx_bytes(student, image_size), "tables.npz": tables.getvalue()}
     h, w = student.latent_size(image_size)
     manifest = {
         "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "made_by": f"minist {__version__}",
-        "fingerprint": eb.fingerprint().hex(), "wire_version": eb.codec_id,
+        "fingerprint": eb.fingerprint().hex(), "codec_id": eb.codec_id,
         "input_size": image_size, "latent": [eb.channels, h, w], "max_symbol": MAX_SYMBOL,
         "sha256": {name: hashlib.sha256(b).hexdigest() for name, b in blobs.items()},
     }

@@ -110,7 +110,7 @@ VARIABLE_RESULTS_FILE = "results_variable_{preset}.json"
 
 def variable_student(preset: str = "mini", with_meta: bool = False):
     """The shipped variable-rate student: one encoder, prior and decoder for every β of its grid
-    (``student.codec.grid``; ``student.compress(x, beta=…)``, or ``student.codec.beta = …``)."""
+    (``student.codec.grid``); the rate is an argument: ``student.compress(x, beta=…)``, ``device_part(x, beta=…)``."""
     _check(preset)
     path = data_dir() / VARIABLE_FILE.format(preset=preset)
     if not path.is_file():

@@ -45,10 +45,10 @@ from .losses import (
     stage1_loss,
 )
 from .models import tasks as T
-from .models.codec import BetaGrid
+from .models.codec import CDF_BUFFERS, BetaGrid
 from .models.image_codecs import build as build_image_codec
 from .models.store import load_student, load_teacher, save_image_codec, save_student, save_teacher
-from .models.student import CDF_BUFFERS, EntropicStudent
+from .models.student import EntropicStudent
 from .models.teacher import Teacher
 from .utils import get_device, resolve_amp, set_seed
 
@@ -173,24 +173,30 @@ def build_student(cfg: StudentTrainConfig, teacher: Teacher) -> EntropicStudent:
     if cfg.method == "end-to-end":      # no teacher: layer2 … head start from random weights and train
         set_seed(cfg.seed)
         return EntropicStudent(Teacher(teacher.config), bcfg, end_to_end=True)
-    codec = {"crbq": "8bit", "variable-rate": "gained"}.get(cfg.method, "factorized")
-    grid = None
+    return EntropicStudent(teacher, bcfg, codec=METHOD_CODECS.get(cfg.method, "factorized"), grid=rate_grid(cfg))
+
+
+# the latent codec each method trains; its grid of rates comes from ``rate_grid``
+METHOD_CODECS = {"crbq": "8bit", "variable-rate": "gained"}
+
+
+def rate_grid(cfg: StudentTrainConfig) -> BetaGrid:
+    """The rates the student is trained for: one β (``cfg.beta``), or a variable-rate student's grid from
+    ``cfg.beta`` up (default 7 doublings at 32 steps each; ``rate_grid`` = (β_min, doublings, steps) overrides)."""
     if cfg.rate_grid is not None:
         if cfg.method != "variable-rate" or len(cfg.rate_grid) != 3:
             raise ValueError(f"rate_grid is (β_min, doublings, steps) of a variable-rate student, got {cfg.rate_grid} "
                              f"for method {cfg.method!r}")
-        grid = BetaGrid(cfg.rate_grid[0], int(cfg.rate_grid[1]), int(cfg.rate_grid[2]))
-    return EntropicStudent(teacher, bcfg, codec=codec, grid=grid)
+        return BetaGrid(cfg.rate_grid[0], int(cfg.rate_grid[1]), int(cfg.rate_grid[2]))
+    return BetaGrid(cfg.beta) if cfg.method == "variable-rate" else BetaGrid.single(cfg.beta)
 
 
-def sample_rates(student: EntropicStudent, batch: int):
-    """A variable-rate student's rates for one batch: a grid index per image, uniform over the grid (log-uniform
-    in β); sets ``student.codec.beta`` and returns the β (batch,). A one-rate student: None."""
-    if not student.variable_rate:
-        return None
-    idx = torch.randint(0, student.codec.grid.levels, (batch,))
-    student.codec.beta = idx
-    return student.codec.betas_of(idx).to(student.mean.device)
+def sample_rates(student: EntropicStudent, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rates of one batch: a grid index per image, uniform over the student's grid (log-uniform in β; a
+    one-rate student: its β), and their β (batch,) for the loss. Pass the indices as ``student(x, beta=…)``."""
+    grid = student.codec.grid
+    idx = grid.sample(batch).to(student.mean.device)
+    return idx, grid.beta(idx.float())
 
 
 def warm_start(student: EntropicStudent, path) -> None:
@@ -248,10 +254,9 @@ def stage1_step(model, teacher: Teacher, cfg: StudentTrainConfig, engine: Engine
         if cfg.saliency_floor is not None:     # task-aware: where the teacher looks for the true class
             with engine.autocast():
                 spatial = saliency_weights(teacher, t_feats, batch[1].to(device), cfg.saliency_floor)
-        rates = sample_rates(student, len(x))       # a variable-rate student: β per image
+        idx, beta = sample_rates(student, len(x))       # β per image (a one-rate student: its β)
         with engine.autocast():          # decoder and tail; encoder and prior run in fp32 inside (student.forward)
-            o = model(x)
-        beta = cfg.beta if rates is None else rates
+            o = model(x, beta=idx)
         if cfg.rate_warmup_steps:          # the rate's price rises from 0 (against an early collapse to the medians)
             beta = beta * min(1.0, (engine.step + 1) / cfg.rate_warmup_steps)
         parts = stage1_loss({k: v.float() for k, v in o["features"].items()},
@@ -277,11 +282,13 @@ def _student_engine(student, opt, sched, cfg, name, progress: bool, aux=None) ->
 
 
 def _real_bytes(student, eval_set):
+    """After each epoch: real bytes on ``eval_set`` at the grid's ``VARIABLE_EVAL_BETAS`` (one β: its own)."""
+    betas = [b for b in VARIABLE_EVAL_BETAS if b in student.codec.grid] or student.codec.grid.anchors[:1]
+
     def evaluate(_epoch):
         student.update(force=True)
-        if not student.variable_rate:
-            return evaluate_student(student, eval_set, progress=False)
-        return {f"beta{b:g}": evaluate_student(student, eval_set, beta=b) for b in VARIABLE_EVAL_BETAS}
+        res = {f"beta{b:g}": evaluate_student(student, eval_set, beta=b) for b in betas}
+        return next(iter(res.values())) if len(res) == 1 else res
     return evaluate
 
 
@@ -320,9 +327,9 @@ def train_stage2(student: EntropicStudent, teacher: Teacher, cfg: StudentTrainCo
         y = batch[1].to(device, non_blocking=True)
         with torch.no_grad(), engine.autocast():
             t_logits = teacher(x).float()
-        sample_rates(student, len(x))    # a variable-rate student: the decoder learns every rate
+        idx, _ = sample_rates(student, len(x))    # a variable-rate student: the decoder learns every rate
         with engine.autocast():          # ẑ is rounded in fp32 inside, exactly as compress() does
-            logits = model(x)["logits"].float()
+            logits = model(x, beta=idx)["logits"].float()
         loss = kd_loss(logits, t_logits, y, cfg.alpha, cfg.tau)
         return loss, {"kd": loss.item()}
     return engine.run(cfg.stage2_epochs, loaders(train_set, cfg.stage2_batch_size, cfg.seed, cfg.workers,
@@ -341,8 +348,6 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     """
     if cfg.beta < 0:
         raise ValueError(f"beta must be ≥ 0, got {cfg.beta}")
-    if cfg.method == "variable-rate" and cfg.eval_stage1:
-        raise ValueError("eval_stage1 scores one β; a variable-rate student is scored at every anchor after stage 2")
     ctx = distributed.init(cfg.device)      # under torchrun: join the group; else one process
     set_seed(cfg.seed)
     out, t0 = Path(cfg.out), time.time()
@@ -378,13 +383,10 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     student.eval()
     for model in (student, teacher):        # back to the layout a loaded checkpoint has: the same numbers
         model.to(memory_format=torch.contiguous_format)
-    by_beta = {}
-    if student.variable_rate:          # every anchor of the grid on the whole val set; ``val``: the lowest β's
-        student.codec.beta = student.codec.grid.beta_min
-        by_beta = {f"{b:g}": evaluate_student(student, val_set, progress=progress, beta=b)
-                   for b in (student.codec.grid.anchors if final_eval else ())}
-    final = (by_beta[next(iter(by_beta))] if by_beta else
-             evaluate_student(student, val_set, progress=progress) if final_eval else history[-1])
+    # every anchor of the grid on the whole val set (a one-rate student: its β); ``val``: the lowest β's
+    by_beta = {f"{b:g}": evaluate_student(student, val_set, progress=progress, beta=b)
+               for b in (student.codec.grid.anchors if final_eval else ())}
+    final = by_beta[next(iter(by_beta))] if by_beta else history[-1]
     meta = {"beta": cfg.beta, "method": cfg.method, "val": final, **({"val_by_beta": by_beta} if by_beta else {}),
             "val_set": {"config": asdict(cfg.data_config()), "sha256": _digest(val_set)},
             "train": asdict(cfg), "history": history, "device": str(ctx.device), "torch": str(torch.__version__),
@@ -425,13 +427,10 @@ def ship_half(src, dest, val_set=None, progress: bool = False, teacher=None) -> 
                 "val_accuracy": evaluate_accuracy(model, val_set)}
     else:
         model.update(force=True)
-        meta = {**meta, "val_fp32": meta["val"], "stored": "fp16",
-                "val": evaluate_student(model, val_set, progress=progress)}
-        if model.variable_rate:       # every anchor again, as stored
-            meta["val_by_beta_fp32"] = meta.get("val_by_beta")
-            meta["val_by_beta"] = {f"{b:g}": evaluate_student(model, val_set, progress=progress, beta=b)
-                                   for b in model.codec.grid.anchors}
-            meta["val"] = meta["val_by_beta"][f"{model.codec.grid.beta_min:g}"]
+        by_beta = {f"{b:g}": evaluate_student(model, val_set, progress=progress, beta=b)   # every anchor, as stored
+                   for b in model.codec.grid.anchors}
+        meta = {**meta, "val_fp32": meta["val"], "val_by_beta_fp32": meta.get("val_by_beta"), "stored": "fp16",
+                "val_by_beta": by_beta, "val": by_beta[f"{model.codec.grid.beta_min:g}"]}
     staged = Path(src).with_suffix(".fp16.pt")      # beside the run; then into place, its SHA-256 recorded
     (save_teacher if kind == "teacher" else save_student)(staged, model, meta, half=True)
     checkpoint.atomic_copy(staged, dest)

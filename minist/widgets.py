@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from . import codecs, pretrained
+from . import image_formats, pretrained
 from .config import mini_val_set
 from .data.fashion import CLASSES
 from .plots import METHOD_COLORS, plot_rd
@@ -55,14 +55,15 @@ class Explorer:
         self.res = res if res is not None else pretrained.results(preset)
         self.preset = preset
         self.student = student if student is not None else pretrained.variable_student(preset)
-        if not self.student.variable_rate:
-            raise ValueError("the explorer needs a variable-rate student (pretrained.variable_student)")
-        self.grid = self.student.codec.grid
+        self._device, self._server = self.student.split()
+        self.grid = self._device.grid
+        if self.grid.levels < 2:
+            raise ValueError("the explorer's slider needs a student with more than one rate "
+                             "(pretrained.variable_student)")
         self.curve = sorted(curve if curve is not None else pretrained.variable_results(preset)["fine"],
                             key=lambda p: p["beta"])
         self.teacher = teacher if teacher is not None else pretrained.teacher(preset)
         self.dataset = dataset if dataset is not None else mini_val_set(limit=images)
-        self._device, self._server = self.student.split()
         self.fig = None
         self._rd = None                # (PIL image, data → pixel function), drawn once
         self.controls: dict = {}
@@ -96,10 +97,10 @@ class Explorer:
             raise ValueError(f"bandwidth must be > 0 kbit/s, got {kbps}")
         beta = self.snap(beta)
         x, y = self.dataset[index]
-        z = self.student.encode(x.unsqueeze(0))
-        data = self.student.codec.encode(z, beta=beta)                          # the real message
+        z = self._device.latent(x.unsqueeze(0))
+        data = self._device.message(z, beta)                                   # the real message
         probs = self._server(data).softmax(1)[0]                               # after real decoding
-        bits = self.student.codec.estimate_bits(z, per_position=True, beta=beta)[0]   # (h, w) bits per position
+        bits = self._device.bits(z, beta, per_position=True)[0]                # (h, w) bits per position
         point = self.expected(beta)
         out = {"beta": beta, "grid_index": self.grid.index(beta), "index": index, "label": int(y), "image": x,
                "bytes": len(data), "pred": int(probs.argmax()), "confidence": float(probs.max()),
@@ -111,8 +112,8 @@ class Explorer:
                 best = max(pretrained.points(self.res, fmt), key=lambda p: p["accuracy"])
                 out[fmt] = {"quality": None, "best_quality": best["value"], "best_accuracy": best["accuracy"]}
                 continue
-            coded = codecs.encode(x, fmt, ref["value"])
-            pred = int(self.teacher(codecs.decode(coded).unsqueeze(0)).argmax(1))
+            coded = image_formats.encode(x, fmt, ref["value"])
+            pred = int(self.teacher(image_formats.decode(coded).unsqueeze(0)).argmax(1))
             out[fmt] = {"quality": ref["value"], "bytes": len(coded), "pred": pred, "val_accuracy": ref["accuracy"],
                         "kb_mean": ref["kb_mean"]}
             out["seconds"][f"{name} q{ref['value']}"] = 8 * len(coded) / (kbps * 1000)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from minist import codecs, pretrained
+from minist import image_formats, pretrained
 from minist.cli import main
 from minist.evaluate import input_codec_sizes, split_point_sizes
 from minist.models.teacher import build_teacher
@@ -10,11 +10,11 @@ from minist.models.teacher import build_teacher
 def test_codec_round_trips_and_sizes():
     x = torch.rand(3, 64, 64)
     for fmt in ("jpeg", "webp", "png"):
-        y, n = codecs.roundtrip(x, fmt, 90)
-        assert y.shape == x.shape and n == len(codecs.encode(x, fmt, 90))
-    png, _ = codecs.roundtrip(x, "png")
+        y, n = image_formats.roundtrip(x, fmt, 90)
+        assert y.shape == x.shape and n == len(image_formats.encode(x, fmt, 90))
+    png, _ = image_formats.roundtrip(x, "png")
     assert torch.allclose(png, (x * 255).round() / 255, atol=1e-6)   # PNG is lossless
-    assert len(codecs.encode(x, "jpeg", 10)) < len(codecs.encode(x, "jpeg", 95))
+    assert len(image_formats.encode(x, "jpeg", 10)) < len(image_formats.encode(x, "jpeg", 95))
 
 
 @pytest.mark.parametrize("args, match", [
@@ -24,7 +24,7 @@ def test_codec_round_trips_and_sizes():
 ])
 def test_codec_bad_input(args, match):
     with pytest.raises(ValueError, match=match):
-        codecs.encode(**args)
+        image_formats.encode(**args)
 
 
 def test_split_point_sizes_count_values():
@@ -57,8 +57,8 @@ def test_codec_accuracy_batched_equals_one_by_one():
     t = build_teacher("mini", widths=(8, 16, 16, 16), stem_width=8).eval()
     ds = FashionOnPhotos("val", val_length=12, size=64)
     acc, nbytes = codec_accuracy(t, ds, "jpeg", 50, batch_size=5)
-    one = [int(t(codecs.roundtrip(ds[i][0], "jpeg", 50)[0][None]).argmax()) == ds[i][1] for i in range(12)]
-    sizes = [len(codecs.encode(ds[i][0], "jpeg", 50)) for i in range(12)]
+    one = [int(t(image_formats.roundtrip(ds[i][0], "jpeg", 50)[0][None]).argmax()) == ds[i][1] for i in range(12)]
+    sizes = [len(image_formats.encode(ds[i][0], "jpeg", 50)) for i in range(12)]
     assert acc == 100.0 * sum(one) / 12 and nbytes == sum(sizes) / 12
 
 

@@ -58,7 +58,7 @@ def test_lying_sizes_are_refused_before_decoding(parts):
     decode = server.decoder_for_strangers(server.latent_sizes)
     for h, w in ((64, 64), (1000, 1000), (65535, 65535)):
         tic = time.perf_counter()
-        with pytest.raises(PayloadError, match=f"latent size {h}×{w} is not one"):
+        with pytest.raises(PayloadError, match=f"latent size {h}×{w} is (not one|empty or over)"):
             decode(_forge(fp, h, w, b"\0" * 2048))
         assert time.perf_counter() - tic < 0.01   # a refusal, not a decode
     with pytest.raises(PayloadError, match="this body has 0"):
@@ -298,7 +298,7 @@ def test_server_soak(parts):
     assert not errors, errors[:3]
     assert answers and set(answers) == {expected}
     assert len(cut_after) == 8 and max(cut_after) < 2.0 + 1.5, cut_after   # idle limit 2 s: PINGs don't count
-    assert srv.stats["refused"] > 0   # 44 clients against a cap of 40
+    assert srv.stats["refused"] + srv.stats["evicted"] > 0   # 44 clients against a cap of 40
     with SplitClient(port=srv.port) as c:   # afterwards: still correct
         assert c.infer(msg)["label"] == expected
     srv.stop()

@@ -5,13 +5,14 @@ import json
 import pytest
 import torch
 
-from minist import checkpoint, codecs, pretrained, rd
+from minist import checkpoint, image_formats, pretrained, rd
 from minist.config import ImageCodecConfig, StudentTrainConfig, TeacherConfig
 from minist.config import mini_val_set as val_set
 from minist.evaluate import evaluate_student
 from minist.experiments import sweep
 from minist.models import image_codecs
-from minist.models.codec import PayloadError, Quantize8Codec
+from minist.models.codec import PayloadError
+from minist.models.crbq import Quantize8Codec
 from minist.models.store import load_image_codec, load_student
 from minist.models.student import EntropicStudent
 from minist.models.teacher import Teacher
@@ -72,12 +73,12 @@ def test_baselines_train_and_warm_start(tmp_path):
 # ---- input codecs --------------------------------------------------------------------------------
 def test_codec_header_sizes():
     x = torch.rand(3, 128, 128)
-    j, w = codecs.encode(x, "jpeg", 10), codecs.encode(x, "webp", 10)
-    assert 250 < codecs.header_size(j, "jpeg") < 400
+    j, w = image_formats.encode(x, "jpeg", 10), image_formats.encode(x, "webp", 10)
+    assert 250 < image_formats.header_size(j, "jpeg") < 400
     assert j[-2:] == b"\xff\xd9"
-    assert codecs.header_size(w, "webp") == 30
+    assert image_formats.header_size(w, "webp") == 30
     with pytest.raises(ValueError):
-        codecs.header_size(b"garbage!" * 4, "jpeg")
+        image_formats.header_size(b"garbage!" * 4, "jpeg")
 
 
 @pytest.mark.parametrize("arch", ["factorized", "hyperprior"])

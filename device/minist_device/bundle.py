@@ -1,24 +1,60 @@
-"""Load and check a device bundle (``minist export``): manifest, SHA-256 of every part, coding tables."""
+"""Load and check a device bundle (``minist export``): manifest, SHA-256 of every part, coding tables.
+
+Everything that can be wrong with a bundle is a :class:`BundleError` with one line that says what and what to do:
+a missing or renamed key, a value of the wrong type, a part outside the bundle's folder or over its size cap, a
+damaged part, tables of the wrong shape. Only plain files directly inside the bundle folder are read.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 FORMAT = "minist-device-bundle"
-VERSIONS = (1,)
+VERSIONS = (2,)
+PARTS = ("encoder.onnx", "tables.npz")
+MAX_PART_BYTES = 64 * 2**20          # a part of a bundle is at most this big (the mini encoder: ≈ 60 KB)
+MAX_MANIFEST_BYTES = 2**20
 
 
 class BundleError(ValueError):
     """A bundle that is missing, damaged, of an unknown format, or made for another model."""
 
 
+def _read(folder: Path, name: str, cap: int) -> bytes:
+    """A plain file directly inside ``folder``, at most ``cap`` bytes; anything else is a BundleError."""
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+        raise BundleError(f"bundle part {name!r} is not a file name inside the bundle folder; re-export")
+    path = folder / name
+    try:
+        if path.is_symlink() or not path.is_file():
+            raise BundleError(f"bundle part {name} is missing from {folder} (or not a plain file); re-export")
+        with path.open("rb") as f:
+            blob = f.read(cap + 1)
+    except OSError as e:
+        raise BundleError(f"bundle part {name} in {folder} cannot be read ({e}); re-export") from e
+    if len(blob) > cap:
+        raise BundleError(f"bundle part {name} is over {cap // 2**20} MiB: not a minist bundle part")
+    return blob
+
+
+def _field(m: dict, key: str, kind, where: Path):
+    if key not in m:
+        raise BundleError(f"{where} has no {key!r} field: damaged or from another minist; re-export")
+    v = m[key]
+    if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
+        raise BundleError(f"{where}: {key!r} is {type(v).__name__} {v!r}, not {getattr(kind, '__name__', kind)}; "
+                          "re-export")
+    return v
+
+
 class Bundle:
-    """``bundle.onnx`` (bytes), the tables as int64 arrays, and the manifest's fields."""
+    """``bundle.onnx`` (bytes), the tables as arrays, and the manifest's fields."""
 
     def __init__(self, folder):
         folder = Path(folder)
@@ -27,36 +63,64 @@ class Bundle:
             raise BundleError(f"no device bundle in {folder} (manifest.json missing); make one with "
                               f"`minist export --out {folder}`")
         try:
-            m = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            m = json.loads(_read(folder, "manifest.json", MAX_MANIFEST_BYTES).decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise BundleError(f"{path} is not readable JSON ({e}); re-create the bundle with `minist export`") from e
         if not isinstance(m, dict) or m.get("format") != FORMAT:
-            raise BundleError(f"{path} is not a minist device bundle (format {m.get('format')!r})")
+            raise BundleError(f"{path} is not a minist device bundle (format "
+                              f"{m.get('format') if isinstance(m, dict) else type(m).__name__!r})")
         if m.get("version") not in VERSIONS:
-            raise BundleError(f"bundle format version {m.get('version')} is not supported (this minist-device "
-                              f"reads {VERSIONS}); update minist-device or re-export")
+            raise BundleError(f"bundle format version {m.get('version')!r} is not supported (this minist-device "
+                              f"reads {VERSIONS}); re-export it with this minist, or update minist-device")
+        digests = _field(m, "sha256", dict, path)
+        if set(digests) != set(PARTS):
+            raise BundleError(f"{path} lists parts {sorted(digests)}, a bundle has {list(PARTS)}; re-export")
         blobs = {}
-        for name, digest in m["sha256"].items():
-            try:
-                blob = (folder / name).read_bytes()
-            except OSError as e:
-                raise BundleError(f"bundle part {name} is missing from {folder} ({e}); re-export") from e
-            if hashlib.sha256(blob).hexdigest() != digest:
+        for name in PARTS:
+            blob = _read(folder, name, MAX_PART_BYTES)
+            if not isinstance(digests[name], str) or hashlib.sha256(blob).hexdigest() != digests[name].lower():
                 raise BundleError(f"bundle part {name} is damaged: its SHA-256 differs from the manifest's; re-export "
                                   f"it with `minist export`")
             blobs[name] = blob
         self.manifest = m
         self.onnx = blobs["encoder.onnx"]
-        with np.load(io.BytesIO(blobs["tables.npz"]), allow_pickle=False) as t:
-            self.cdfs, self.lengths, self.offsets = (t[k].astype(np.int64) for k in ("cdfs", "lengths", "offsets"))
-            self.medians = t["medians"].astype(np.float32)
-        self.fingerprint = bytes.fromhex(m["fingerprint"])
-        self.input_size = int(m["input_size"])
-        self.latent = tuple(int(v) for v in m["latent"])
-        self.max_symbol = int(m["max_symbol"])
-        self.wire_version = int(m["wire_version"])
+        self._tables(blobs["tables.npz"], path)
+        try:
+            self.fingerprint = bytes.fromhex(_field(m, "fingerprint", str, path))
+        except ValueError as e:
+            raise BundleError(f"{path}: the fingerprint is not hex ({e}); re-export") from e
+        self.input_size = _field(m, "input_size", int, path)
+        latent = _field(m, "latent", list, path)
+        self.max_symbol = _field(m, "max_symbol", int, path)
+        self.codec_id = _field(m, "codec_id", int, path)
+        if not (len(latent) == 3 and all(isinstance(v, int) and 0 < v < 65536 for v in latent)):
+            raise BundleError(f"{path}: latent {latent!r} is not [C, h, w] of positive sizes; re-export")
+        self.latent = tuple(latent)
+        if not (0 <= self.codec_id <= 255 and 32 <= self.input_size <= 4096 and 0 < self.max_symbol <= 2**24
+                and len(self.fingerprint) == 4):
+            raise BundleError(f"{path}: codec id {self.codec_id}, input size {self.input_size}, max symbol "
+                              f"{self.max_symbol} or a {len(self.fingerprint)}-byte fingerprint is out of range; "
+                              "re-export")
         c = self.latent[0]
-        if not (len(self.fingerprint) == 4 and self.cdfs.shape[0] == c == len(self.lengths) == len(self.offsets)
-                == len(self.medians)):
+        if not (self.cdfs.shape[0] == c == len(self.lengths) == len(self.offsets) == len(self.medians)):
             raise BundleError(f"bundle in {folder} is inconsistent (tables for {self.cdfs.shape[0]} channels, "
                               f"latent {self.latent}); re-export")
+
+    def _tables(self, blob: bytes, where: Path) -> None:
+        try:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as t:
+                raw = {k: t[k] for k in ("cdfs", "lengths", "offsets", "medians")}
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+            raise BundleError(f"tables.npz of {where.parent} lacks cdfs, lengths, offsets or medians, or is not a "
+                              f"NumPy archive ({e}); re-export") from e
+        cdfs, lengths, offsets, medians = (raw[k] for k in ("cdfs", "lengths", "offsets", "medians"))
+        ok = (cdfs.ndim == 2 and cdfs.dtype == np.int32 and lengths.shape == offsets.shape == medians.shape
+              == (cdfs.shape[0],) and lengths.dtype == offsets.dtype == np.int32 and medians.dtype == np.float32
+              and cdfs.shape[0] > 0 and cdfs.shape[1] >= 3 and np.all(lengths >= 3) and np.all(lengths <= cdfs.shape[1])
+              and np.all(np.isfinite(medians)))
+        if not ok:
+            raise BundleError(f"tables.npz of {where.parent} has tables of the wrong shape or type (cdfs "
+                              f"{cdfs.shape} {cdfs.dtype}, lengths {lengths.shape}); re-export")
+        self.raw_tables = raw                       # as stored: what the fingerprint covers
+        self.cdfs, self.lengths, self.offsets = (a.astype(np.int64) for a in (cdfs, lengths, offsets))
+        self.medians = medians

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import rans, wire
-from .bundle import Bundle
+from .bundle import Bundle, BundleError
 
 
 class Device:
@@ -13,11 +13,25 @@ class Device:
 
     def __init__(self, bundle, threads: int = 1):
         import onnxruntime as ort
-        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
+        self.bundle = b = bundle if isinstance(bundle, Bundle) else Bundle(bundle)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(self.bundle.onnx, opts, providers=["CPUExecutionProvider"])
-        c, h, w = self.bundle.latent
+        try:
+            self.session = ort.InferenceSession(b.onnx, opts, providers=["CPUExecutionProvider"])
+            probe = self.session.run(None, {"image": wire.probe_image()})[0]     # the encoder's answer to the probe
+        except Exception as e:      # noqa: BLE001  (ONNX Runtime raises its own types for a bad model)
+            raise BundleError(f"the bundle's encoder.onnx does not load or run in ONNX Runtime "
+                              f"({type(e).__name__}: {str(e)[:200]}); re-export") from e
+        if probe.ndim != 4 or probe.shape[1] != b.latent[0]:
+            raise BundleError(f"the bundle's encoder makes latents of shape {probe.shape}, its tables are for "
+                              f"{b.latent[0]} channels; re-export")
+        t = b.raw_tables
+        # computed from what this device really runs: the server refuses another model's encoder or tables
+        self.fingerprint = wire.fingerprint(t["cdfs"], t["offsets"], t["lengths"], t["medians"], probe)
+        if self.fingerprint != b.fingerprint:
+            raise BundleError("the bundle's encoder or tables are not the ones its manifest's fingerprint names "
+                              "(a part was replaced); re-export it with `minist export`")
+        c, h, w = b.latent
         self._channel = np.repeat(np.arange(c), h * w)
 
     def prepare(self, image) -> np.ndarray:
@@ -26,8 +40,11 @@ class Device:
         from PIL import Image
         s = self.bundle.input_size
         if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
-            with Image.open(image) as im:
-                image = im.convert("RGB")
+            try:
+                with Image.open(image) as im:
+                    image = im.convert("RGB")
+            except Image.DecompressionBombError as e:
+                raise ValueError(f"{image}: {e}") from None
         if isinstance(image, Image.Image):
             image = np.asarray(image.convert("RGB").resize((s, s), Image.BILINEAR))
         x = np.asarray(image)
@@ -63,4 +80,4 @@ class Device:
             raise ValueError(f"the latent is over the format's range ({b.max_symbol} from the medians)")
         payload = rans.encode_symbols(symbols.astype(np.int64), self._channel, b.cdfs, b.lengths, b.offsets)
         c, h, w = b.latent
-        return wire.message(b.wire_version, c, h, w, b.fingerprint, payload)
+        return wire.message(b.codec_id, c, h, w, self.fingerprint, payload)

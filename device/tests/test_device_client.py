@@ -80,3 +80,87 @@ def test_the_cli_runs_as_a_program_without_torch(fixtures, server_port):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "val001.png" in run.stdout
+
+
+def _copy(fixtures, tmp_path, name="bundle"):
+    import shutil
+    bad = tmp_path / name
+    shutil.copytree(fixtures / "bundle", bad)
+    return bad
+
+
+def _reseal(folder, **changes):
+    """Rewrite the manifest with ``changes`` and the SHA-256 of the parts as they are now (an attacker's edit)."""
+    m = json.loads((folder / "manifest.json").read_text())
+    m["sha256"] = {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in ("encoder.onnx", "tables.npz")}
+    m.update(changes)
+    (folder / "manifest.json").write_text(json.dumps(m))
+
+
+def test_a_swapped_encoder_is_refused_by_the_device_and_then_by_the_server(other_bundle, fixtures, tmp_path,
+                                                                           server_port):
+    bad = _copy(fixtures, tmp_path)
+    (bad / "encoder.onnx").write_bytes((other_bundle / "encoder.onnx").read_bytes())
+    _reseal(bad)                       # the parts' digests updated: the fingerprint no longer matches them
+    with pytest.raises(BundleError, match="encoder or tables are not the ones"):
+        Device(bad)
+    device = Device(other_bundle)      # the other encoder with *these* tables and a fingerprint edited to match
+    t = Bundle(bad).raw_tables
+    from minist_device import wire
+    probe = device.session.run(None, {"image": wire.probe_image()})[0]
+    _reseal(bad, fingerprint=wire.fingerprint(t["cdfs"], t["offsets"], t["lengths"], t["medians"], probe).hex())
+    message = Device(bad).encode(fixtures / "images" / "val000.png")
+    with Client(port=server_port) as client, pytest.raises(ServerError, match="another model"):
+        client.infer(message)
+
+
+def test_every_damaged_bundle_is_one_line_and_exit_2(fixtures, tmp_path, capsys):
+    img = str(fixtures / "images" / "val000.png")
+    good = json.loads((fixtures / "bundle" / "manifest.json").read_text())
+    cases = {
+        "missing key": lambda m: m.pop("latent"),
+        "renamed key": lambda m: m.update(latnet=m.pop("latent")),
+        "null digest": lambda m: m["sha256"].update({"tables.npz": None}),
+        "codec id over a byte": lambda m: m.update(codec_id=256),
+        "a string size": lambda m: m.update(input_size="128"),
+        "absolute path": lambda m: m["sha256"].update({"/etc/passwd": "0" * 64}),
+        "a device file": lambda m: m["sha256"].update({"../../dev/zero": "0" * 64}),
+        "old version": lambda m: m.update(version=1),
+    }
+    for k, (name, change) in enumerate(cases.items()):
+        bad = _copy(fixtures, tmp_path, f"b{k}")
+        m = json.loads(json.dumps(good))
+        change(m)
+        (bad / "manifest.json").write_text(json.dumps(m))
+        assert cli.main(["send", img, "--bundle", str(bad)]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("minist-device: error:"), (name, err)
+    bad = _copy(fixtures, tmp_path, "list")
+    (bad / "manifest.json").write_text("[1, 2]")
+    bad2 = _copy(fixtures, tmp_path, "garbage-onnx")
+    (bad2 / "encoder.onnx").write_bytes(b"not an onnx model" * 10)
+    _reseal(bad2)
+    bad3 = _copy(fixtures, tmp_path, "few-columns")
+    t = dict(np.load(bad3 / "tables.npz"))
+    t["cdfs"] = t["cdfs"][:, :2]
+    with open(bad3 / "tables.npz", "wb") as f:
+        np.savez(f, **t)
+    _reseal(bad3)
+    bad4 = _copy(fixtures, tmp_path, "no-medians")
+    t.pop("medians")
+    with open(bad4 / "tables.npz", "wb") as f:
+        np.savez(f, **t)
+    _reseal(bad4)
+    for folder in (bad, bad2, bad3, bad4):
+        assert cli.main(["send", img, "--bundle", str(folder)]) == 2, folder.name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("minist-device: error:"), (folder.name, err)
+
+
+def test_an_image_over_pillows_limit_is_one_line(fixtures, server_port, capsys, monkeypatch):
+    from PIL import Image
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)      # the 128 × 128 image is then a "decompression bomb"
+    assert cli.main(["send", str(fixtures / "images" / "val000.png"), "--bundle", str(fixtures / "bundle"),
+                     "--port", str(server_port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "decompression bomb" in err.lower()

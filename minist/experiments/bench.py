@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import inspect
 import json
 import math
 import platform
@@ -39,7 +40,7 @@ from ..models.teacher import build_teacher
 from ..plots import METHOD_LABELS
 from ..recipes import stage1_optimizers, stage1_step
 from ..split import PRESETS, SplitClient, SplitServer
-from ..split.adaptive import load_trace
+from ..split.adaptive import TRACE_PRESETS, load_trace
 from ..split.latency import (
     SLOWDOWNS,
     crossover_bps,
@@ -54,6 +55,17 @@ from ..widgets import Explorer
 from . import variable
 from .imagenette import run as run_imagenette
 from .sweep import ABLATION_ARMS, ABLATION_METHODS
+
+#: every benchmark, by the name ``minist bench NAME`` runs: (function, part of ``minist bench all``)
+BENCHMARKS: dict[str, tuple] = {}
+
+
+def benchmark(name: str, in_all: bool = True):
+    """Register a benchmark function (``fn(quick=False)``) under ``name``."""
+    def register(fn):
+        BENCHMARKS[name] = (fn, in_all)
+        return fn
+    return register
 
 
 def _rate(fn, n: int) -> float:
@@ -159,6 +171,7 @@ def _payload_study(student, teacher, val, n: int):
     return ratios, big, exact, payloads, evaluate_student(student, subset), evaluate_accuracy(teacher, subset)
 
 
+@benchmark("student")
 def student_main(quick: bool = False) -> int:
     """Real payload vs estimated bits, decode exactness, stage speeds, accuracy at real bytes."""
     student, meta = pretrained.student("mini", with_meta=True)
@@ -196,6 +209,7 @@ def student_main(quick: bool = False) -> int:
 
 
 @torch.no_grad()
+@benchmark("split")
 def split_main(quick: bool = False) -> int:
     """End-to-end latency per strategy and link preset (measured components + channel model), the region
     where the split wins, a real round trip through the TCP server per preset, and the device's cost."""
@@ -274,6 +288,7 @@ def _fmt_kb(kb) -> str:
     return "never" if kb is None else f"{kb:.3f} KB"
 
 
+@benchmark("rd")
 def rd_main(quick: bool = False) -> int:
     """The shipped RD study as tables: bytes to reach teacher − 1 pt, accuracy at the student's rates, and each
     student against the best input codec at up to twice its bytes."""
@@ -330,6 +345,41 @@ def rd_main(quick: bool = False) -> int:
     return 0
 
 
+@benchmark("server-check")
+def server_check_main(quick: bool = False) -> int:
+    """What the in-process server half's default checks cost: ms per genuine message, trusted (no re-encoding)
+    against checked (header, latent size, re-encoding), and the sandboxed decoder ``minist serve`` uses."""
+    n = 20 if quick else 200
+    rows = []
+    for name, student in (("per-β student (β 0.005)", pretrained.student("mini")),
+                          ("variable-rate student (β 0.02)", pretrained.variable_student("mini"))):
+        device, server = student.split()
+        beta = 0.02 if name.startswith("variable") else None
+        msgs = [device(mini_val_set(limit=n)[i][0][None], beta=beta) for i in range(n)]
+        sandbox = server.decoder_for_strangers(server.latent_sizes)
+        timed = {}
+        for how, fn in (("trusted", lambda m, s=server: s(m, trusted=True)), ("checked", server),
+                        ("sandboxed", lambda m, s=server, d=sandbox: s(m, decode=d))):
+            fn(msgs[0])
+            timed[how] = statistics.median(_time_ms_once(fn, m) for m in msgs)
+        close = getattr(sandbox, "close", None)
+        if close is not None:
+            close()
+        rows += [(f"{name}: {how}", f"{ms:.2f} ms per message") for how, ms in timed.items()]
+        rows.append((f"{name}: cost of the check", f"{timed['checked'] - timed['trusted']:+.2f} ms "
+                     f"({100 * (timed['checked'] / timed['trusted'] - 1):+.0f} %)"))
+    _print_table(f"in-process server half, {n} val messages, {torch.get_num_threads()} thread(s), "
+                 f"{platform.processor() or platform.machine()}", rows)
+    return 0
+
+
+def _time_ms_once(fn, arg) -> float:
+    tic = time.perf_counter()
+    fn(arg)
+    return 1000 * (time.perf_counter() - tic)
+
+
+@benchmark("explorer")
 def explorer_main(quick: bool = False) -> int:
     """Milliseconds per explorer move (what a slider move costs in the widget, the first one included); target
     ≤ 250 ms. The explorer is opened as a learner opens it (``show()``), then its controls are moved."""
@@ -374,6 +424,7 @@ def _per_beta_students() -> dict:
     return {b: pretrained.student("mini", beta=b) for b in pretrained.betas("mini")}
 
 
+@benchmark("variable", in_all=False)
 def variable_main(quick: bool = False, write: bool = False) -> int:
     """Per-β students vs the variable-rate student at every β of the grid (real bytes, the same val images),
     and the variable-rate student on the fine grid. ``write``: measure now (≈30 min on one thread) and write
@@ -416,6 +467,7 @@ def variable_main(quick: bool = False, write: bool = False) -> int:
 ADAPTIVE_DEADLINES = (100.0, 150.0, 200.0)
 
 
+@benchmark("adaptive", in_all=False)
 def adaptive_main(quick: bool = False, trace_spec: str = "markov:4g:0:300", slowdown: float = 1.0) -> int:
     """One bandwidth trace through every strategy at each deadline: deadlines met, mean accuracy, mean bytes."""
     trace = load_trace(trace_spec if not quick else "markov:4g:0:20")
@@ -445,7 +497,6 @@ def adaptive_main(quick: bool = False, trace_spec: str = "markov:4g:0:300", slow
 
 def _states_of(trace):
     """The preset state each second of a generated trace is nearest to (for the header line)."""
-    from ..split.adaptive import TRACE_PRESETS
     preset = trace.name.split("-")[0]
     states = TRACE_PRESETS.get(preset, ((),))[0]
     if not states:
@@ -453,6 +504,7 @@ def _states_of(trace):
     return [min(states, key=lambda s: abs(math.log(s.uplink_bps / up))) for up in trace.uplink_bps]
 
 
+@benchmark("imagenette", in_all=False)
 def imagenette_main(quick: bool = False) -> int:
     """The RD study on real photos (``../shared/data/imagenette-mini``): not part of ``all``, ≈30 min."""
     r = run_imagenette(quick=quick, progress=not quick)
@@ -468,31 +520,17 @@ def imagenette_main(quick: bool = False) -> int:
 
 
 def main(quick: bool = False, which: str = "all", write: bool = False) -> int:
-    if which == "variable":
-        return variable_main(quick, write)
-    if which == "adaptive":
-        return adaptive_main(quick)
-    if which == "imagenette":
-        return imagenette_main(quick)
-    if which == "throughput":
-        return throughput_main(quick)
-    if which == "device":
-        return device_main(quick)
-    if which == "train":
-        return train_main(quick)
-    if which in ("all", "foundation"):
-        foundation_main(quick)
-    if which in ("all", "student"):
-        student_main(quick)
-    if which in ("all", "split"):
-        split_main(quick)
-    if which in ("all", "rd"):
-        rd_main(quick)
-    if which in ("all", "explorer"):
-        explorer_main(quick)
+    """Run one benchmark of :data:`BENCHMARKS` by name, or ``all`` (those marked as part of it)."""
+    if which != "all" and which not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {which!r}; choose all or one of {', '.join(BENCHMARKS)}")
+    for name, (fn, in_all) in BENCHMARKS.items():
+        if which == name or (which == "all" and in_all):
+            options = {"write": write} if "write" in inspect.signature(fn).parameters else {}
+            fn(quick=quick, **options)
     return 0
 
 
+@benchmark("foundation")
 def foundation_main(quick: bool = False) -> int:
     n = 60 if quick else 400
     cfg = TeacherTrainConfig()
@@ -597,6 +635,7 @@ def paper_throughput(batch: int = 64, steps: int = 20, warmup: int = 5, device=N
     ]
 
 
+@benchmark("throughput", in_all=False)
 def throughput_main(quick: bool = False) -> int:
     cuda = torch.cuda.is_available()
     batch, steps, warmup = (64, 20, 5) if cuda and not quick else ((2, 2, 1) if quick else (8, 3, 1))
@@ -626,6 +665,7 @@ print(json.dumps({"ms": 1000 * float(np.median(ts)), "bytes": float(np.mean(size
 """
 
 
+@benchmark("device", in_all=False)
 def device_main(quick: bool = False) -> int:
     """Bundle and environment sizes, encode + entropy-code latency (ONNX Runtime + NumPy rANS vs PyTorch eager,
     one thread), peak RSS of the device process, payload bytes."""
@@ -679,6 +719,7 @@ def _train_rates(teacher_config, threads: int, amp: bool, channels_last: bool, b
             **student_step_rates(batch, steps, 128, teacher_config, amp, channels_last)}
 
 
+@benchmark("train", in_all=False)
 def train_main(quick: bool = False, teacher_config: dict | None = None) -> int:
     """Training images/s on this machine: fp32 vs bf16 autocast, channels_last, 1 vs all threads, and the
     training stream rendered on the fly vs held in memory. The entropy model, the prior and the device encoder

@@ -21,7 +21,6 @@ from .. import checkpoint, pretrained
 from ..config import TaskTrainConfig
 from ..evaluate import METRICS, evaluate_task, size_stats, student_predictor, teacher_predictor
 from ..models import tasks as T
-from ..models.codec import FactorizedCodec
 from ..models.store import load_task_student, load_task_teacher, retrained_parameters, save_task
 from ..recipes import train_task_student, train_task_teacher
 from ..utils import data_dir
@@ -114,7 +113,8 @@ def run(tasks=T.TASKS, betas=BETAS, out: str | Path = "runs/tasks", quick: bool 
                 save_task(spath, snet, smeta)
             res = evaluate_task(task, student_predictor(snet), val, limit, progress)
             retrained = retrained_parameters(snet)
-            _write(out, name, _point(task, "entropic", "beta", beta, res, hw, header_bytes=FactorizedCodec.header_bytes,
+            _write(out, name, _point(task, "entropic", "beta", beta, res, hw,
+                                     header_bytes=snet.backbone.front.codec.header_bytes,
                                      payload_digest=smeta["payload_digest"],
                                      device_parameters=student.device_parameters(),
                                      retrained_parameters=retrained, train_seconds=smeta.get("train_seconds"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import codecs as image_codecs
+from .. import image_formats
 from ..evaluate import codec_accuracy, evaluate_student
 from ..split.adaptive import RateController, RateOption, latency_ms, options_from_results, send_adaptive
 from ..split.latency import timings
@@ -65,15 +65,15 @@ class _Student:
     """Real bytes and answers of one student per (image, rate), computed once and kept."""
 
     def __init__(self, student, val_set):
-        self.student, self.val = student, val_set
+        self.val = val_set
         self.device, self.server = student.split()
         self._z, self._msg, self._ok = {}, {}, {}
 
     def message(self, i: int, beta: float | None) -> bytes:
         if (i, beta) not in self._msg:
             if i not in self._z:
-                self._z[i] = self.student.encode(self.val[i][0].unsqueeze(0))
-            self._msg[i, beta] = self.student.codec.encode(self._z[i], **({} if beta is None else {"beta": beta}))
+                self._z[i] = self.device.latent(self.val[i][0].unsqueeze(0))
+            self._msg[i, beta] = self.device.message(self._z[i], beta)
         return self._msg[i, beta]
 
     def correct(self, i: int, beta: float | None) -> bool:
@@ -91,12 +91,12 @@ class _Codec:
 
     def message(self, i: int, q: int) -> bytes:
         if (i, q) not in self._msg:
-            self._msg[i, q] = image_codecs.encode(self.val[i][0], self.fmt, int(q))
+            self._msg[i, q] = image_formats.encode(self.val[i][0], self.fmt, int(q))
         return self._msg[i, q]
 
     def correct(self, i: int, q: int) -> bool:
         if (i, q) not in self._ok:
-            x = image_codecs.decode(self.message(i, q)).unsqueeze(0)
+            x = image_formats.decode(self.message(i, q)).unsqueeze(0)
             self._ok[i, q] = int(self.teacher(x).argmax(1)) == int(self.val[i][1])
         return self._ok[i, q]
 

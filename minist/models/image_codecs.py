@@ -5,8 +5,8 @@ The paper compares the Entropic Student with learned *image* codecs followed by 
 hyperprior of Minnen et al. (NeurIPS 2018, ``mbt2018-mean``). minist trains them (narrower: N = 64, M = 96) on
 Fashion-on-Photos itself (:func:`minist.recipes.train_image_codec`).
 
-Messages use the latent codecs' format (:mod:`minist.models.codec`): ``b"MN"``, codec id 3 (factorized image
-codec) or 4 (hyperprior), C = M, the coded latent's h and w, then as the codec's fields the length of every rANS
+Messages use the one wire format (:mod:`minist.models.wire`): ``b"MN"``, codec id 4 (factorized image
+codec) or 5 (hyperprior), C = M, the coded latent's h and w, then as the codec's fields the length of every rANS
 string but the last (uint32 each), the strings, and a CRC-32.
 """
 
@@ -18,10 +18,11 @@ import torch
 from compressai.models import FactorizedPrior as BalleFactorizedPrior
 from compressai.models import MeanScaleHyperprior
 
-from .codec import COMMON, pack, unpack
+from .wire import CODEC_IDS as WIRE_IDS
+from .wire import COMMON, TRAILER, pack, unpack
 
 ARCHS = {"factorized": BalleFactorizedPrior, "hyperprior": MeanScaleHyperprior}
-CODEC_IDS = {"factorized": 3, "hyperprior": 4}
+CODEC_IDS = {arch: WIRE_IDS[f"image-{arch}"] for arch in ARCHS}      # their ids in the one table
 
 
 def build(arch: str, N: int, M: int):
@@ -42,7 +43,7 @@ def device_parameters(model) -> int:
 
 def header_bytes(model) -> int:
     """Our bytes per message: the common header, the string lengths and the CRC."""
-    return COMMON.size + 4 * (_strings(model) - 1) + 4
+    return COMMON.size + 4 * (_strings(model) - 1) + TRAILER
 
 
 def _strings(model) -> int:

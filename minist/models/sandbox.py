@@ -1,6 +1,6 @@
 """Decode untrusted bytes without trusting CompressAI's decoder: a process of its own, and a re-encoding check.
 
-Header checks (:meth:`minist.models.codec.FactorizedCodec.parse`) refuse a lying latent size or a
+Header checks (:meth:`minist.models.codec.FactorizedCodec.parse_rate`) refuse a lying latent size or a
 body of impossible length before any decoding. What they cannot rule out: a forged
 body of plausible length whose rANS stream makes CompressAI's C++ decoder read past
 its buffer (it has no bound; the bypass path for out-of-range symbols can be driven to
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .codec import FactorizedCodec, PayloadError
+from .wire import PayloadError
 
 WORKER = Path(__file__).with_name("rans_worker.py")
 # Two consecutive 0xFFFFFFFF words: in a genuine (near-random) stream about once in 2⁶⁴ word pairs; in a forged one,
@@ -44,12 +44,29 @@ WORKER = Path(__file__).with_name("rans_worker.py")
 _ALL_ONES_RUN = b"\xff" * 8
 
 
+def refuse_forged_runs(payload: bytes) -> None:
+    """Refuse a payload holding a run of all-ones words (it drives CompressAI's bypass loop far past the body)."""
+    if _ALL_ONES_RUN in payload:
+        raise PayloadError("the payload holds a run of all-ones words that no encoder writes: forged, refused")
+
+
+def check_reencodes(coder, z_hat: torch.Tensor, payload: bytes) -> None:
+    """Refuse a payload that is not exactly what our encoder writes for the latent ``z_hat`` it decodes to."""
+    try:
+        again = coder.payload_of(z_hat)
+    except ValueError:
+        raise PayloadError("the payload decodes to symbols no encoder writes: forged or corrupt, refused") from None
+    if again != payload:
+        raise PayloadError("the payload is not what the encoder writes for the latent it decodes to: "
+                           "forged or corrupt, refused")
+
+
 class SandboxedDecoder:
     """``decoder(message) → ẑ (1, C, h, w)`` for one entropy bottleneck, in a separate process.
 
     ``start()`` and ``close()`` manage the process (a server calls them as it opens and stops)."""
 
-    def __init__(self, eb: FactorizedCodec, latent_sizes=None, timeout: float = 5.0, max_mb: int = 512):
+    def __init__(self, eb, latent_sizes=None, timeout: float = 5.0, max_mb: int = 512):
         if not eb.ready():
             raise RuntimeError("the entropy model has no coding tables yet: call update() first")
         self.eb, self.latent_sizes, self.timeout, self.max_mb = eb, latent_sizes, timeout, max_mb
@@ -166,18 +183,11 @@ class SandboxedDecoder:
     def decode(self, data: bytes) -> torch.Tensor:
         """A message → ẑ (1, C, h, w), or ``PayloadError``; the payload must be exactly our encoder's."""
         payload, (h, w), key = self.eb.parse_rate(data, self.latent_sizes)      # key: the message's rate
-        if _ALL_ONES_RUN in payload:   # drives CompressAI's bypass loop far past the body (measured: a crash)
-            raise PayloadError("the payload holds a run of all-ones words that no encoder writes: forged, refused")
+        refuse_forged_runs(payload)    # measured: such a run crashes CompressAI's decoder
         c, coder = self.eb.channels, self.eb.tables(key)
         values = torch.from_numpy(self._symbols(payload, c, h, w, key).astype(np.float32)).view(1, c, h, w)
         z_hat = values + coder._get_medians().detach().reshape(1, -1, 1, 1).float()
-        try:
-            again = coder.payload_of(z_hat)
-        except ValueError:
-            raise PayloadError("the payload decodes to symbols no encoder writes: forged or corrupt, refused") from None
-        if again != payload:
-            raise PayloadError("the payload is not what the encoder writes for the latent it decodes to: "
-                               "forged or corrupt, refused")
+        check_reencodes(coder, z_hat, payload)
         return self.eb.output(z_hat, key)
 
     __call__ = decode

@@ -70,14 +70,19 @@ def save_student(path, student: EntropicStudent, meta: dict, half: bool = False)
     stage 2 left the teacher's layer2 … head alone (``tune_tail=False``) stores only encoder, codec and decoder,
     plus the digest of the teacher's tail it runs on (a few hundred KB instead of the teacher's size)."""
     config = {"teacher": student.teacher_config.to_dict(), "bottleneck": student.config.to_dict(),
-              "codec": student.codec_name}
-    if student.variable_rate:
-        config["grid"] = student.codec.grid.to_dict()
+              "codec": student.codec_name, "grid": student.codec.grid.to_dict()}
     state = student.state_dict()
     if not student.tune_tail and not student.end_to_end:
         config["tail_sha256"] = tail_digest(student)
         state = {k: v for k, v in state.items() if k.split(".")[0] not in TAIL}
     return checkpoint.save(path, kind="student", config=config, state_dict=state, meta=meta, half=half)
+
+
+def _legacy_grid(ck: dict) -> BetaGrid | None:
+    """The one rate of a student saved before every codec had a grid: its training β (meta)."""
+    meta = ck.get("meta") or {}
+    beta = meta.get("beta", (meta.get("config") or {}).get("beta"))
+    return BetaGrid.single(beta) if ck["config"].get("codec", "factorized") != "gained" and beta else None
 
 
 def load_student(path, teacher: Teacher | None = None) -> tuple[EntropicStudent, dict]:
@@ -87,7 +92,7 @@ def load_student(path, teacher: Teacher | None = None) -> tuple[EntropicStudent,
     digest = ck["config"].get("tail_sha256")
     base = _teacher_with_tail(digest, teacher, path) if digest else Teacher(
         TeacherConfig.from_dict(ck["config"]["teacher"]))
-    grid = BetaGrid(**ck["config"]["grid"]) if "grid" in ck["config"] else None
+    grid = BetaGrid(**ck["config"]["grid"]) if "grid" in ck["config"] else _legacy_grid(ck)
     student = EntropicStudent(base, BottleneckConfig.from_dict(ck["config"]["bottleneck"]),
                               codec=ck["config"].get("codec", "factorized"), grid=grid)
     state = _floats(ck["state_dict"])

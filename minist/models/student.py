@@ -7,9 +7,12 @@ It replaces the teacher's ``stem`` + ``layer1`` (DESIGN §2) and keeps copies of
 
 Stage 1 trains encoder, prior and decoder (feature distillation + β·rate, tail frozen); stage 2 freezes encoder and
 prior, builds the coding tables, fine-tunes decoder … head with KD on the rounded latent. :meth:`split` gives the
-two halves that run apart. ``codec="8bit"``: CR+BQ; ``end_to_end=True``: Singh et al.'s (no teacher);
-``codec="gained"``: one student for every β of a grid (:class:`~minist.models.codec.GainedCodec`; the rate is
-``student.codec.beta``, or ``beta=`` of :meth:`compress` and of the device half).
+two halves that run apart (:mod:`.halves`). ``codec="8bit"``: CR+BQ; ``end_to_end=True``: Singh et al.'s (no teacher);
+``codec="gained"``: one student for every β of a grid (:class:`~minist.models.gained.GainedCodec`).
+
+The rate is an argument wherever bits are made: ``student(x, beta=…)``, ``device_part(x, beta=…)``,
+``student.compress(x, beta=…)`` (a float on ``student.codec.grid``; None: its lowest β). A one-rate student's grid
+is its one β.
 """
 
 from __future__ import annotations
@@ -18,17 +21,26 @@ import copy
 
 import torch
 from compressai.models import CompressionModel
-from compressai.models.utils import remap_old_keys, update_registered_buffers
 from torch import nn
 
 from ..config import BottleneckConfig, TeacherConfig
 from .bottleneck import Decoder, Encoder
-from .codec import FactorizedCodec, GainedCodec, build_codec
-from .sandbox import SandboxedDecoder
+from .codec import FactorizedCodec
+from .crbq import Quantize8Codec
+from .gained import GainedCodec
+from .halves import TAIL, DevicePart, ServerPart, analysis
+from .rates import BetaGrid
 from .teacher import Teacher, as_images
+from .wire import probe_digest, probe_image
 
-TAIL = ("layer2", "layer3", "layer4", "head")
-CDF_BUFFERS = ["_quantized_cdf", "_offset", "_cdf_length"]
+CODECS = {"factorized": FactorizedCodec, "8bit": Quantize8Codec, "gained": GainedCodec}
+
+
+def build_codec(name: str, channels: int, grid: BetaGrid | None = None) -> nn.Module:
+    """A latent codec by name (``CODECS``), coding at the rates of ``grid`` (None: the codec's default)."""
+    if name not in CODECS:
+        raise ValueError(f"unknown latent codec {name!r}; choose one of {sorted(CODECS)}")
+    return CODECS[name](channels, grid)
 
 
 class EntropicStudent(CompressionModel):
@@ -48,7 +60,7 @@ class EntropicStudent(CompressionModel):
         self.register_buffer("mean", torch.tensor(tcfg.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(tcfg.std).view(1, 3, 1, 1), persistent=False)
         self.encoder = Encoder(c, self.config.encoder_widths, self.config.bias)
-        self.codec = GainedCodec(c, grid) if codec == "gained" else build_codec(codec, c)
+        self.codec = build_codec(codec, c, grid)
         self.decoder = Decoder(c, t, self.config.decoder_widths, self.config.bias)
         for name in TAIL:   # copies: training the student never changes the teacher
             setattr(self, name, copy.deepcopy(getattr(teacher, name)))
@@ -59,14 +71,9 @@ class EntropicStudent(CompressionModel):
     def header_bytes(self) -> int:
         return self.codec.header_bytes
 
-    @property
-    def variable_rate(self) -> bool:
-        """True for a student that encodes at any β of its grid (``codec="gained"``)."""
-        return isinstance(self.codec, GainedCodec)
-
     # ---- forward ---------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder((as_images(x) - self.mean) / self.std)          # (B, C, H/4 − 1, W/4 − 1)
+        return analysis(self.encoder, self.mean, self.std, as_images(x))    # (B, C, H/4 − 1, W/4 − 1)
 
     def tail(self, h: torch.Tensor, features: dict | None = None) -> torch.Tensor:
         """layer2 … head on the decoder's output; collects each stage's output into ``features``."""
@@ -76,8 +83,9 @@ class EntropicStudent(CompressionModel):
                 features[name] = h
         return h
 
-    def forward(self, x: torch.Tensor) -> dict:
-        """``{"logits", "likelihoods", "features": {layer1 … layer4}, "latent"}`` for images in [0, 1].
+    def forward(self, x: torch.Tensor, beta=None) -> dict:
+        """``{"logits", "likelihoods", "features": {layer1 … layer4}, "latent"}`` for images in [0, 1] at rate
+        ``beta`` (a float on ``codec.grid``, or a tensor of grid indices, one per image; None: the lowest β).
 
         Training (stage 1): ẑ = z + U(−½, ½). Eval, and stage 2: ẑ = round(z − median) + median,
         exactly what the bitstream carries.
@@ -85,9 +93,9 @@ class EntropicStudent(CompressionModel):
         with torch.autocast(x.device.type, enabled=False):      # the device part and the prior stay fp32
             if self.stage == 2:
                 with torch.no_grad():
-                    z_hat, lik = self.codec(self.encode(x), training=False)
+                    z_hat, lik = self.codec(self.encode(x), training=False, beta=beta)
             else:
-                z_hat, lik = self.codec(self.encode(x))
+                z_hat, lik = self.codec(self.encode(x), beta=beta)
         feats = {"layer1": self.decoder(z_hat)}                  # (B, T, H/4, W/4); bf16 under a recipe's autocast
         logits = self.tail(feats["layer1"], feats)
         return {"logits": logits, "likelihoods": lik, "features": feats, "latent": z_hat}
@@ -119,24 +127,37 @@ class EntropicStudent(CompressionModel):
 
     def aux_loss(self) -> torch.Tensor | None:
         """The prior's quantile loss (CompressAI), or None for a codec without a prior."""
-        return self.codec.loss() if isinstance(self.codec, FactorizedCodec) else None
+        return self.codec.aux_loss()
 
     # ---- coding ----------------------------------------------------------------------------
+    def update(self, force: bool = False) -> bool:
+        """Build the coding tables (CompressAI's ``update``) and seal the fingerprint with the encoder's probe."""
+        updated = super().update(force=force)
+        self.seal()
+        return updated
+
+    @torch.no_grad()
+    def seal(self) -> None:
+        """Let the message fingerprint cover the encoder: its rounded latent of the fixed probe image."""
+        probe = torch.from_numpy(probe_image()).to(self.mean.device)
+        with torch.autocast(probe.device.type, enabled=False):
+            self.codec.seal = probe_digest(self.encode(probe))
+
     def compress(self, x: torch.Tensor, beta: float | None = None) -> bytes:
-        """One image (1, 3, H, W) → the bytes of its message (what ``split()[0]`` sends); ``beta``: the rate of a
-        variable-rate student (default ``codec.beta``)."""
+        """One image (1, 3, H, W) → the bytes of its message at ``beta`` (what ``split()[0]`` sends)."""
         return DevicePart(self)(x, beta=beta)
 
     @torch.no_grad()
-    def decompress(self, data: bytes) -> torch.Tensor:
-        """Bytes of one message → logits (1, num_classes)."""
-        return self.tail(self.decoder(self.codec.decode(data)))
+    def decompress(self, data: bytes, latent_sizes=None, trusted: bool = False) -> torch.Tensor:
+        """Bytes of one message → logits (1, num_classes); checked as the server half checks them."""
+        return ServerPart(self, latent_sizes)(data, trusted=trusted)
 
-    def split(self) -> tuple[DevicePart, ServerPart]:
-        """The real split: ``server(device(x))`` equals ``self.eval()(x)["logits"]``."""
+    def split(self, latent_sizes=None) -> tuple[DevicePart, ServerPart]:
+        """The real split: ``server(device(x))`` equals ``self.eval()(x)["logits"]``. The server half accepts
+        ``latent_sizes`` (default: the training image size's)."""
         if not self.codec.ready():
             raise RuntimeError("call student.update() first: it builds the integer CDF tables rANS needs")
-        return DevicePart(self), ServerPart(self)
+        return DevicePart(self), ServerPart(self, latent_sizes)
 
     # ---- checkpoints -----------------------------------------------------------------------
     def load_state_dict(self, state_dict, strict: bool = True):
@@ -144,11 +165,10 @@ class EntropicStudent(CompressionModel):
         Checkpoints from before the codec interface name the prior ``entropy_bottleneck``: renamed here."""
         sd = {("codec." + k[len("entropy_bottleneck."):] if k.startswith("entropy_bottleneck.") else k): v
               for k, v in state_dict.items()}
-        if isinstance(self.codec, FactorizedCodec):
-            sd = remap_old_keys("codec", sd)   # CompressAI's old names
-            if all(f"codec.{b}" in sd for b in CDF_BUFFERS):
-                update_registered_buffers(self.codec, "codec", CDF_BUFFERS, sd, policy="resize")
-        return nn.Module.load_state_dict(self, sd, strict=strict)
+        result = nn.Module.load_state_dict(self, self.codec.prepare_state(sd, "codec"), strict=strict)
+        if self.codec.ready():
+            self.seal()
+        return result
 
     @torch.no_grad()
     def latent_size(self, image_size: int) -> tuple[int, int]:
@@ -158,58 +178,3 @@ class EntropicStudent(CompressionModel):
 
     def device_parameters(self) -> int:
         return sum(p.numel() for m in (self.encoder, self.codec) for p in m.parameters())
-
-
-class DevicePart(nn.Module):
-    """What runs on the device: image (1, 3, H, W) in [0, 1] → bytes."""
-
-    def __init__(self, student: EntropicStudent):
-        super().__init__()
-        self.encoder, self.codec = student.encoder, student.codec
-        self.register_buffer("mean", student.mean.clone(), persistent=False)
-        self.register_buffer("std", student.std.clone(), persistent=False)
-        self.eval()
-
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor, with_rate: bool = False, beta: float | None = None):
-        """One image (1, 3, H, W): float in [0, 1], or uint8 (divided by 255); anything else is refused.
-        ``with_rate=True`` returns ``(bytes, estimated bits)``: the prior's Σ −log2 p(ẑ) next to the real bytes.
-        ``beta``: the rate of a variable-rate student (default: ``codec.beta``); a one-rate student refuses it."""
-        x = as_images(x)
-        if x.shape[0] != 1:
-            raise ValueError(f"the device sends one image per message, got a batch of {x.shape[0]}")
-        rate = {}
-        if beta is not None:
-            if not isinstance(self.codec, GainedCodec):
-                raise ValueError("this student was trained for one β; beta= needs a variable-rate student")
-            rate = {"beta": beta}
-        z = self.encoder((x - self.mean) / self.std)
-        data = self.codec.encode(z, **rate)
-        return (data, float(self.codec.estimate_bits(z, **rate)[0])) if with_rate else data
-
-
-class ServerPart(nn.Module):
-    """What runs on the server: bytes → logits (1, num_classes). Bad bytes raise ``PayloadError``."""
-
-    def __init__(self, student: EntropicStudent):
-        super().__init__()
-        self.codec, self.decoder = student.codec, student.decoder
-        for name in TAIL:
-            setattr(self, name, getattr(student, name))
-        #: what a server accepts by default: the latent of the training image size (DESIGN §5)
-        self.latent_sizes = {student.latent_size(student.teacher_config.image_size)}
-        self.eval()
-
-    def decoder_for_strangers(self, latent_sizes):
-        """A ``bytes → ẑ`` for untrusted messages: the sandboxed, re-encoding-checked rANS decoder (raw 8-bit
-        codes need none: the strict header and length checks are the whole guard)."""
-        if isinstance(self.codec, FactorizedCodec):
-            return SandboxedDecoder(self.codec, latent_sizes)
-        return lambda data: self.codec.decode(data, latent_sizes)
-
-    @torch.no_grad()
-    def forward(self, data: bytes, decode=None) -> torch.Tensor:
-        h = self.decoder((decode or self.codec.decode)(data))
-        for name in TAIL:
-            h = getattr(self, name)(h)
-        return h

@@ -47,6 +47,7 @@ from torchvision.models.segmentation.fcn import FCNHead
 from torchvision.ops import FeaturePyramidNetwork
 
 from ..config import IMAGENET_MEAN, IMAGENET_STD
+from .halves import analysis
 from .teacher import Teacher, check_images
 
 TASKS = ("detection", "segmentation")
@@ -100,7 +101,7 @@ class StudentFront(nn.Module):
         """ẑ: what the server gets after rANS decoding (round around the medians)."""
         check_images(x)
         with torch.no_grad():
-            return self.codec(self.encoder((x - self.mean) / self.std), training=False)[0]
+            return self.codec(analysis(self.encoder, self.mean, self.std, x), training=False)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.latent(x))

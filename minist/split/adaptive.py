@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .channel import Channel
-from .latency import REPLY_BYTES
+from .latency import REPLY_BYTES, timings
 from .protocol import FRAME_OVERHEAD
+
+MAX_TRACE_SECONDS = 86_400      # a trace (rows, or a generated one's seconds) covers at most a day
+MAX_TRACE_BYTES = 16 * 2**20
 
 
 # ---- links over time ---------------------------------------------------------------------------------------
@@ -83,8 +87,18 @@ class Trace:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no trace file {path}")
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+        if path.stat().st_size > MAX_TRACE_BYTES:
+            raise ValueError(f"{path}: {path.stat().st_size} bytes is over the {MAX_TRACE_BYTES // 2**20} MiB a trace "
+                             "may have")
+        try:           # utf-8-sig: a leading BOM (Excel's "CSV UTF-8") is read as nothing
+            with path.open(newline="", encoding="utf-8-sig") as f:
+                rows = list(csv.DictReader(f))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as CSV UTF-8") from None
+        except csv.Error as e:          # e.g. a field over the csv module's 128 KiB limit
+            raise ValueError(f"{path}: not a readable CSV ({e})") from None
+        if len(rows) > MAX_TRACE_SECONDS:
+            raise ValueError(f"{path}: {len(rows)} rows is over the {MAX_TRACE_SECONDS} a trace may have")
         need = {"time_s", "uplink_kbps", "rtt_ms"}
         have = set(rows[0]) if rows else set()
         if not rows or not need <= have:
@@ -136,8 +150,10 @@ def markov_trace(preset: str = "4g", seconds: int = 300, seed: int = 0, jitter: 
     (σ = ``jitter`` in log space) and the RTT varies by ±20 %. The same seed gives the same trace."""
     if preset not in TRACE_PRESETS:
         raise ValueError(f"unknown trace preset {preset!r}; choose one of {sorted(TRACE_PRESETS)}")
-    if not (isinstance(seconds, int) and seconds >= 1):
-        raise ValueError(f"seconds must be a whole number ≥ 1, got {seconds!r}")
+    if not (isinstance(seconds, int) and 1 <= seconds <= MAX_TRACE_SECONDS):
+        raise ValueError(f"seconds must be a whole number in 1 … {MAX_TRACE_SECONDS} (a day), got {seconds!r}")
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"the seed must be a whole number in 0 … 2⁶³ − 1, got {seed}")
     states, stay = TRACE_PRESETS[preset]
     rng = np.random.default_rng(seed)
     s, up, rtt, down = 0, [], [], []
@@ -265,34 +281,49 @@ def load_trace(spec: str) -> Trace:
 
 
 class AdaptiveDevice:
-    """The device half of a variable-rate student that picks each message's β with a :class:`RateController`.
+    """A student's device half that picks each message's β with a :class:`RateController`.
 
-    ``device.send(x, link)`` → ``(message, option, choice, feasible)``: the encoder runs once; rANS runs at the chosen
-    rate, and again at the next cheaper one while the real message would miss the deadline."""
+    ``device.send(x, link)`` → ``(message, option, choice, feasible)``: the encoder runs once
+    (``DevicePart.latent``); rANS runs at the chosen rate (``DevicePart.message``), and again at the next cheaper
+    one while the real message would miss the deadline."""
 
-    def __init__(self, student, controller: RateController):
-        if not getattr(student, "variable_rate", False):
-            raise ValueError("an adaptive device needs a variable-rate student (pretrained.variable_student)")
-        self.student, self.controller = student, controller
-        self.device, _ = student.split()
+    def __init__(self, device_part, controller: RateController):
+        self.device, self.controller = device_part, controller
+        for o in controller.options:        # every option must be a rate this device can send at
+            if o.value not in device_part.grid:
+                raise ValueError(f"the controller's β = {o.value:g} is not a rate of this student (its grid: "
+                                 f"{device_part.grid.beta_min:g} … {device_part.grid.beta_max:g})")
 
     def send(self, x, link: Channel):
-        import torch
-        with torch.no_grad():
-            z = self.student.encode(x if x.dim() == 4 else x.unsqueeze(0))
-            return send_adaptive(self.controller, lambda o: self.student.codec.encode(z, beta=o.value), link)
+        z = self.device.latent(x if x.dim() == 4 else x.unsqueeze(0))
+        return send_adaptive(self.controller, lambda o: self.device.message(z, o.value), link)
 
 
-def controller_for(student, deadline_ms: float, slowdown: float = 1.0, res: dict | None = None,
-                   val_set=None, safety: str = "p95") -> RateController:
-    """A rate controller over the variable-rate student's measured fine grid (``res``: the shipped
-    ``results_variable_mini.json`` by default), with the device time measured here, now, on a few val images
-    (``device_ms``: the encoder and rANS; the server time is the results file's)."""
-    from .. import pretrained
-    from ..config import mini_val_set
-    from .latency import timings
-    res = res if res is not None else pretrained.variable_results("mini")
-    val_set = val_set if val_set is not None else mini_val_set(limit=8)
+def controller_for(student, deadline_ms: float, res: dict, val_set, slowdown: float = 1.0,
+                   safety: str = "p95") -> RateController:
+    """A rate controller over the student's measured fine grid (``res``: e.g. ``pretrained.variable_results()``),
+    with the device time measured here, now, on a few images of ``val_set`` (``device_ms``: the encoder and rANS;
+    the server time is the results file's)."""
     here = timings(student, None, val_set, n=min(8, len(val_set)), with_codecs=False)
     return RateController(options_from_results(res["fine"], here["device_ms"], res["timing"]["server_ms"]),
                           deadline_ms, slowdown, safety)
+
+
+def replay_trace(device: AdaptiveDevice, client, trace: Trace, images, n: int, rate_hz: float):
+    """``minist send --deadline-ms D --trace T``: ``n`` requests over ``client``, one every ``1 / rate_hz`` s of
+    trace time, each on the link of its second (the client waits its modelled time); yields one row per request."""
+    if not (rate_hz > 0 and math.isfinite(rate_hz)):
+        raise ValueError(f"the request rate must be a positive number per second, got {rate_hz}")
+    for k in range(n):
+        t = k / rate_hz
+        link = trace.at(t)
+        client.channel = link
+        x, y = images[k % len(images)]
+        tic = time.perf_counter()
+        message, option, choice, feasible = device.send(x, link)
+        reply = client.infer(message)
+        modelled = latency_ms(option, len(message), link, device.controller.slowdown)
+        yield {"t": t, "link": link, "option": option, "choice": choice, "feasible": feasible,
+               "bytes": len(message), "reply": reply, "label": int(y), "modelled_ms": modelled,
+               "wall_ms": 1000 * (time.perf_counter() - tic),
+               "met": feasible and modelled <= device.controller.deadline_ms}

@@ -20,7 +20,8 @@ import time
 import numpy as np
 import torch
 
-from .. import checkpoint, codecs
+from .. import checkpoint, image_formats
+from ..models.halves import DeviceNet
 from .channel import PRESETS
 from .protocol import FRAME_OVERHEAD
 
@@ -55,13 +56,14 @@ def measure_strategies(student, teacher, images, repeats: int = 5, jpeg_quality:
                  "device_ms": float(np.mean([_time_ms(lambda x=x: teacher(x), repeats) for x in xs])),
                  "bytes": 0.0, "server_ms": 0.0})
     for fmt, name in (("jpeg", "JPEG"), ("webp", "WebP")):
-        data = [codecs.encode(x[0], fmt, jpeg_quality) for x in xs]
+        data = [image_formats.encode(x[0], fmt, jpeg_quality) for x in xs]
         rows.append({"strategy": f"{name} q{jpeg_quality} + teacher",
-                     "device_ms": float(np.mean([_time_ms(lambda x=x, f=fmt: codecs.encode(x[0], f, jpeg_quality),
+                     "device_ms": float(np.mean([_time_ms(lambda x=x, f=fmt: image_formats.encode(x[0], f,
+                                                                                                   jpeg_quality),
                                                           repeats) for x in xs])),
                      "bytes": float(np.mean([len(d) for d in data])) + FRAME_OVERHEAD,
-                     "server_ms": float(np.mean([_time_ms(lambda d=d: teacher(codecs.decode(d).unsqueeze(0)), repeats)
-                                                 for d in data]))})
+                     "server_ms": float(np.mean([_time_ms(lambda d=d: teacher(image_formats.decode(d).unsqueeze(0)),
+                                                          repeats) for d in data]))})
     head = lambda x: teacher.features(x, ("layer1",))["layer1"]
     tail = lambda h: teacher.head(teacher.layer4(teacher.layer3(teacher.layer2(h))))
     feats = [head(x) for x in xs]
@@ -85,17 +87,16 @@ def timings(student, teacher, val_set, n: int = 20, beta: float | None = None, w
     server)."""
     device, server = student.split()
     xs = [val_set[i][0].unsqueeze(0) for i in range(n)]
-    rate = {} if beta is None else {"beta": beta}
-    msgs = [device(x, **rate) for x in xs]
-    zs = [student.encode(x) for x in xs]
-    out = {"device_ms": _median_ms(lambda x: device(x, **rate), xs),
-           "rans_ms": _median_ms(lambda z: student.codec.encode(z, **rate), zs),
+    msgs = [device(x, beta=beta) for x in xs]
+    zs = [device.latent(x) for x in xs]
+    out = {"device_ms": _median_ms(lambda x: device(x, beta=beta), xs),
+           "rans_ms": _median_ms(lambda z: device.message(z, beta), zs),
            "server_ms": _median_ms(server, msgs)}
     if not with_codecs:
         return out
-    jpegs = [codecs.encode(x[0], "jpeg", 10) for x in xs]
-    out["jpeg_device_ms"] = _median_ms(lambda x: codecs.encode(x[0], "jpeg", 10), xs)
-    out["jpeg_server_ms"] = _median_ms(lambda d: teacher(codecs.decode(d).unsqueeze(0)), jpegs)
+    jpegs = [image_formats.encode(x[0], "jpeg", 10) for x in xs]
+    out["jpeg_device_ms"] = _median_ms(lambda x: image_formats.encode(x[0], "jpeg", 10), xs)
+    out["jpeg_server_ms"] = _median_ms(lambda d: teacher(image_formats.decode(d).unsqueeze(0)), jpegs)
     return out
 
 
@@ -174,16 +175,6 @@ def export_encoder(student, example: torch.Tensor, path=None) -> dict:
     rANS coding stays in CompressAI's C++ coder; the exported program is the part a
     device runtime would compile. Returns the file size, whether outputs match, and latency.
     """
-    class DeviceNet(torch.nn.Module):
-        def __init__(self, s):
-            super().__init__()
-            self.encoder = s.encoder
-            self.register_buffer("mean", s.mean.clone())
-            self.register_buffer("std", s.std.clone())
-
-        def forward(self, x):
-            return self.encoder((x - self.mean) / self.std)
-
     net = DeviceNet(student).eval()
     program = torch.export.export(net, (example,))
     buf = io.BytesIO()

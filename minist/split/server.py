@@ -11,7 +11,8 @@ decoder runs in a process of its own with a deadline and a re-encoding check
 (:mod:`minist.models.sandbox`), any exception in a request becomes an ERROR frame, at
 most ``max_connections`` clients are served at once, and a connection ends after
 ``idle_timeout`` s without a request (PINGs do not count), ``lifetime`` s in all, or
-(if set) ``max_bad_payloads`` refused messages.
+(if set) ``max_bad_payloads`` refused messages. Idle connections hold no lasting claim on the cap: when it is
+full, a new client takes the place of the one idle longest (no request for ``evict_idle`` s, none in progress).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 
 import torch
 
-from ..models.codec import PayloadError
+from ..models.wire import PayloadError
 from . import protocol as P
 
 
@@ -33,20 +34,21 @@ class SplitServer:
 
     def __init__(self, server_part, host: str = "127.0.0.1", port: int = 0, max_frame: int = P.DEFAULT_MAX_FRAME,
                  timeout: float = 10.0, classes=None, latent_sizes=None, max_connections: int = 64,
-                 idle_timeout: float = 60.0, lifetime: float = 600.0, max_bad_payloads: int | None = None):
+                 idle_timeout: float = 60.0, lifetime: float = 600.0, max_bad_payloads: int | None = None,
+                 evict_idle: float = 1.0):
         if not 0 <= int(port) <= 65535:
             raise ValueError(f"port must be in 0…65535 (0 picks a free one), got {port}")
         self.server_part, self.host, self.port = server_part, host, int(port)
         self.max_frame, self.timeout, self.classes = max_frame, timeout, classes
         self.max_connections, self.idle_timeout, self.lifetime = max_connections, idle_timeout, lifetime
-        self.max_bad_payloads = max_bad_payloads
+        self.max_bad_payloads, self.evict_idle = max_bad_payloads, evict_idle
         self.latent_sizes = set(latent_sizes or getattr(server_part, "latent_sizes", None) or ())
         maker = getattr(server_part, "decoder_for_strangers", None)
         self._decode = maker(self.latent_sizes or None) if maker is not None else None
-        self.stats = {"requests": 0, "errors": 0, "connections": 0, "refused": 0}
+        self.stats = {"requests": 0, "errors": 0, "connections": 0, "refused": 0, "evicted": 0}
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="minist-infer")
         self._loop = self._server = self._thread = None
-        self._handlers: set = set()
+        self._handlers: dict = {}      # task → {"writer", "last_request", "busy"} of each open connection
 
     # ---- one request ----------------------------------------------------------------------
     def _infer(self, message: bytes) -> dict:
@@ -68,8 +70,26 @@ class SplitServer:
         writer.write(P.encode_json(P.ERROR, {"error": text}))
         await writer.drain()
 
+    def _evict_one(self, now: float) -> bool:
+        """Make room: end the connection idle longest, if one has made no request for ``evict_idle`` s."""
+        idle = [(c["last_request"], t) for t, c in self._handlers.items()
+                if not c["busy"] and now - c["last_request"] >= self.evict_idle]
+        if not idle:
+            return False
+        _, task = min(idle, key=lambda p: p[0])
+        conn = self._handlers.pop(task)
+        try:
+            conn["writer"].write(P.encode_json(P.ERROR, {"error": "connection closed: the server is full and this "
+                                                                  "connection was the one idle longest; reconnect"}))
+        except (ConnectionError, RuntimeError):
+            pass
+        task.cancel()
+        self.stats["evicted"] += 1
+        return True
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._handlers) >= self.max_connections:
+        loop = asyncio.get_running_loop()
+        if len(self._handlers) >= self.max_connections and not self._evict_one(loop.time()):
             self.stats["refused"] += 1
             try:
                 await self._reply_error(writer, f"server busy: {self.max_connections} connections open; retry later")
@@ -78,9 +98,8 @@ class SplitServer:
             writer.close()
             return
         self.stats["connections"] += 1
-        self._handlers.add(asyncio.current_task())
-        loop = asyncio.get_running_loop()
         opened = last_request = loop.time()
+        conn = self._handlers[asyncio.current_task()] = {"writer": writer, "last_request": opened, "busy": False}
         bad = 0
         try:
             while True:
@@ -108,7 +127,8 @@ class SplitServer:
                     writer.write(P.encode_frame(P.PONG))
                 elif kind == P.INFER:
                     self.stats["requests"] += 1
-                    last_request = loop.time()
+                    last_request = conn["last_request"] = loop.time()
+                    conn["busy"] = True
                     try:
                         result = await loop.run_in_executor(self._pool, self._infer, body)
                         writer.write(P.encode_frame(P.RESULT, json.dumps(result).encode()))
@@ -122,6 +142,8 @@ class SplitServer:
                     except Exception as e:   # noqa: BLE001 (whatever a request breaks, the client hears why)
                         await self._reply_error(writer, f"server error: {type(e).__name__}: {e}")
                         continue
+                    finally:
+                        conn["busy"] = False
                 else:
                     await self._reply_error(writer, f"unexpected frame type {kind}; send INFER (1) or PING (4)")
                     continue
@@ -135,7 +157,7 @@ class SplitServer:
         except (ConnectionError, asyncio.CancelledError):   # client gone, or the server shutting down
             pass
         finally:
-            self._handlers.discard(asyncio.current_task())
+            self._handlers.pop(asyncio.current_task(), None)
             writer.close()
             try:
                 await writer.wait_closed()

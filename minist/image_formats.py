@@ -1,4 +1,4 @@
-"""Input-compression baselines: JPEG and WebP through Pillow, as real bytes.
+"""Image formats, the input-compression baselines: JPEG, WebP (and PNG) through Pillow, as real bytes.
 
 The paper's first baseline compresses the *input* image and runs the unmodified
 teacher on the decoded pixels. Sizes are the real encoded lengths, headers
