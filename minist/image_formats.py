@@ -33,12 +33,14 @@ def to_pil(x) -> Image.Image:
 
 
 def encode(x, fmt: str = "jpeg", quality: int = 75) -> bytes:
-    """Encode an image as JPEG, WebP (lossy) or PNG; returns the bytes that would be sent."""
+    """Encode an image as JPEG, WebP (lossy) or PNG; returns the bytes that would be sent. Quality 1 … 100, and
+    WebP's real smallest setting 0 (every codec's whole range counts: DESIGN §9)."""
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality}")
+    lowest = 0 if fmt == "webp" else 1
+    if not lowest <= int(quality) <= 100:
+        raise ValueError(f"{fmt} quality must be in {lowest}..100, got {quality}")
     buf = io.BytesIO()
     im = to_pil(x)
     if fmt == "jpeg":

@@ -247,7 +247,11 @@ def stage1_step(model, teacher: Teacher, cfg: StudentTrainConfig, engine: Engine
     student = student if student is not None else getattr(model, "module", model)
 
     def step(batch):
-        x = batch[0].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        x = batch[0].to(device, non_blocking=True)
+        if cfg.mixup > 0:          # one mixed view for teacher and student: feature matching needs no labels
+            lam = float(torch.distributions.Beta(cfg.mixup, cfg.mixup).sample())
+            x = lam * x + (1 - lam) * x[torch.randperm(len(x), device=x.device)]
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), engine.autocast():
             t_feats = teacher.features(x, LAYERS)
         spatial = None
@@ -348,6 +352,8 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
     """
     if cfg.beta < 0:
         raise ValueError(f"beta must be ≥ 0, got {cfg.beta}")
+    if cfg.mixup > 0 and cfg.saliency_floor is not None:
+        raise ValueError("mixup and the task-aware (saliency) loss do not mix: a mixed image has no one true class")
     ctx = distributed.init(cfg.device)      # under torchrun: join the group; else one process
     set_seed(cfg.seed)
     out, t0 = Path(cfg.out), time.time()

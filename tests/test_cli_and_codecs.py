@@ -19,7 +19,8 @@ def test_codec_round_trips_and_sizes():
 
 @pytest.mark.parametrize("args, match", [
     (dict(x=torch.rand(3, 8, 8), fmt="gif"), "unknown format"),
-    (dict(x=torch.rand(3, 8, 8), quality=0), "quality"),
+    (dict(x=torch.rand(3, 8, 8), quality=0), "jpeg quality must be in 1..100"),
+    (dict(x=torch.rand(3, 8, 8), fmt="webp", quality=-1), "webp quality must be in 0..100"),
     (dict(x=torch.rand(1, 3, 8, 8)), r"\(3, H, W\)"),
 ])
 def test_codec_bad_input(args, match):

@@ -181,3 +181,30 @@ def test_shared_imagenette_absent_says_where_it_looked(tmp_path):
         mdata.load("imagenette-shared", split="test", root=tmp_path / "nowhere")
     with pytest.raises(ValueError, match="unknown Imagenette split 'val'.*'test'"):
         mdata.load("imagenette-shared", split="val", root=tmp_path)
+
+
+def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
+    """minist photos teacher / student / codecs / collect on a tiny image folder: every part runs, resumes, and the
+    result file holds relative names only and an interval for every point."""
+    import json
+
+    from minist.experiments import photos
+    monkeypatch.setenv("MINIST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MINIST_DATA", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "SHA256SUMS").write_text("")
+    monkeypatch.setattr(photos, "JPEG_QUALITIES", (1, 50))
+    monkeypatch.setattr(photos, "WEBP_QUALITIES", (0,))
+    root, out = _tiny_imagenette(tmp_path / "imagenette"), tmp_path / "runs"
+    t = photos.run_teacher(root, out, progress=False, epochs=1, batch_size=8, warmup_epochs=0)
+    assert t["test"]["n"] == 8 and t["test"]["ci95"][0] <= t["test"]["accuracy"] <= t["test"]["ci95"][1]
+    photos.ship_teacher(root, out)
+    assert (tmp_path / "data" / photos.TEACHER_FILE).is_file()
+    s = photos.run_student(0.02, root, out, progress=False, stage1_epochs=1, stage2_epochs=1, stage1_batch_size=8,
+                           stage2_batch_size=8, mixup=0.2)
+    assert [p["method"] for p in s["points"]] == ["entropic", "stage1-only"]
+    assert all(p["n"] == 8 and p["kb_mean"] > 0 for p in s["points"])
+    assert len(photos.run_codecs(root, out, progress=False)) == 3
+    res = json.loads(photos.collect(out).read_text())
+    assert len(res["points"]) == 5 and all(len(p["ci95"]) == 2 for p in res["points"])
+    assert str(tmp_path) not in json.dumps(res)

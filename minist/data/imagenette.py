@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 from torchvision.transforms import v2
+from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write_bytes
 from ..utils import cache_dir
@@ -98,7 +99,6 @@ def _stored(root: Path, split: str, size: int, progress: bool) -> tuple[torch.Te
     images = torch.empty((len(items), 3, out, out), dtype=torch.uint8)
     it = range(len(items))
     if progress:
-        from tqdm.auto import tqdm
         it = tqdm(it, desc=f"decoding imagenette {split}", leave=False)
     for i in it:
         images[i] = _decode(items[i][0], side, crop)

@@ -1,13 +1,19 @@
 """The study on real photographs: the whole of Imagenette v2 (``../shared/data/imagenette``), 128 × 128.
 
-Parts, each resumable (run them again after an interruption; a finished part is skipped):
+Parts, each resumable (run it again after an interruption; finished work is kept in ``runs/photos``):
 
 * ``teacher``: the mini teacher's architecture (ResNet-18's layout at a quarter of its widths, so the student's
-  encoder stays 0.139 of its FLOPs), trained **from scratch** on the 8,996 training photos with random-resized
-  crops, flips, MixUp/CutMix and a long cosine schedule; chosen on the 473 ``choice`` photos.
+  encoder stays 0.139 of its FLOPs), trained **from scratch** on the 8,994 training photos with random-resized
+  crops, flips, MixUp/CutMix and a long cosine schedule; chosen on the 475 ``choice`` photos;
+* ``student --beta B``: an Entropic Student from that teacher with the mini recipe on the same augmented stream
+  (teacher and student see the same view: Beyer et al.'s "consistent"); ``--stage1-epochs``, ``--mixup`` and
+  ``--channels`` for the ablation; scored on the test photos at real bytes, with its stage-1-only point;
+* ``codecs``: JPEG (q 1 … 90) and WebP (q 0 … 90) + the teacher on the test photos, real bytes;
+* ``collect``: every finished point → ``data/results_imagenette.json`` (relative paths only, 95 % intervals).
 
-    minist photos teacher                 # one thread; data/README.md gives the wall time
-    minist photos teacher --ship          # fp16 → data/teacher_imagenette.pt
+    minist photos teacher [--ship]        # one thread; data/README.md gives the wall time
+    minist photos student --beta 0.005
+    minist photos codecs && minist photos collect
 
 Every number reported is measured on the 3,925 official val photos (the ``test`` split), which no choice sees.
 """
@@ -16,29 +22,55 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
-from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import checkpoint
-from ..config import TeacherConfig, TeacherTrainConfig
+from ..config import StudentTrainConfig, TeacherConfig, TeacherTrainConfig
 from ..data import imagenette
-from ..evaluate import evaluate_accuracy
-from ..models.store import load_teacher
-from ..recipes import ship_half, train_teacher
+from ..evaluate import codec_accuracy, evaluate_accuracy, evaluate_student, size_stats
+from ..models.store import load_student, load_teacher
+from ..recipes import ship_half, train_student, train_teacher
 from ..utils import data_dir
 
 OUT = Path("runs/photos")
 TEACHER_FILE = "teacher_imagenette.pt"
+RESULTS_FILE = "results_imagenette.json"
 # the real-photo teacher's recipe (chosen on the ``choice`` photos; data/README.md)
 TEACHER_RECIPE = dict(epochs=50, batch_size=64, lr=0.1, weight_decay=5e-4, label_smoothing=0.1, warmup_epochs=2,
                       mixup=0.2, workers=0)
 TRAIN_SIZE = 112            # the teacher trains on 112-px crops and is scored at 128 px: 1.3× cheaper steps, and
                             # random-resized crops enlarge objects, which a larger test size matches (FixRes)
+STUDENT_RECIPE = dict(stage1_epochs=16, stage2_epochs=4, workers=0)     # the mini recipe, twice as patient
+JPEG_QUALITIES = (1, 5, 10, 20, 30, 50, 75, 90)
+WEBP_QUALITIES = (0, 5, 10, 20, 30, 50, 75, 90)
 
 
+def interval(k: int, n: int) -> tuple[float, float]:
+    """95 % Wilson interval of an accuracy of k in n, in %."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p, z = k / n, 1.959964
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (100 * (centre - half), 100 * (centre + half))
+
+
+def _point(method: str, knob: str, value, accuracy: float, n: int, **extra) -> dict:
+    lo, hi = interval(round(accuracy * n / 100), n)
+    return {"method": method, "knob": knob, "value": value, "accuracy": accuracy, "ci95": [lo, hi], "n": n, **extra}
+
+
+def _write(path: Path, obj) -> None:
+    blob = json.dumps(obj, indent=1).encode()
+    checkpoint.atomic_write_bytes(path, lambda f: f.write(blob))
+
+
+# ---- the teacher ------------------------------------------------------------------------------------------------
 def teacher_config(out: Path, **overrides) -> TeacherTrainConfig:
     return TeacherTrainConfig(**{**TEACHER_RECIPE, "out": str(out / "teacher"), **overrides})
 
@@ -51,50 +83,144 @@ def run_teacher(root=None, out: Path = OUT, progress: bool = True, **overrides) 
     model, meta = train_teacher(cfg, resume=True, model_config=TeacherConfig.preset_config("mini"),
                                 progress=progress, train_set=train, val_set=choice)
     test = imagenette.load("test", root, progress=progress)
-    meta["test"] = {"accuracy": evaluate_accuracy(model, test), "n": len(test), "sha256": test.digest()}
-    meta["choice"] = {"accuracy": meta["val_accuracy"], "n": len(choice), "sha256": choice.digest()}
-    checkpoint.write_json(Path(cfg.out) / "scores.json", {k: meta[k] for k in ("test", "choice", "train_seconds")})
-    return meta
+    correct = round(evaluate_accuracy(model, test) * len(test) / 100)
+    scores = {"choice": {"accuracy": meta["val_accuracy"], "n": len(choice), "sha256": choice.digest()},
+              "test": _point("teacher", None, None, 100 * correct / len(test), len(test), sha256=test.digest()),
+              "train_seconds": meta["train_seconds"]}
+    _write(Path(cfg.out) / "scores.json", scores)
+    return {**meta, **scores}
 
 
-def ship_teacher(out: Path = OUT) -> Path:
-    """The trained teacher, fp16, with its scores in the metadata → ``data/teacher_imagenette.pt``."""
+def teacher(out: Path = OUT):
+    """The real-photo teacher: the shipped one (``data/teacher_imagenette.pt``), else the run's."""
+    shipped = data_dir() / TEACHER_FILE
+    path = shipped if shipped.is_file() else out / "teacher" / "teacher.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no real-photo teacher ({shipped} or {path}): run `minist photos teacher` first")
+    return load_teacher(path)
+
+
+def ship_teacher(root=None, out: Path = OUT) -> Path:
+    """The trained teacher in fp16 → ``data/teacher_imagenette.pt``, re-scored as stored on the choice photos."""
     src = out / "teacher" / "teacher.pt"
-    scores = out / "teacher" / "scores.json"
-    if not src.is_file() or not scores.is_file():
-        raise FileNotFoundError(f"{src} (and its scores.json) not found: run `minist photos teacher` first")
-    _, meta = load_teacher(src)
-    meta.update(json.loads(scores.read_text()))
+    if not src.is_file():
+        raise FileNotFoundError(f"{src} not found: run `minist photos teacher` first")
     dest = data_dir() / TEACHER_FILE
-    ship_half(src, dest, meta)
+    ship_half(src, dest, val_set=imagenette.load("choice", root))
+    return dest
+
+
+# ---- students ---------------------------------------------------------------------------------------------------
+def student_dir(out: Path, beta: float, tag: str = "") -> Path:
+    return out / f"student-{beta:g}{('-' + tag) if tag else ''}"
+
+
+def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress: bool = True,
+                **overrides) -> dict:
+    """Train (or resume) one student from the real-photo teacher; its test point and its stage-1-only point."""
+    tmodel, _ = teacher(out)
+    train = imagenette.load("train", root, progress=progress)            # 128-px random-resized crops + flips
+    choice = imagenette.load("choice", root, progress=progress)
+    folder = student_dir(out, beta, tag)
+    cfg = StudentTrainConfig(**{**STUDENT_RECIPE, "beta": beta, "train_length": len(train),
+                                "val_length": len(choice), "eval_length": len(choice), "out": str(folder),
+                                **overrides})
+    student, meta = train_student(cfg, tmodel, resume=True, progress=progress, final_eval=False,
+                                  train_set=train, val_set=choice)
+    test = imagenette.load("test", root, progress=progress)
+    hw = test[0][0].shape[-2:]
+    points = []
+    for method, model in (("entropic", student), ("stage1-only", load_student(folder / "stage1.pt", tmodel)[0])):
+        model.update(force=True)
+        r = evaluate_student(model, test, progress=progress)
+        points.append(_point(method if not tag else f"{method}-{tag}", "beta", beta, r["accuracy"], r["n"],
+                             kb_mean=r["kb_mean"], bpp=r["bpp"], bytes_p95=r["bytes_p95"],
+                             header_bytes=r["header_bytes"],
+                             recipe={k: v for k, v in cfg.__dict__.items() if k in ("stage1_epochs", "stage2_epochs",
+                                                                                   "mixup", "channels")},
+                             train_seconds=meta["train_seconds"], image_size=list(hw)))
+    _write(folder / "points.json", points)
+    return {"points": points, "meta": meta}
+
+
+# ---- the input codecs ------------------------------------------------------------------------------------------
+def run_codecs(root=None, out: Path = OUT, progress: bool = True) -> list[dict]:
+    """JPEG and WebP at every quality of the study + the teacher, on the test photos (one file per point)."""
+    tmodel, _ = teacher(out)
+    test = imagenette.load("test", root, progress=progress)
+    folder = out / "codecs"
+    folder.mkdir(parents=True, exist_ok=True)
+    points = []
+    for fmt, qualities in (("jpeg", JPEG_QUALITIES), ("webp", WEBP_QUALITIES)):
+        for q in qualities:
+            path = folder / f"{fmt}-q{q}.json"
+            if not path.is_file():
+                acc, sizes, headers = codec_accuracy(tmodel, test, fmt, q, return_sizes=True)
+                stats = size_stats(sizes, test[0][0].shape[-2:])
+                stats.pop("n")
+                _write(path, _point(fmt, "quality", q, acc, len(test), **stats, header_bytes=float(np.mean(headers))))
+                if progress:
+                    print(f"{fmt} q{q}: {acc:.2f} % at {stats['kb_mean']:.3f} KB", flush=True)
+            points.append(json.loads(path.read_text()))
+    return points
+
+
+def collect(out: Path = OUT) -> Path:
+    """Every finished point of ``out`` → ``data/results_imagenette.json`` (no absolute paths)."""
+    scores = json.loads((out / "teacher" / "scores.json").read_text())
+    points = [json.loads(p.read_text()) for p in sorted((out / "codecs").glob("*.json"))]
+    for p in sorted(out.glob("student-*/points.json")):
+        points += json.loads(p.read_text())
+    test = scores["test"]
+    res = {"dataset": "imagenette2 (../shared/data/imagenette): 8,994 train, 475 choice (held-out train), "
+                      "3,925 test (official val)",
+           "test_sha256": test["sha256"], "image_size": 128, "teacher_accuracy": test["accuracy"],
+           "teacher_ci95": test["ci95"], "teacher_choice_accuracy": scores["choice"]["accuracy"],
+           "teacher_train_seconds": scores["train_seconds"], "n": test["n"], "points": points}
+    dest = data_dir() / RESULTS_FILE
+    _write(dest, res)
     return dest
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="minist photos", description=__doc__.split("\n\n")[0])
-    p.add_argument("part", choices=("teacher",))
+    p.add_argument("part", choices=("teacher", "student", "codecs", "collect"))
     p.add_argument("--data-root", default=None, help="the Imagenette folder (default ../shared/data/imagenette)")
     p.add_argument("--out", default=str(OUT))
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--ship", action="store_true", help="copy the finished result into data/")
+    p.add_argument("--epochs", type=int, default=None, help="teacher epochs")
+    p.add_argument("--beta", type=float, default=0.005, help="student β")
+    p.add_argument("--stage1-epochs", type=int, default=None)
+    p.add_argument("--stage2-epochs", type=int, default=None)
+    p.add_argument("--mixup", type=float, default=None, help="student stage 1: MixUp α (same view for both)")
+    p.add_argument("--channels", type=int, default=None, help="student latent channels C")
+    p.add_argument("--tag", default="", help="an ablation arm's name (its own folder and method name)")
+    p.add_argument("--ship", action="store_true", help="teacher: copy the finished teacher into data/ (fp16)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (one per job: two jobs share 2 cores)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     out, t0 = Path(args.out), time.time()
     try:
-        if args.part == "teacher":
-            if args.ship:
-                print(f"shipped {ship_teacher(out)}")
-                return 0
+        if args.part == "teacher" and args.ship:
+            print(f"shipped {ship_teacher(args.data_root, out)}")
+        elif args.part == "teacher":
             over = {} if args.epochs is None else {"epochs": args.epochs}
-            meta = run_teacher(args.data_root, out, **over)
-            print(f"teacher: choice {meta['choice']['accuracy']:.2%} ({meta['choice']['n']}), "
-                  f"test {meta['test']['accuracy']:.2%} ({meta['test']['n']}); "
-                  f"{meta['train_seconds'] / 60:.0f} min of training, {(time.time() - t0) / 60:.0f} min wall")
+            r = run_teacher(args.data_root, out, **over)
+            print(f"teacher: choice {r['choice']['accuracy']:.2f} % ({r['choice']['n']}), test "
+                  f"{r['test']['accuracy']:.2f} % [{r['test']['ci95'][0]:.2f}, {r['test']['ci95'][1]:.2f}] "
+                  f"({r['test']['n']}); {r['train_seconds'] / 60:.0f} min of training, "
+                  f"{(time.time() - t0) / 60:.0f} min wall")
+        elif args.part == "student":
+            over = {k: v for k, v in (("stage1_epochs", args.stage1_epochs), ("stage2_epochs", args.stage2_epochs),
+                                      ("mixup", args.mixup), ("channels", args.channels)) if v is not None}
+            r = run_student(args.beta, args.data_root, out, args.tag, **over)
+            for q in r["points"]:
+                print(f"{q['method']} β {q['value']:g}: {q['accuracy']:.2f} % [{q['ci95'][0]:.2f}, {q['ci95'][1]:.2f}]"
+                      f" at {q['kb_mean']:.3f} KB on {q['n']} test photos")
+        elif args.part == "codecs":
+            run_codecs(args.data_root, out)
+        else:
+            print(f"wrote {collect(out)}")
     except FileNotFoundError as e:
         print(f"minist photos: {e}")
         return 2
     return 0
-
-
-__all__ = ["run_teacher", "ship_teacher", "main", "TEACHER_RECIPE", "asdict"]
