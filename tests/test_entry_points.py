@@ -236,3 +236,20 @@ def test_messages_are_byte_identical_to_before_the_rate_door_but_for_the_fingerp
         g.update(m[:8] + m[12:-4])
     assert h.hexdigest() == "ed0c104459e0f500f1fad3336c31429ed7afbfed98d5137216ee5ca5d8a3eb44"
     assert g.hexdigest() == "829e6dbdb07dbeb88f88222628505946c60762fe308e75003c62c755902cd56e"
+
+
+def test_no_function_level_imports_of_minist_modules():
+    """Imports at the top of the file: a function-level import usually hides a cycle (STYLE.md)."""
+    import ast
+    root = Path(__file__).resolve().parents[1] / "minist"
+    found = []
+    for path in root.rglob("*.py"):
+        for fn in ast.walk(ast.parse(path.read_text())):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(fn):
+                    ours = (isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith(
+                        "minist"))) or (isinstance(node, ast.Import) and any(a.name.startswith("minist")
+                                                                             for a in node.names))
+                    if ours:
+                        found.append(f"{path.relative_to(root.parent)}:{node.lineno}")
+    assert not found, found
