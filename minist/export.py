@@ -62,12 +62,12 @@ def export_bundle(student, out, image_size: int | None = None) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables = io.BytesIO()
-    np.savez(tables, **arrays)
+    np.savez_compressed(tables, **arrays)
     blobs = {"encoder.onnx": onnx_bytes(student, image_size), "tables.npz": tables.getvalue()}
     h, w = student.latent_size(image_size)
     manifest = {
         "format": BUNDLE_FORMAT, "version": BUNDLE_VERSION, "made_by": f"minist {__version__}",
-        "fingerprint": eb.fingerprint().hex(), "codec_id": eb.codec_id,
+        "fingerprint": eb.fingerprint().hex(), "codec_id": eb.codec_id, "grid": eb.grid.to_dict(),
         "input_size": image_size, "latent": [eb.channels, h, w], "max_symbol": MAX_SYMBOL,
         "sha256": {name: hashlib.sha256(b).hexdigest() for name, b in blobs.items()},
     }

@@ -108,3 +108,23 @@ def test_export_needs_coding_tables(tmp_path):
     from minist.models.teacher import build_teacher
     with pytest.raises(RuntimeError, match="update"):
         export_bundle(EntropicStudent(build_teacher("mini")), tmp_path)
+
+
+def test_a_variable_rate_bundle_is_byte_identical_at_any_grid_beta(tmp_path):
+    """The variable-rate student exports too: per-rate tables, medians and gains; the device sends at any β of the
+    grid the bytes PyTorch's device half sends, and the server decodes them."""
+    variable = pretrained.variable_student("mini")
+    export_bundle(variable, tmp_path)
+    device, (torch_device, server) = Device(tmp_path), variable.split()
+    b = Bundle(tmp_path)
+    assert b.codec_id == 3 and b.levels == variable.codec.grid.levels and b.rate_cdfs.shape[:2] == (225, 12)
+    assert (tmp_path / "tables.npz").stat().st_size < 600_000
+    val = val_set(limit=6)
+    for i, beta in enumerate((0.005, 0.0071, 0.02, 0.0833, 0.3, 0.64)):
+        x = val[i][0]
+        u8 = (x * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        msg = device.encode(u8, beta=beta)
+        assert msg == torch_device(x[None], beta=beta), beta
+        grid = variable.codec.grid
+        assert variable.codec.message_beta(msg) == pytest.approx(grid.beta(grid.index(beta)))
+        assert server(msg).shape == (1, 10)

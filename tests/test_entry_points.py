@@ -95,7 +95,7 @@ def test_the_device_packages_fingerprint_is_the_servers(student):
     with torch.no_grad():
         probe = student.encode(torch.from_numpy(wire.probe_image())).numpy()
     assert dwire.fingerprint(t["cdfs"], t["offsets"], t["lengths"], t["medians"], probe) == cb.fingerprint()
-    assert dwire.HEAD.size == wire.COMMON.size + 4
+    assert dwire.HEAD.size == wire.COMMON.size
 
 
 # ---- one table of codec ids --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 
 FORMAT = "minist-device-bundle"
 VERSIONS = (2,)
+CODECS = (1, 3)                      # the factorized prior at one β; the gained codec at any β of its grid
 PARTS = ("encoder.onnx", "tables.npz")
 MAX_PART_BYTES = 64 * 2**20          # a part of a bundle is at most this big (the mini encoder: ≈ 60 KB)
 MAX_MANIFEST_BYTES = 2**20
@@ -84,7 +86,6 @@ class Bundle:
             blobs[name] = blob
         self.manifest = m
         self.onnx = blobs["encoder.onnx"]
-        self._tables(blobs["tables.npz"], path)
         try:
             self.fingerprint = bytes.fromhex(_field(m, "fingerprint", str, path))
         except ValueError as e:
@@ -101,18 +102,34 @@ class Bundle:
             raise BundleError(f"{path}: codec id {self.codec_id}, input size {self.input_size}, max symbol "
                               f"{self.max_symbol} or a {len(self.fingerprint)}-byte fingerprint is out of range; "
                               "re-export")
+        if self.codec_id not in CODECS:
+            raise BundleError(f"{path}: codec id {self.codec_id} is not one this minist-device sends ({CODECS}); "
+                              "update minist-device")
+        grid = _field(m, "grid", dict, path)
+        try:
+            self.beta_min, self.doublings, self.steps = (float(grid["beta_min"]), int(grid["doublings"]),
+                                                         int(grid["steps"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError(f"{path}: the grid {grid!r} lacks beta_min, doublings or steps; re-export") from e
+        self.levels = self.doublings * self.steps + 1
+        if not (self.beta_min >= 0 and self.doublings >= 0 and self.steps >= 1 and self.levels <= 256
+                and (self.codec_id == 3 or self.levels == 1)):
+            raise BundleError(f"{path}: the grid {grid!r} is not one codec {self.codec_id} codes at; re-export")
+        self._tables(blobs["tables.npz"], path)
         c = self.latent[0]
         if not (self.cdfs.shape[0] == c == len(self.lengths) == len(self.offsets) == len(self.medians)):
             raise BundleError(f"bundle in {folder} is inconsistent (tables for {self.cdfs.shape[0]} channels, "
                               f"latent {self.latent}); re-export")
 
     def _tables(self, blob: bytes, where: Path) -> None:
+        keys = ("cdfs", "lengths", "offsets", "medians") + (
+            ("rate_cdfs", "rate_lengths", "rate_offsets", "rate_medians", "gains") if self.codec_id == 3 else ())
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as t:
-                raw = {k: t[k] for k in ("cdfs", "lengths", "offsets", "medians")}
+                raw = {k: t[k] for k in keys}
         except (KeyError, ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
-            raise BundleError(f"tables.npz of {where.parent} lacks cdfs, lengths, offsets or medians, or is not a "
-                              f"NumPy archive ({e}); re-export") from e
+            raise BundleError(f"tables.npz of {where.parent} lacks one of {', '.join(keys)}, or is not a NumPy "
+                              f"archive ({e}); re-export") from e
         cdfs, lengths, offsets, medians = (raw[k] for k in ("cdfs", "lengths", "offsets", "medians"))
         ok = (cdfs.ndim == 2 and cdfs.dtype == np.int32 and lengths.shape == offsets.shape == medians.shape
               == (cdfs.shape[0],) and lengths.dtype == offsets.dtype == np.int32 and medians.dtype == np.float32
@@ -124,3 +141,31 @@ class Bundle:
         self.raw_tables = raw                       # as stored: what the fingerprint covers
         self.cdfs, self.lengths, self.offsets = (a.astype(np.int64) for a in (cdfs, lengths, offsets))
         self.medians = medians
+        if self.codec_id == 1:                      # one rate: its tables are the density's
+            self.rate_cdfs, self.rate_lengths = self.cdfs[None], self.lengths[None]
+            self.rate_offsets, self.rate_medians, self.gains = self.offsets[None], medians[None], None
+            return
+        r, c = self.levels, cdfs.shape[0]
+        rc, rl, ro, rm, g = (raw[k] for k in ("rate_cdfs", "rate_lengths", "rate_offsets", "rate_medians", "gains"))
+        ok = (rc.ndim == 3 and rc.shape[:2] == (r, c) and rc.shape[2] >= 3 and rc.dtype == rl.dtype == ro.dtype
+              == np.int32 and rl.shape == ro.shape == rm.shape == g.shape == (r, c) and rm.dtype == g.dtype
+              == np.float32 and np.all(rl >= 3) and np.all(rl <= rc.shape[2]) and np.all(np.isfinite(rm))
+              and np.all(np.isfinite(g)) and np.all(g > 0))
+        if not ok:
+            raise BundleError(f"tables.npz of {where.parent} has per-rate tables of the wrong shape or type (for "
+                              f"{r} rates × {c} channels: cdfs {rc.shape}, gains {g.shape}); re-export")
+        self.rate_cdfs, self.rate_lengths, self.rate_offsets = (a.astype(np.int64) for a in (rc, rl, ro))
+        self.rate_medians, self.gains = rm, g
+
+    def index(self, beta=None) -> int:
+        """The grid index of ``beta`` (None: the lowest β), as minist's ``BetaGrid.index`` rounds it."""
+        if beta is None:
+            return 0
+        beta = float(beta)
+        if not (beta > 0 and math.isfinite(beta)) or self.beta_min <= 0:
+            raise ValueError(f"β must be a positive number on this bundle's grid, got {beta}")
+        i = round(self.steps * math.log2(beta / self.beta_min))
+        if not 0 <= i < self.levels:
+            top = self.beta_min * 2.0 ** ((self.levels - 1) / self.steps)
+            raise ValueError(f"β = {beta:g} is outside this bundle's rates {self.beta_min:g} … {top:g}")
+        return i

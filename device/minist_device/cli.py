@@ -20,6 +20,7 @@ def main(argv=None) -> int:
     s.add_argument("--bundle", required=True, help="a folder made by `minist export`")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8765)
+    s.add_argument("--beta", type=float, default=None, help="the rate (a variable-rate bundle: any β of its grid)")
     args = p.parse_args(argv)
     try:
         device = Device(args.bundle)
@@ -27,7 +28,7 @@ def main(argv=None) -> int:
         with Client(args.host, args.port) as client:
             for path in args.images:
                 tic = time.perf_counter()
-                message = device.encode(path)
+                message = device.encode(path, beta=args.beta)
                 enc = 1000 * (time.perf_counter() - tic)
                 r = client.infer(message)
                 print(f"{str(path)[-28:]:<28} {r.get('class', r['label']):>12} {r['bytes_sent']:>6} {enc:>9.2f} "

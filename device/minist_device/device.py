@@ -27,7 +27,8 @@ class Device:
                               f"{b.latent[0]} channels; re-export")
         t = b.raw_tables
         # computed from what this device really runs: the server refuses another model's encoder or tables
-        self.fingerprint = wire.fingerprint(t["cdfs"], t["offsets"], t["lengths"], t["medians"], probe)
+        self.fingerprint = wire.fingerprint(t["cdfs"], t["offsets"], t["lengths"], t["medians"], probe,
+                                            t.get("gains"))
         if self.fingerprint != b.fingerprint:
             raise BundleError("the bundle's encoder or tables are not the ones its manifest's fingerprint names "
                               "(a part was replaced); re-export it with `minist export`")
@@ -69,15 +70,20 @@ class Device:
     def latent(self, image) -> np.ndarray:
         return self.session.run(None, {"image": self.prepare(image)})[0]
 
-    def encode(self, image) -> bytes:
-        """One image → one minist message (header + rANS payload + CRC), as ``student.split()[0]`` makes it."""
+    def encode(self, image, beta=None) -> bytes:
+        """One image → one minist message (header + rANS payload + CRC) at ``beta`` (a variable-rate bundle: any β
+        of its grid; None: the lowest), as ``student.split()[0]`` makes it."""
         b = self.bundle
+        i = b.index(beta)
         z = self.latent(image)
         if not np.isfinite(z).all():
             raise ValueError("the latent holds NaN or Inf values")
-        symbols = np.rint(z[0] - b.medians[:, None, None]).reshape(-1)   # round half to even, as torch.round
+        u = z[0] if b.gains is None else z[0] * b.gains[i][:, None, None]      # float32, as torch multiplies
+        symbols = np.rint(u - b.rate_medians[i][:, None, None]).reshape(-1)   # round half to even, as torch.round
         if np.abs(symbols).max() >= b.max_symbol:
             raise ValueError(f"the latent is over the format's range ({b.max_symbol} from the medians)")
-        payload = rans.encode_symbols(symbols.astype(np.int64), self._channel, b.cdfs, b.lengths, b.offsets)
+        payload = rans.encode_symbols(symbols.astype(np.int64), self._channel, b.rate_cdfs[i], b.rate_lengths[i],
+                                      b.rate_offsets[i])
         c, h, w = b.latent
-        return wire.message(b.codec_id, c, h, w, self.fingerprint, payload)
+        fields = self.fingerprint + (bytes([i]) if b.codec_id == 3 else b"")
+        return wire.message(b.codec_id, c, h, w, fields, payload)

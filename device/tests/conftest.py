@@ -38,9 +38,15 @@ def other_bundle(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def server_port():
+def variable_fixtures(tmp_path_factory):
+    out = tmp_path_factory.mktemp("device-variable")
+    subprocess.run([main_python(), str(HERE / "make_fixtures.py"), str(out), "variable"], check=True)
+    return out
+
+
+def _serve(extra=()):
     port = _free_port()
-    proc = subprocess.Popen([main_python(), "-m", "minist", "serve", "--port", str(port)],
+    proc = subprocess.Popen([main_python(), "-m", "minist", "serve", "--port", str(port), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -51,6 +57,20 @@ def server_port():
             break
         except OSError:
             time.sleep(0.2)
+    return proc, port
+
+
+@pytest.fixture(scope="session")
+def variable_server_port():
+    proc, port = _serve(["--variable"])
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def server_port():
+    proc, port = _serve()
     yield port
     proc.terminate()
     proc.wait(10)

@@ -164,3 +164,19 @@ def test_an_image_over_pillows_limit_is_one_line(fixtures, server_port, capsys, 
                      "--port", str(server_port)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "decompression bomb" in err.lower()
+
+
+def test_a_variable_rate_bundle_sends_at_any_grid_beta_byte_identical(variable_fixtures, variable_server_port):
+    """The variable-rate student's bundle: any β of its grid, the same bytes as PyTorch's device half, and the server
+    (``minist serve --variable``) answers as it does in PyTorch."""
+    device = Device(variable_fixtures / "bundle")
+    with Client(port=variable_server_port) as client:
+        for e in _expected(variable_fixtures):
+            message = device.encode(variable_fixtures / "images" / e["image"], beta=e["beta"])
+            assert hashlib.sha256(message).hexdigest() == e["sha256"], e
+            r = client.infer(message)
+            assert r["label"] == e["label"] and np.allclose(r["logits"], e["logits"], atol=1e-3)
+    sizes = [len(device.encode(variable_fixtures / "images" / "val000.png", beta=b)) for b in (0.005, 0.04, 0.32)]
+    assert sizes[0] > sizes[1] > sizes[2]
+    with pytest.raises(ValueError, match="outside this bundle's rates"):
+        device.encode(variable_fixtures / "images" / "val000.png", beta=5.0)

@@ -12,14 +12,13 @@ Fields on the wire: the fingerprint (4 B: prior, gains and encoder) and the grid
 
 from __future__ import annotations
 
-import hashlib
-
+import numpy as np
 import torch
 from torch import nn
 
 from .codec import FactorizedCodec
 from .rates import BetaGrid
-from .wire import CODEC_IDS, COMMON, TRAILER, PayloadError, pack, unpack
+from .wire import CODEC_IDS, COMMON, TRAILER, PayloadError, fingerprint, pack, unpack
 
 
 class _ScaledTables(FactorizedCodec):
@@ -114,15 +113,18 @@ class GainedCodec(FactorizedCodec):
             self._tables[index] = _ScaledTables(self, g[0])
         return self._tables[index]
 
+    @torch.no_grad()
+    def all_gains(self) -> torch.Tensor:
+        """g at every grid index, (levels, C) float32: what the device multiplies the latent by."""
+        return self.gains(torch.arange(self.grid.levels, device=self.log_gain.device))[0].float()
+
     def fingerprint(self) -> bytes:
-        """4 bytes of the prior, its quantiles, the gains and the encoder: another model's messages are refused."""
+        """4 bytes of the density's coding tables, the gains at every rate and the encoder (a device computes the
+        same from its bundle): another model's messages are refused."""
         self._check_ready()
         if self._fp is None:
-            h = hashlib.sha256()
-            for t in (*self.parameters(), self._get_medians()):
-                h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
-            h.update(self.seal)
-            self._fp = h.digest()[:4]
+            self._fp = fingerprint((self._quantized_cdf, self._offset, self._cdf_length,
+                                    self._get_medians().detach().float(), self.all_gains()), self.seal)
         return self._fp
 
     @property
@@ -155,8 +157,20 @@ class GainedCodec(FactorizedCodec):
         return payload, (h, w), index
 
     def bundle_tables(self) -> dict:
-        raise ValueError("the device bundle carries one rate's coding tables; a variable-rate student's device needs "
-                         "one set per β (not exported yet): export a per-β student (--beta B)")
+        """The density's tables (what the fingerprint covers) and, for every grid rate i, its rANS tables, medians
+        (m · g_i) and gains g_i: ``rate_cdfs`` (levels, C, L) padded with zeros, the rest (levels, C)."""
+        out = super().bundle_tables()
+        sets = [self.tables(i) for i in range(self.grid.levels)]
+        width = max(t._quantized_cdf.shape[1] for t in sets)
+        cdfs = np.zeros((len(sets), self.channels, width), dtype=np.int32)
+        for i, t in enumerate(sets):
+            cdfs[i, :, :t._quantized_cdf.shape[1]] = t._quantized_cdf.cpu().numpy()
+        return {**out, "rate_cdfs": cdfs,
+                "rate_lengths": np.stack([t._cdf_length.cpu().numpy() for t in sets]).astype(np.int32),
+                "rate_offsets": np.stack([t._offset.cpu().numpy() for t in sets]).astype(np.int32),
+                "rate_medians": np.stack([t._get_medians().detach().reshape(-1).cpu().numpy()
+                                          for t in sets]).astype(np.float32),
+                "gains": self.all_gains().cpu().numpy().astype(np.float32)}
 
     def message_beta(self, data) -> float:
         """The β a message was sent at (its header checked as :meth:`parse_rate` does)."""
