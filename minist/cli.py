@@ -416,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write a device bundle (ONNX encoder + coding tables) for minist-device")
     x.add_argument("--beta", type=float, default=None, help="shipped student β (default: the default β)")
     x.add_argument("--checkpoint", default=None, help="a student checkpoint instead of a shipped one")
+    x.add_argument("--variable", action="store_true", help="the shipped variable-rate student (every β of its grid)")
     x.add_argument("--out", default="build/bundle", help="folder to write (default build/bundle)")
     x.add_argument("--input-size", type=int, default=None, help="image size the device encodes (default: training)")
     x.set_defaults(fn=cmd_export)
