@@ -10,7 +10,7 @@ LOCK ?= requirements/lock.txt
 
 DEVICE_VENV ?= .venv-device
 
-.PHONY: help setup lock tutorial lab test test-device lint bench figures sweep teacher student variable data clean
+.PHONY: help setup lock tutorial lab test test-device lint bench figures sweep teacher student variable photos data clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ teacher: setup ## retrain the shipped mini teacher: three cosine cycles (≈2–
 		--warmup-epochs 0.25 --out runs/teacher-mini-ft
 	$(BIN)/minist train-teacher --init runs/teacher-mini-ft/teacher.pt --epochs 20 --epoch-offset 28 --lr 0.03 \
 		--warmup-epochs 0.25 --out runs/teacher-mini-ft2 --ship --half
+
+photos: setup ## the real-photo study on ../shared/data/imagenette (hours on a CPU; resumable) → data/results_imagenette.json
+	$(BIN)/minist photos all
 
 student: setup ## retrain the shipped default-β mini student (≈14 min on one CPU thread with bf16), fp16 → data/
 	$(BIN)/minist train-student --eval-stage1 true --out runs/student-mini --ship --half

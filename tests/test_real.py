@@ -205,6 +205,6 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
     assert [p["method"] for p in s["points"]] == ["entropic", "stage1-only"]
     assert all(p["n"] == 8 and p["kb_mean"] > 0 for p in s["points"])
     assert len(photos.run_codecs(root, out, progress=False)) == 3
-    res = json.loads(photos.collect(out).read_text())
+    res = json.loads(photos.collect(out, root).read_text())
     assert len(res["points"]) == 5 and all(len(p["ci95"]) == 2 for p in res["points"])
     assert str(tmp_path) not in json.dumps(res)

@@ -9,9 +9,11 @@ Parts, each resumable (run it again after an interruption; finished work is kept
   (teacher and student see the same view: Beyer et al.'s "consistent"); ``--stage1-epochs``, ``--mixup`` and
   ``--channels`` for the ablation; scored on the test photos at real bytes, with its stage-1-only point;
 * ``codecs``: JPEG (q 1 … 90) and WebP (q 0 … 90) + the teacher on the test photos, real bytes;
-* ``collect``: every finished point → ``data/results_imagenette.json`` (relative paths only, 95 % intervals).
+* ``collect``: every finished point → ``data/results_imagenette.json`` (relative paths only, 95 % intervals);
+* ``all``: every part in order (the teacher shipped when trained, the students at ``BETAS``), then ``collect``.
 
-    minist photos teacher [--ship]        # one thread; data/README.md gives the wall time
+    minist photos all                     # make photos; hours on a 2-core CPU, resumable: run it again
+    minist photos teacher [--ship]        # or one part at a time
     minist photos student --beta 0.005
     minist photos codecs && minist photos collect
 
@@ -46,6 +48,7 @@ TEACHER_RECIPE = dict(epochs=50, batch_size=64, lr=0.1, weight_decay=5e-4, label
 TRAIN_SIZE = 112            # the teacher trains on 112-px crops and is scored at 128 px: 1.3× cheaper steps, and
                             # random-resized crops enlarge objects, which a larger test size matches (FixRes)
 STUDENT_RECIPE = dict(stage1_epochs=16, stage2_epochs=4, workers=0)     # the mini recipe, twice as patient
+BETAS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16)
 JPEG_QUALITIES = (1, 5, 10, 20, 30, 50, 75, 90)
 WEBP_QUALITIES = (0, 5, 10, 20, 30, 50, 75, 90)
 
@@ -91,13 +94,35 @@ def run_teacher(root=None, out: Path = OUT, progress: bool = True, **overrides) 
     return {**meta, **scores}
 
 
-def teacher(out: Path = OUT):
-    """The real-photo teacher: the shipped one (``data/teacher_imagenette.pt``), else the run's."""
+def teacher_path(out: Path = OUT) -> Path:
+    """The real-photo teacher every point is scored with: the shipped one (``data/teacher_imagenette.pt``), else
+    the run's."""
     shipped = data_dir() / TEACHER_FILE
     path = shipped if shipped.is_file() else out / "teacher" / "teacher.pt"
     if not path.is_file():
         raise FileNotFoundError(f"no real-photo teacher ({shipped} or {path}): run `minist photos teacher` first")
-    return load_teacher(path)
+    return path
+
+
+def teacher(out: Path = OUT):
+    return load_teacher(teacher_path(out))
+
+
+def teacher_test_point(root=None, out: Path = OUT) -> dict:
+    """The teacher's own point on the test photos (the one every other point is scored with), kept by its digest."""
+    path = teacher_path(out)
+    digest = checkpoint.load(path)["sha256"]
+    cache = out / "teacher-test.json"
+    if cache.is_file() and json.loads(cache.read_text()).get("teacher_sha256") == digest:
+        return json.loads(cache.read_text())
+    test = imagenette.load("test", root)
+    model, meta = load_teacher(path)
+    correct = round(evaluate_accuracy(model, test) * len(test) / 100)
+    point = _point("teacher", None, None, 100 * correct / len(test), len(test), sha256=test.digest(),
+                   teacher_sha256=digest, stored=meta.get("stored", "fp32"),
+                   train_seconds=meta.get("total_train_seconds", meta.get("train_seconds")))
+    _write(cache, point)
+    return point
 
 
 def ship_teacher(root=None, out: Path = OUT) -> Path:
@@ -165,18 +190,17 @@ def run_codecs(root=None, out: Path = OUT, progress: bool = True) -> list[dict]:
     return points
 
 
-def collect(out: Path = OUT) -> Path:
+def collect(out: Path = OUT, root=None) -> Path:
     """Every finished point of ``out`` → ``data/results_imagenette.json`` (no absolute paths)."""
-    scores = json.loads((out / "teacher" / "scores.json").read_text())
+    test = teacher_test_point(root, out)
     points = [json.loads(p.read_text()) for p in sorted((out / "codecs").glob("*.json"))]
     for p in sorted(out.glob("student-*/points.json")):
         points += json.loads(p.read_text())
-    test = scores["test"]
     res = {"dataset": "imagenette2 (../shared/data/imagenette): 8,994 train, 475 choice (held-out train), "
                       "3,925 test (official val)",
            "test_sha256": test["sha256"], "image_size": 128, "teacher_accuracy": test["accuracy"],
-           "teacher_ci95": test["ci95"], "teacher_choice_accuracy": scores["choice"]["accuracy"],
-           "teacher_train_seconds": scores["train_seconds"], "n": test["n"], "points": points}
+           "teacher_ci95": test["ci95"], "teacher_stored": test["stored"], "teacher_sha256": test["teacher_sha256"],
+           "teacher_train_seconds": test["train_seconds"], "n": test["n"], "points": points}
     dest = data_dir() / RESULTS_FILE
     _write(dest, res)
     return dest
@@ -184,7 +208,7 @@ def collect(out: Path = OUT) -> Path:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="minist photos", description=__doc__.split("\n\n")[0])
-    p.add_argument("part", choices=("teacher", "student", "codecs", "collect"))
+    p.add_argument("part", choices=("teacher", "student", "codecs", "collect", "all"))
     p.add_argument("--data-root", default=None, help="the Imagenette folder (default ../shared/data/imagenette)")
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--epochs", type=int, default=None, help="teacher epochs")
@@ -218,8 +242,16 @@ def main(argv=None) -> int:
                       f" at {q['kb_mean']:.3f} KB on {q['n']} test photos")
         elif args.part == "codecs":
             run_codecs(args.data_root, out)
+        elif args.part == "all":
+            if not (data_dir() / TEACHER_FILE).is_file():      # a shipped teacher is used as it is
+                run_teacher(args.data_root, out)
+                ship_teacher(args.data_root, out)
+            run_codecs(args.data_root, out)
+            for beta in BETAS:
+                run_student(beta, args.data_root, out)
+            print(f"wrote {collect(out, args.data_root)} ({(time.time() - t0) / 60:.0f} min wall)")
         else:
-            print(f"wrote {collect(out)}")
+            print(f"wrote {collect(out, args.data_root)}")
     except FileNotFoundError as e:
         print(f"minist photos: {e}")
         return 2
