@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed, image_formats
+from . import distributed, image_formats, rd
 from .models import image_codecs
 from .models import tasks as T
 from .models.halves import DevicePart
@@ -89,16 +89,18 @@ def size_stats(sizes, hw: tuple[int, int]) -> dict:
 
 
 @torch.no_grad()
-def decoded_accuracy(model, dataset, roundtrip, limit: int | None = None, batch_size: int = 100):
+def decoded_accuracy(model, dataset, roundtrip, limit: int | None = None, batch_size: int = 100,
+                     per_image: bool = False):
     """Accuracy (%) of ``model`` on images sent through ``roundtrip(x) → (decoded x, bytes sent)``, and the sizes.
 
     Every image is its own bitstream (encoded and decoded alone); the unmodified model then
     classifies the decoded pixels in batches, which gives the same predictions as batch 1
-    (BatchNorm in eval mode does not mix images) in a fraction of the time.
+    (BatchNorm in eval mode does not mix images) in a fraction of the time. ``per_image``: also each image's
+    correctness (for paired tests).
     """
     model.eval()
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    correct, sizes = 0, []
+    hits, sizes = [], []
     for start in range(0, n, batch_size):
         decoded, labels = [], []
         for i in range(start, min(n, start + batch_size)):
@@ -108,8 +110,25 @@ def decoded_accuracy(model, dataset, roundtrip, limit: int | None = None, batch_
             labels.append(int(y))
             sizes.append(nbytes)
         pred = model(torch.stack(decoded)).argmax(1)
-        correct += int((pred == torch.tensor(labels)).sum())
-    return 100.0 * correct / n, sizes
+        hits += (pred == torch.tensor(labels)).tolist()
+    acc = 100.0 * sum(hits) / n
+    return (acc, sizes, hits) if per_image else (acc, sizes)
+
+
+def codec_point(model, dataset, fmt: str, quality: int, limit: int | None = None) -> dict:
+    """JPEG/WebP at ``quality`` + ``model`` as one RD point: accuracy with its 95 % interval, sizes, header bytes,
+    and each image's correctness (``correct_bits``, :func:`minist.rd.pack_correct`) for paired tests."""
+    headers = []
+
+    def roundtrip(x):
+        data = image_formats.encode(x, fmt, quality)
+        headers.append(image_formats.header_size(data, fmt))
+        return image_formats.decode(data), len(data)
+
+    acc, sizes, hits = decoded_accuracy(model, dataset, roundtrip, limit, per_image=True)
+    return {"method": fmt, "knob": "quality", "value": quality, "accuracy": acc,
+            "ci95": list(rd.accuracy_interval(sum(hits), len(hits))), **size_stats(sizes, dataset[0][0].shape[-2:]),
+            "header_bytes": float(np.mean(headers)), "correct_bits": rd.pack_correct(hits)}
 
 
 def codec_accuracy(model, dataset, fmt: str, quality: int, limit: int | None = None,
@@ -149,28 +168,31 @@ def evaluate_student(student, dataset, progress: bool = False, limit: int | None
     Returns accuracy (%), mean/std KB per image (1 KB = 1024 B), bpp, the payload's share, our header bytes,
     and the estimated bits Σ −log2 p (``device_part(x, with_rate=True)``) next to the real payload.
     Works for every codec: the Entropic Student, CR+BQ, the end-to-end baseline; ``beta``: the rate (a β of
-    ``student.codec.grid``; None: its lowest), recorded in the result.
+    ``student.codec.grid``; None: its lowest), recorded in the result. ``ci95``: the accuracy's Wilson interval;
+    ``correct_bits``: each image's correctness (:func:`minist.rd.pack_correct`), for paired tests.
     """
     student.eval()
     n = len(dataset) if limit is None else min(limit, len(dataset))
     side = dataset[0][0].shape[-1] if n else student.teacher_config.image_size     # the server accepts its size
     device_part, server_part = student.split(latent_sizes={student.latent_size(side)})
-    correct, sizes, est_bits, hw = 0, [], 0.0, None
+    hits, sizes, est_bits, hw = [], [], 0.0, None
     mine = distributed.shard(n)             # under torchrun: every world-th image, still batch 1
     for i in tqdm(mine, desc="real bytes", disable=not (progress and distributed.is_main()) or None, leave=False):
         x, y = dataset[i]
         x = x.unsqueeze(0).to(student.mean.device)
         hw = tuple(x.shape[-2:])
         data, bits = device_part(x, with_rate=True, beta=beta)
-        correct += int(server_part(data).argmax(1).item() == int(y))
+        hits.append((i, server_part(data).argmax(1).item() == int(y)))
         sizes.append(len(data))
         est_bits += bits
-    parts = distributed.gather((correct, sizes, est_bits, hw))
-    correct, est_bits = sum(p[0] for p in parts), sum(p[2] for p in parts)
+    parts = distributed.gather((hits, sizes, est_bits, hw))
+    hits = [ok for _, ok in sorted(h for p in parts for h in p[0])]          # dataset order
+    correct, est_bits = sum(hits), sum(p[2] for p in parts)
     sizes, hw = [s for p in parts for s in p[1]], next(p[3] for p in parts if p[3] is not None)
     stats = size_stats(sizes, hw)
     payload_bytes = stats["bytes_mean"] - student.header_bytes
-    out = {"accuracy": 100.0 * correct / n, **stats, "header_bytes": student.header_bytes,
+    out = {"accuracy": 100.0 * correct / n, "ci95": list(rd.accuracy_interval(correct, n)), **stats,
+           "header_bytes": student.header_bytes, "correct_bits": rd.pack_correct(hits),
            "payload_bytes_mean": payload_bytes, "estimated_bits_mean": est_bits / n,
            "payload_to_estimate": 8 * payload_bytes / max(est_bits / n, 1e-9)}
     return out if beta is None else {"beta": float(student.codec.grid.beta(student.codec.grid.index(beta))), **out}

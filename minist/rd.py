@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+from scipy.stats import binomtest
+
 
 def envelope(points: list[dict]) -> list[tuple[float, float]]:
     """``(kb, accuracy)`` sorted by rate, keeping only points that beat every cheaper one."""
@@ -114,3 +117,31 @@ def rate_ratio(res: dict, method: str, reference: str, accuracies=None) -> list[
         rows.append({"accuracy": a, "kb": kb, "kb_reference": kb_ref,
                      "ratio": kb / kb_ref if kb is not None and kb_ref is not None else None})
     return rows
+
+
+# ---- honest statistics: intervals and paired tests ----------------------------------------------------------------
+def accuracy_interval(correct: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of an accuracy of ``correct`` in ``n``, in % (scipy's ``binomtest``)."""
+    ci = binomtest(int(correct), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return 100.0 * ci.low, 100.0 * ci.high
+
+
+def pack_correct(correct) -> str:
+    """Per-image correctness (bools, dataset order) as a hex string: what a result file keeps for paired tests."""
+    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
+
+
+def unpack_correct(bits: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(bits), dtype=np.uint8))[:n].astype(bool)
+
+
+def mcnemar(a, b) -> dict:
+    """Paired comparison of two methods on the same images (per-image correctness ``a``, ``b``): the difference in
+    points, the images only one gets right, and McNemar's exact two-sided p-value (a binomial test on those)."""
+    a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"a paired test needs the same images: {a.shape} against {b.shape}")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.0
+    return {"difference_pt": 100.0 * (only_a - only_b) / len(a), "only_a": only_a, "only_b": only_b,
+            "p_value": float(p), "n": len(a)}

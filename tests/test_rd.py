@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -294,3 +295,20 @@ def test_rate_ratio_compares_two_curves_at_equal_accuracy():
     assert rd.rate_ratio(res, "a", "b", accuracies=[95.0])[0]["ratio"] is None      # neither reaches it
     assert rd.rate_ratio(res, "a", "b", accuracies=[70.0])[0]["ratio"] is None      # below b's measured range
     assert rd.rate_ratio(res, "b", "a", accuracies=[75.0])[0]["ratio"] is None      # below b's cheapest point
+
+
+def test_intervals_and_the_paired_test_against_hand_values():
+    lo, hi = rd.accuracy_interval(90, 100)          # Wilson: (p + z²/2n ± z·sqrt(p(1−p)/n + z²/4n²)) / (1 + z²/n)
+    z = 1.959963984540054
+    centre, half = (0.9 + z * z / 200) / (1 + z * z / 100), z * (0.09 / 100 + z * z / 40000) ** 0.5 / (1 + z * z / 100)
+    assert (lo, hi) == pytest.approx((100 * (centre - half), 100 * (centre + half)), abs=1e-9)
+    a = np.array([1, 1, 1, 0, 1, 1, 0, 1, 1, 1] * 10, dtype=bool)
+    b = a.copy()
+    b[[3, 6]] = True            # b gets two more right
+    b[[0]] = False              # and one fewer
+    t = rd.mcnemar(a, b)
+    assert (t["only_a"], t["only_b"], t["difference_pt"]) == (1, 2, -1.0)
+    assert t["p_value"] == pytest.approx(1.0)        # exact binomial: 1 of 3 discordant pairs is no evidence
+    assert rd.unpack_correct(rd.pack_correct(a), len(a)).tolist() == a.tolist()
+    with pytest.raises(ValueError, match="same images"):
+        rd.mcnemar(a, b[:50])

@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .. import checkpoint
+from .. import checkpoint, rd
 from ..config import StudentTrainConfig, TeacherConfig, TeacherTrainConfig
 from ..data import imagenette
-from ..evaluate import codec_accuracy, evaluate_accuracy, evaluate_student, size_stats
+from ..evaluate import codec_point, decoded_accuracy, evaluate_accuracy, evaluate_student
 from ..models.store import load_student, load_teacher
 from ..recipes import ship_half, train_student, train_teacher
 from ..utils import data_dir
@@ -53,18 +51,8 @@ JPEG_QUALITIES = (1, 5, 10, 20, 30, 50, 75, 90)
 WEBP_QUALITIES = (0, 5, 10, 20, 30, 50, 75, 90)
 
 
-def interval(k: int, n: int) -> tuple[float, float]:
-    """95 % Wilson interval of an accuracy of k in n, in %."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p, z = k / n, 1.959964
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (100 * (centre - half), 100 * (centre + half))
-
-
 def _point(method: str, knob: str, value, accuracy: float, n: int, **extra) -> dict:
-    lo, hi = interval(round(accuracy * n / 100), n)
+    lo, hi = rd.accuracy_interval(round(accuracy * n / 100), n)
     return {"method": method, "knob": knob, "value": value, "accuracy": accuracy, "ci95": [lo, hi], "n": n, **extra}
 
 
@@ -117,8 +105,8 @@ def teacher_test_point(root=None, out: Path = OUT) -> dict:
         return json.loads(cache.read_text())
     test = imagenette.load("test", root)
     model, meta = load_teacher(path)
-    correct = round(evaluate_accuracy(model, test) * len(test) / 100)
-    point = _point("teacher", None, None, 100 * correct / len(test), len(test), sha256=test.digest(),
+    acc, _, hits = decoded_accuracy(model, test, lambda x: (x, 0), per_image=True)     # the original pixels
+    point = _point("teacher", None, None, acc, len(test), sha256=test.digest(), correct_bits=rd.pack_correct(hits),
                    teacher_sha256=digest, stored=meta.get("stored", "fp32"),
                    train_seconds=meta.get("total_train_seconds", meta.get("train_seconds")))
     _write(cache, point)
@@ -160,7 +148,7 @@ def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress
         r = evaluate_student(model, test, progress=progress)
         points.append(_point(method if not tag else f"{method}-{tag}", "beta", beta, r["accuracy"], r["n"],
                              kb_mean=r["kb_mean"], bpp=r["bpp"], bytes_p95=r["bytes_p95"],
-                             header_bytes=r["header_bytes"],
+                             header_bytes=r["header_bytes"], correct_bits=r["correct_bits"],
                              recipe={k: v for k, v in cfg.__dict__.items() if k in ("stage1_epochs", "stage2_epochs",
                                                                                    "mixup", "channels")},
                              train_seconds=meta["train_seconds"], image_size=list(hw)))
@@ -180,12 +168,10 @@ def run_codecs(root=None, out: Path = OUT, progress: bool = True) -> list[dict]:
         for q in qualities:
             path = folder / f"{fmt}-q{q}.json"
             if not path.is_file():
-                acc, sizes, headers = codec_accuracy(tmodel, test, fmt, q, return_sizes=True)
-                stats = size_stats(sizes, test[0][0].shape[-2:])
-                stats.pop("n")
-                _write(path, _point(fmt, "quality", q, acc, len(test), **stats, header_bytes=float(np.mean(headers))))
+                point = codec_point(tmodel, test, fmt, q)
+                _write(path, point)
                 if progress:
-                    print(f"{fmt} q{q}: {acc:.2f} % at {stats['kb_mean']:.3f} KB", flush=True)
+                    print(f"{fmt} q{q}: {point['accuracy']:.2f} % at {point['kb_mean']:.3f} KB", flush=True)
             points.append(json.loads(path.read_text()))
     return points
 
