@@ -8,20 +8,23 @@ import torch
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 # one colour per method, the same in every notebook
+# one colour per name, never shared (tests/test_rd.py checks it): the same method looks the same in every figure
 METHOD_COLORS = {
     "teacher": "#444444", "raw": "#999999", "PNG": "#8c564b", "JPEG": "#1f77b4", "WebP": "#ff7f0e",
-    "float32": "#d62728", "float16": "#e377c2", "8-bit": "#9467bd", "Entropic Student": "#2ca02c",
-    "stage 1 only": "#98df8a", "stage-1 loss: the paper's": "#2ca02c", "stage-1 loss: layer2–4": "#006d2c",
-    "stage-1 loss: Grad-CAM-weighted": "#d62728",
+    "float32": "#d62728", "float16": "#e377c2", "8-bit": "#7b4173", "Entropic Student": "#2ca02c",
+    "stage 1 only": "#98df8a", "stage-1 loss: the paper's": "#e7ba52", "stage-1 loss: layer2–4": "#006d2c",
+    "stage-1 loss: Grad-CAM-weighted": "#843c39", "stage 1 only, the paper's loss": "#f5deb3",
+    "stage 1 only, Grad-CAM-weighted": "#e7969c",
     "CR+BQ": "#9467bd", "end-to-end (Singh)": "#bcbd22",
-    "factorized prior + teacher": "#17becf", "hyperprior + teacher": "#8c564b",
+    "factorized prior + teacher": "#17becf", "hyperprior + teacher": "#393b79",
 }
 
 # the ``method`` keys of the shipped results (``minist.pretrained.results``) → legend names
 METHOD_LABELS = {
     "entropic": "Entropic Student", "stage1-only": "stage 1 only",
-    "paper-loss": "stage-1 loss: the paper's",
-    "task-aware": "stage-1 loss: Grad-CAM-weighted", "crbq": "CR+BQ",
+    "paper-loss": "stage-1 loss: the paper's", "paper-loss-stage1-only": "stage 1 only, the paper's loss",
+    "task-aware": "stage-1 loss: Grad-CAM-weighted", "task-aware-stage1-only": "stage 1 only, Grad-CAM-weighted",
+    "crbq": "CR+BQ",
     "end-to-end": "end-to-end (Singh)", "factorized": "factorized prior + teacher",
     "hyperprior": "hyperprior + teacher", "jpeg": "JPEG", "webp": "WebP",
 }

@@ -312,3 +312,12 @@ def test_intervals_and_the_paired_test_against_hand_values():
     assert rd.unpack_correct(rd.pack_correct(a), len(a)).tolist() == a.tolist()
     with pytest.raises(ValueError, match="same images"):
         rd.mcnemar(a, b[:50])
+
+
+def test_one_colour_per_method_and_a_name_for_every_shipped_method():
+    from minist.plots import METHOD_COLORS, METHOD_LABELS
+    colours = list(METHOD_COLORS.values())
+    assert len(set(c.lower() for c in colours)) == len(colours), "two names share a colour"
+    shipped = {p["method"] for p in pretrained.results("mini")["points"]}
+    assert shipped <= set(METHOD_LABELS), shipped - set(METHOD_LABELS)
+    assert all(METHOD_LABELS[m] in METHOD_COLORS for m in shipped)
