@@ -208,3 +208,30 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
     res = json.loads(photos.collect(out, root).read_text())
     assert len(res["points"]) == 5 and all(len(p["ci95"]) == 2 for p in res["points"])
     assert str(tmp_path) not in json.dumps(res)
+
+
+def test_the_shipped_real_photo_results_name_the_shipped_teacher(tmp_path):
+    """``data/results_imagenette.json`` was scored with ``data/teacher_imagenette.pt`` (its digest), every point has an
+    interval and per-image correctness, and no absolute path; where the photos are present, the teacher
+    reproduces its test accuracy and its per-image answers exactly."""
+    import json
+
+    from minist import checkpoint, rd
+    from minist.data import imagenette
+    from minist.experiments import photos
+    from minist.utils import data_dir
+    path, teacher_path = data_dir() / photos.RESULTS_FILE, data_dir() / photos.TEACHER_FILE
+    if not path.is_file():
+        pytest.skip("no real-photo results shipped yet (minist photos all)")
+    res = json.loads(path.read_text())
+    assert res["teacher_sha256"] == checkpoint.load(teacher_path)["sha256"]
+    assert not any(str(v).startswith("/") for p in res["points"] for v in p.values())
+    for p in res["points"]:
+        assert p["ci95"][0] <= p["accuracy"] <= p["ci95"][1] and len(rd.unpack_correct(p["correct_bits"], p["n"])) \
+            == p["n"] == res["n"]
+    if imagenette.default_root() is None:
+        pytest.skip("../shared/data/imagenette is not present: the rest needs the photos")
+    test = imagenette.load("test")
+    assert test.digest() == res["test_sha256"]
+    point = photos.teacher_test_point(out=tmp_path)
+    assert (point["accuracy"], point["correct_bits"]) == (res["teacher_accuracy"], res["teacher_correct_bits"])

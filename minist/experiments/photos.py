@@ -186,6 +186,7 @@ def collect(out: Path = OUT, root=None) -> Path:
                       "3,925 test (official val)",
            "test_sha256": test["sha256"], "image_size": 128, "teacher_accuracy": test["accuracy"],
            "teacher_ci95": test["ci95"], "teacher_stored": test["stored"], "teacher_sha256": test["teacher_sha256"],
+           "teacher_correct_bits": test["correct_bits"],
            "teacher_train_seconds": test["train_seconds"], "n": test["n"], "points": points}
     dest = data_dir() / RESULTS_FILE
     _write(dest, res)
