@@ -123,7 +123,7 @@ def rate_ratio(res: dict, method: str, reference: str, accuracies=None) -> list[
 def accuracy_interval(correct: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of an accuracy of ``correct`` in ``n``, in % (scipy's ``binomtest``)."""
     ci = binomtest(int(correct), int(n)).proportion_ci(confidence_level=level, method="wilson")
-    return 100.0 * ci.low, 100.0 * ci.high
+    return 100.0 * float(ci.low), 100.0 * float(ci.high)        # plain floats: checkpoints load weights-only
 
 
 def pack_correct(correct) -> str:

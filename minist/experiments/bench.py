@@ -50,9 +50,9 @@ from ..split.latency import (
     measure_strategies,
     split_region,
 )
-from ..utils import get_device
+from ..utils import data_dir, get_device
 from ..widgets import Explorer
-from . import variable
+from . import photos, variable
 from .imagenette import run as run_imagenette
 from .sweep import ABLATION_ARMS, ABLATION_METHODS
 
@@ -377,6 +377,24 @@ def _time_ms_once(fn, arg) -> float:
     tic = time.perf_counter()
     fn(arg)
     return 1000 * (time.perf_counter() - tic)
+
+
+@benchmark("photos", in_all=False)
+def photos_main(quick: bool = False) -> int:
+    """The shipped real-photo study (``data/results_imagenette.json``, made by ``minist photos all``) as a table:
+    every point with its 95 % interval on the 3,925 test photos, and the bytes each method needs for teacher − 1 pt."""
+    res = json.loads((data_dir() / photos.RESULTS_FILE).read_text())
+    rows = [(f"teacher (original pixels, {res['teacher_stored']})",
+             f"{res['teacher_accuracy']:.2f} % [{res['teacher_ci95'][0]:.2f}, {res['teacher_ci95'][1]:.2f}]")]
+    for p in sorted(res["points"], key=lambda p: (p["method"], p["kb_mean"])):
+        rows.append((f"{METHOD_LABELS.get(p['method'], p['method'])} {p['knob']}={p['value']:g}",
+                     f"{p['accuracy']:.2f} % [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] at {p['kb_mean']:.3f} KB "
+                     f"(p95 {p['bytes_p95']:.0f} B)"))
+    for row in rd.bytes_to_reach(res, 1.0):
+        rows.append((f"KB to reach teacher − 1 pt: {METHOD_LABELS.get(row['method'], row['method'])}",
+                     _fmt_kb(row["kb"])))
+    _print_table(f"real photos: {res['dataset']}; {res['n']} test photos, 128 px, real bytes", rows)
+    return 0
 
 
 @benchmark("explorer")
