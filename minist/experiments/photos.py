@@ -23,6 +23,7 @@ Every number reported is measured on the 3,925 official val photos (the ``test``
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -124,17 +125,20 @@ def ship_teacher(root=None, out: Path = OUT) -> Path:
 
 
 # ---- students ---------------------------------------------------------------------------------------------------
-def student_dir(out: Path, beta: float, tag: str = "") -> Path:
-    return out / f"student-{beta:g}{('-' + tag) if tag else ''}"
+def student_dir(out: Path, beta: float, tag: str = "", method: str = "entropic") -> Path:
+    name = f"student-{beta:g}" if method == "entropic" else f"{method}-{beta:g}"
+    return out / f"{name}{('-' + tag) if tag else ''}"
 
 
 def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress: bool = True,
                 **overrides) -> dict:
-    """Train (or resume) one student from the real-photo teacher; its test point and its stage-1-only point."""
+    """Train (or resume) one student from the real-photo teacher; its test point and its stage-1-only point at
+    every rate of its grid (a per-β student: its β; ``method="variable-rate"``: one student, every anchor from
+    ``beta`` up)."""
     tmodel, _ = teacher(out)
     train = imagenette.load("train", root, progress=progress)            # 128-px random-resized crops + flips
     choice = imagenette.load("choice", root, progress=progress)
-    folder = student_dir(out, beta, tag)
+    folder = student_dir(out, beta, tag, overrides.get("method", "entropic"))
     cfg = StudentTrainConfig(**{**STUDENT_RECIPE, "beta": beta, "train_length": len(train),
                                 "val_length": len(choice), "eval_length": len(choice), "out": str(folder),
                                 **overrides})
@@ -143,10 +147,13 @@ def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress
     test = imagenette.load("test", root, progress=progress)
     hw = test[0][0].shape[-2:]
     points = []
-    for method, model in (("entropic", student), ("stage1-only", load_student(folder / "stage1.pt", tmodel)[0])):
+    stage1 = load_student(folder / "stage1.pt", tmodel)[0]
+    for (method, model), rate in itertools.product(((cfg.method, student), (f"{cfg.method}-stage1-only", stage1)),
+                                                   student.codec.grid.anchors):
+        method = method.replace("entropic-stage1-only", "stage1-only")
         model.update(force=True)
-        r = evaluate_student(model, test, progress=progress)
-        points.append(_point(method if not tag else f"{method}-{tag}", "beta", beta, r["accuracy"], r["n"],
+        r = evaluate_student(model, test, progress=progress, beta=rate)
+        points.append(_point(method if not tag else f"{method}-{tag}", "beta", rate, r["accuracy"], r["n"],
                              kb_mean=r["kb_mean"], bpp=r["bpp"], bytes_p95=r["bytes_p95"],
                              header_bytes=r["header_bytes"], correct_bits=r["correct_bits"],
                              recipe={k: v for k, v in cfg.__dict__.items() if k in ("stage1_epochs", "stage2_epochs",
@@ -180,7 +187,7 @@ def collect(out: Path = OUT, root=None) -> Path:
     """Every finished point of ``out`` → ``data/results_imagenette.json`` (no absolute paths)."""
     test = teacher_test_point(root, out)
     points = [json.loads(p.read_text()) for p in sorted((out / "codecs").glob("*.json"))]
-    for p in sorted(out.glob("student-*/points.json")):
+    for p in sorted(out.glob("*/points.json")):
         points += json.loads(p.read_text())
     res = {"dataset": "imagenette2 (../shared/data/imagenette): 8,994 train, 475 choice (held-out train), "
                       "3,925 test (official val)",
@@ -205,6 +212,8 @@ def main(argv=None) -> int:
     p.add_argument("--mixup", type=float, default=None, help="student stage 1: MixUp α (same view for both)")
     p.add_argument("--channels", type=int, default=None, help="student latent channels C")
     p.add_argument("--tag", default="", help="an ablation arm's name (its own folder and method name)")
+    p.add_argument("--method", default=None, choices=("entropic", "variable-rate"),
+                   help="student: one β (entropic), or one student for every β from --beta up (variable-rate)")
     p.add_argument("--ship", action="store_true", help="teacher: copy the finished teacher into data/ (fp16)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (one per job: two jobs share 2 cores)")
     args = p.parse_args(argv)
@@ -222,7 +231,8 @@ def main(argv=None) -> int:
                   f"{(time.time() - t0) / 60:.0f} min wall")
         elif args.part == "student":
             over = {k: v for k, v in (("stage1_epochs", args.stage1_epochs), ("stage2_epochs", args.stage2_epochs),
-                                      ("mixup", args.mixup), ("channels", args.channels)) if v is not None}
+                                      ("mixup", args.mixup), ("channels", args.channels), ("method", args.method))
+                    if v is not None}
             r = run_student(args.beta, args.data_root, out, args.tag, **over)
             for q in r["points"]:
                 print(f"{q['method']} β {q['value']:g}: {q['accuracy']:.2f} % [{q['ci95'][0]:.2f}, {q['ci95'][1]:.2f}]"
