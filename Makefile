@@ -49,10 +49,11 @@ test: setup lint ## lint, the unit tests, the torch-free device's tests, and eve
 	$(MAKE) test-device
 	OMP_NUM_THREADS=1 MINIST_QUICK=1 $(BIN)/python -m pytest -n 2 --nbmake --nbmake-timeout=900 notebooks
 
-$(DEVICE_VENV)/.installed: device/pyproject.toml $(LOCK)
+$(DEVICE_VENV)/.installed: device/pyproject.toml $(wildcard device/minist_device/*.py) $(LOCK)
 	$(PY) -m venv $(DEVICE_VENV)
 	$(DEVICE_VENV)/bin/python -m pip install -q -c $(LOCK) --upgrade pip
 	$(DEVICE_VENV)/bin/python -m pip install -c $(LOCK) "./device[test]"
+	$(DEVICE_VENV)/bin/python -m pip install -q --no-deps --force-reinstall ./device   # changed sources, same version
 	touch $@
 
 test-device: setup $(DEVICE_VENV)/.installed ## the device package in its own venv (no torch) against a real server
