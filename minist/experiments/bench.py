@@ -350,12 +350,12 @@ def server_check_main(quick: bool = False) -> int:
     """What the in-process server half's default checks cost: ms per genuine message, trusted (no re-encoding)
     against checked (header, latent size, re-encoding), and the sandboxed decoder ``minist serve`` uses."""
     n = 20 if quick else 200
-    rows = []
+    val, rows = mini_val_set(limit=n), []          # loaded once, not once per message
     for name, student in (("per-β student (β 0.005)", pretrained.student("mini")),
                           ("variable-rate student (β 0.02)", pretrained.variable_student("mini"))):
         device, server = student.split()
         beta = 0.02 if name.startswith("variable") else None
-        msgs = [device(mini_val_set(limit=n)[i][0][None], beta=beta) for i in range(n)]
+        msgs = [device(x[None], beta=beta) for x, _ in val]
         sandbox = server.decoder_for_strangers(server.latent_sizes)
         timed = {}
         for how, fn in (("trusted", lambda m, s=server: s(m, trusted=True)), ("checked", server),

@@ -85,7 +85,8 @@ class FactorizedCodec(EntropyBottleneck):
         return sd
 
     def forward(self, z: torch.Tensor, training: bool | None = None, beta=None):
-        self.grid.indexes(z.shape[0], beta)            # refuses a β this codec was not trained for
+        if beta is not None:
+            self.grid.indexes(z.shape[0], beta)        # refuses a β this codec was not trained for
         return super().forward(z, training)
 
     @torch.no_grad()
