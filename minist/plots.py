@@ -17,6 +17,7 @@ METHOD_COLORS = {
     "stage 1 only, Grad-CAM-weighted": "#e7969c",
     "CR+BQ": "#9467bd", "end-to-end (Singh)": "#bcbd22",
     "factorized prior + teacher": "#17becf", "hyperprior + teacher": "#393b79",
+    "variable-rate student": "#a50f15", "variable-rate, stage 1 only": "#fc9272",
 }
 
 # the ``method`` keys of the shipped results (``minist.pretrained.results``) → legend names
@@ -27,7 +28,11 @@ METHOD_LABELS = {
     "crbq": "CR+BQ",
     "end-to-end": "end-to-end (Singh)", "factorized": "factorized prior + teacher",
     "hyperprior": "hyperprior + teacher", "jpeg": "JPEG", "webp": "WebP",
+    "variable-rate": "variable-rate student", "variable-rate-stage1-only": "variable-rate, stage 1 only",
 }
+# methods that compress the teacher's features (solid lines); the others compress the input (dashed)
+FEATURE_METHODS = ("entropic", "stage1-only", "paper-loss", "task-aware", "crbq", "end-to-end", "variable-rate",
+                   "variable-rate-stage1-only", "paper-loss-stage1-only", "task-aware-stage1-only")
 KNOB_SYMBOLS = {"beta": "β", "quality": "q", "lambda": "λ", "channels": "C"}
 
 
@@ -115,43 +120,77 @@ def plot_split_sizes(split_rows: list[dict], codec_rows: list[dict], ax=None, ti
 
 
 def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixels: int | None = None,
-            title: str | None = None):
-    """Accuracy against KB per image for every method in ``res`` (:func:`minist.pretrained.results`).
+            title: str | None = None, clip: float | None = 15.0):
+    """Accuracy against KB per image for every method in ``res`` (:func:`minist.pretrained.results`, or
+    ``data/results_imagenette.json``).
 
     Rate on a log x axis in KB (1 KB = 1024 B, headers included), bpp on the secondary axis; the
     teacher's accuracy on uncompressed images is the dashed reference line. Feature-compression
-    methods are solid, input-compression ones dashed. Returns the axes.
+    methods are solid, input-compression ones dashed. The y axis spans where the comparison happens: from
+    ``clip`` points below the teacher (or the lowest point above that) to just above it; a point further down (a
+    collapsed student, JPEG at q1) is named in a note at the foot of the axes, not drawn to scale
+    (``clip=None`` shows everything). Returns the axes.
     """
     import seaborn as sns
     sns.set_theme(style="whitegrid", context="notebook")
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 5))
+    t = res["teacher_accuracy"]
+    floor = t - clip if clip is not None else -1.0
     present = [m for m in METHOD_LABELS if any(p["method"] == m for p in res["points"])]
+    shown, below = [], []
     for m in (methods or present):
         pts = sorted((p for p in res["points"] if p["method"] == m), key=lambda p: p["kb_mean"])
         if not pts:
             continue
         label = METHOD_LABELS.get(m, m)
-        style = "-" if m in ("entropic", "stage1-only", "paper-loss", "task-aware", "crbq",
-                             "end-to-end") else "--"
+        style = "-" if m in FEATURE_METHODS else "--"
         ax.plot([p["kb_mean"] for p in pts], [p["accuracy"] for p in pts], style, marker="o", ms=4, lw=1.8,
                 color=METHOD_COLORS.get(label), label=label, zorder=3 if m == "entropic" else 2)
+        shown += [p["accuracy"] for p in pts if p["accuracy"] >= floor]
+        below += [(label, p) for p in pts if p["accuracy"] < floor]
         if annotate and m in ("entropic", "crbq"):
             for p in pts:
-                ax.annotate(f"{KNOB_SYMBOLS.get(p['knob'], p['knob'])}={p['value']:g}", (p["kb_mean"], p["accuracy"]),
-                            textcoords="offset points", xytext=(4, -10), fontsize=7, color=METHOD_COLORS.get(label))
-    t = res["teacher_accuracy"]
+                if p["accuracy"] >= floor:
+                    ax.annotate(f"{KNOB_SYMBOLS.get(p['knob'], p['knob'])}={p['value']:g}",
+                                (p["kb_mean"], p["accuracy"]), textcoords="offset points", xytext=(4, -10),
+                                fontsize=7, color=METHOD_COLORS.get(label))
     ax.axhline(t, color=METHOD_COLORS["teacher"], ls=":", lw=1.5, label=f"teacher, uncompressed ({t:.1f} %)")
+    if clip is not None:
+        ax.set_ylim(min(shown + [t]) - 1.0, max(shown + [t]) + 1.0)
+    if below:
+        note = "\n".join(f"{lab} {KNOB_SYMBOLS.get(p['knob'], p['knob'])}={p['value']:g}: {p['accuracy']:.1f} % at "
+                         f"{p['kb_mean']:.2f} KB" for lab, p in below)
+        ax.text(0.01, 0.98, "below the axis:\n" + note, transform=ax.transAxes, fontsize=7, color="#555555",
+                va="top", bbox=dict(facecolor="white", edgecolor="none", alpha=0.8))
     ax.set_xscale("log")
+    _plain_log_labels(ax.xaxis)
     ax.set_xlabel("KB per image (1 KB = 1024 B, headers included; log scale)")
     ax.set_ylabel("top-1 accuracy after real decoding (%)")
     pixels = image_pixels or 128 * 128
     sec = ax.secondary_xaxis("top", functions=(lambda kb: kb * 8192 / pixels, lambda bpp: bpp * pixels / 8192))
     sec.set_xlabel(f"bits per pixel ({int(pixels ** 0.5)}×{int(pixels ** 0.5)} input)")
-    ax.set_title(title or f"Rate vs accuracy, {res.get('preset', '')} setting, {res['val_set']['n']:,} val images",
+    _plain_log_labels(sec.xaxis)
+    n = res["val_set"]["n"] if "val_set" in res else res.get("n", 0)
+    ax.set_title(title if title is not None else f"Rate vs accuracy, {res.get('preset', '')} setting, {n:,} val images",
                  fontsize=11)
     ax.legend(fontsize=8, loc="lower right")
     return ax
+
+
+def _plain_log_labels(axis) -> None:
+    """A log axis labelled 0.1, 1, 10, not 1e−01; and 2, 5 × those where it spans under two decades (2, 3, 4, 6 ×
+    under one)."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(x, _):
+        lo, hi = sorted(axis.get_view_interval())
+        lead = round(x / 10 ** np.floor(np.log10(x)), 6) if x > 0 else 0
+        if lo <= 0 or hi / lo >= 100:
+            return ""
+        return f"{x:g}" if lead in ((2, 3, 4, 6) if hi / lo < 10 else (2, 5)) else ""
+    axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _plain_kb_ticks(ax, ticks) -> None:

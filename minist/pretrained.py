@@ -131,6 +131,26 @@ def variable_results(preset: str = "mini") -> dict:
     return json.loads(path.read_text())
 
 
+PHOTO_RESULTS_FILE = "results_imagenette.json"
+
+
+def photo_results() -> dict:
+    """The real-photo study (``data/results_imagenette.json``, made by ``minist photos all``): the teacher, JPEG,
+    WebP and the students on the 3,925 official val photos of Imagenette, each point with its 95 % interval
+    (``ci95``) and per-photo correctness (``correct_bits``); the same point fields as :func:`results`."""
+    path = data_dir() / PHOTO_RESULTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped real-photo results ({path.name}); make them with `minist photos all` "
+                                "(needs ../shared/data/imagenette)")
+    return json.loads(path.read_text())
+
+
+def variable_points(vres: dict) -> list[dict]:
+    """The variable-rate student's anchors in :func:`variable_results` as study points (method ``variable-rate``),
+    to draw with :func:`minist.plots.plot_rd` beside :func:`results`."""
+    return [{"method": "variable-rate", "knob": "beta", "value": p["beta"], **p["variable"]} for p in vres["points"]]
+
+
 def results(preset: str = "mini") -> dict:
     """The shipped rate–accuracy study (``data/results_<preset>.json``, made by ``minist sweep``).
 

@@ -100,6 +100,31 @@ def against_codecs(res: dict, factor: float = 2.0, method: str = "entropic",
     return rows
 
 
+def versus_codecs(res: dict, method: str = "entropic", codecs=("jpeg", "webp")) -> list[dict]:
+    """Each ``method`` point against the input codecs on the same images, two ways:
+
+    * ``envelope``: the better codec's accuracy at the same KB (their upper envelope, interpolated on log KB;
+      None where no codec goes that low or that high);
+    * ``rival``: for each codec its cheapest measured point that spends *at least* the student's bytes, and of
+      those the more accurate (so the codec is given the benefit of every byte), with a paired McNemar test on the
+      per-image correctness both points carry (``correct_bits``): ``paired["difference_pt"]`` > 0 when the student
+      is right more often. None when every codec file is smaller.
+    """
+    pool = [p for p in res["points"] if p["method"] in codecs]
+    n = res.get("n") or res["val_set"]["n"]
+    rows = []
+    for p in sorted((p for p in res["points"] if p["method"] == method), key=lambda p: p["kb_mean"]):
+        nearest = [min(bigger, key=lambda q: q["kb_mean"]) for c in codecs
+                   if (bigger := [q for q in pool if q["method"] == c and q["kb_mean"] >= p["kb_mean"]])]
+        rival = max(nearest, key=lambda q: q["accuracy"]) if nearest else None
+        paired = None
+        if rival is not None and "correct_bits" in p and "correct_bits" in rival:
+            paired = mcnemar(unpack_correct(p["correct_bits"], n), unpack_correct(rival["correct_bits"], n))
+        rows.append({"value": p.get("value"), "kb": p["kb_mean"], "accuracy": p["accuracy"],
+                     "envelope": accuracy_at_kb(pool, p["kb_mean"]), "rival": rival, "paired": paired})
+    return rows
+
+
 def rate_ratio(res: dict, method: str, reference: str, accuracies=None) -> list[dict]:
     """At equal accuracy, ``method``'s KB ÷ ``reference``'s KB (< 1: ``method`` needs fewer bytes).
 

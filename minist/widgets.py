@@ -24,9 +24,10 @@ import torch
 from . import image_formats, pretrained
 from .config import mini_val_set
 from .data.fashion import CLASSES
-from .plots import METHOD_COLORS, plot_rd
+from .plots import METHOD_COLORS, METHOD_LABELS, plot_rd
 
-VARIABLE_LABEL, VARIABLE_COLOR = "variable-rate student", "#d62728"
+VARIABLE_LABEL = METHOD_LABELS["variable-rate"]
+VARIABLE_COLOR = METHOD_COLORS[VARIABLE_LABEL]
 # the time bars' fixed scale: log10 of milliseconds, 0.1 ms … 100 s, so a bandwidth move visibly moves every bar
 BAR_LOG_MS, BAR_PX = (-1.0, 5.0), 300
 
@@ -140,7 +141,7 @@ class Explorer:
         """The study's curves and the variable-rate student's, with the legend below the axes. No title (the status
         line says it); accuracy from just below the variable-rate curve's lowest point to above the teacher (a
         collapsed per-β point further down is left out of view, and said so)."""
-        plot_rd(self.res, ax=ax, annotate=False, title="",
+        plot_rd(self.res, ax=ax, annotate=False, title="", clip=None,
                 methods=[m for m in ("entropic", "stage1-only", "crbq", "jpeg", "webp")
                          if any(p["method"] == m for p in self.res["points"])])
         ax.plot([p["kb_mean"] for p in self.curve], [p["accuracy"] for p in self.curve], "-", lw=1.4,

@@ -318,6 +318,26 @@ def test_one_colour_per_method_and_a_name_for_every_shipped_method():
     from minist.plots import METHOD_COLORS, METHOD_LABELS
     colours = list(METHOD_COLORS.values())
     assert len(set(c.lower() for c in colours)) == len(colours), "two names share a colour"
-    shipped = {p["method"] for p in pretrained.results("mini")["points"]}
+    shipped = {p["method"] for p in pretrained.results("mini")["points"] + pretrained.photo_results()["points"]}
     assert shipped <= set(METHOD_LABELS), shipped - set(METHOD_LABELS)
     assert all(METHOD_LABELS[m] in METHOD_COLORS for m in shipped)
+
+
+def test_versus_codecs_gives_the_codec_every_byte_and_pairs_the_same_images():
+    n = 10
+    bits = lambda hits: rd.pack_correct(np.array(hits, dtype=bool))
+    student = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0]
+    res = {"n": n, "points": [
+        {"method": "entropic", "kb_mean": 0.5, "accuracy": 80.0, "correct_bits": bits(student)},
+        {"method": "entropic", "kb_mean": 9.0, "accuracy": 80.0, "correct_bits": bits(student)},
+        {"method": "jpeg", "kb_mean": 0.6, "accuracy": 50.0, "correct_bits": bits([1] * 5 + [0] * 5)},
+        {"method": "webp", "kb_mean": 0.4, "accuracy": 60.0, "correct_bits": bits([1] * 6 + [0] * 4)},
+        {"method": "webp", "kb_mean": 0.8, "accuracy": 70.0, "correct_bits": bits([0, 0] + [1] * 7 + [0])},
+        {"method": "webp", "kb_mean": 1.0, "accuracy": 90.0, "correct_bits": bits([1] * 9 + [0])}]}
+    low, high = rd.versus_codecs(res)
+    # at 0.5 KB: JPEG's cheapest file ≥ 0.5 KB is q(0.6 KB, 50 %), WebP's is 0.8 KB (70 %): the better one is the rival
+    assert (low["rival"]["method"], low["rival"]["kb_mean"]) == ("webp", 0.8)
+    assert low["envelope"] == pytest.approx(60.0 + (70.0 - 60.0) * np.log(0.5 / 0.4) / np.log(0.8 / 0.4))
+    # paired on the same images: the student alone is right on images 0 and 1, the rival alone on image 8
+    assert (low["paired"]["only_a"], low["paired"]["only_b"], low["paired"]["difference_pt"]) == (2, 1, 10.0)
+    assert high["rival"] is None and high["paired"] is None and high["envelope"] is None   # past every codec file

@@ -46,7 +46,7 @@ TEACHER_RECIPE = dict(epochs=50, batch_size=64, lr=0.1, weight_decay=5e-4, label
                       mixup=0.2, workers=0)
 TRAIN_SIZE = 112            # the teacher trains on 112-px crops and is scored at 128 px: 1.3× cheaper steps, and
                             # random-resized crops enlarge objects, which a larger test size matches (FixRes)
-STUDENT_RECIPE = dict(stage1_epochs=16, stage2_epochs=4, workers=0)     # the mini recipe, twice as patient
+STUDENT_RECIPE = dict(stage1_epochs=8, stage2_epochs=2, workers=0)      # the mini recipe's length (data/README.md)
 BETAS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16)
 JPEG_QUALITIES = (1, 5, 10, 20, 30, 50, 75, 90)
 WEBP_QUALITIES = (0, 5, 10, 20, 30, 50, 75, 90)
@@ -157,7 +157,8 @@ def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress
                              kb_mean=r["kb_mean"], bpp=r["bpp"], bytes_p95=r["bytes_p95"],
                              header_bytes=r["header_bytes"], correct_bits=r["correct_bits"],
                              recipe={k: v for k, v in cfg.__dict__.items() if k in ("stage1_epochs", "stage2_epochs",
-                                                                                   "mixup", "channels")},
+                                                                                   "mixup", "channels",
+                                                                                   "rate_warmup_steps")},
                              train_seconds=meta["train_seconds"], image_size=list(hw)))
     _write(folder / "points.json", points)
     return {"points": points, "meta": meta}
@@ -211,6 +212,8 @@ def main(argv=None) -> int:
     p.add_argument("--stage2-epochs", type=int, default=None)
     p.add_argument("--mixup", type=float, default=None, help="student stage 1: MixUp α (same view for both)")
     p.add_argument("--channels", type=int, default=None, help="student latent channels C")
+    p.add_argument("--rate-warmup-steps", type=int, default=None,
+                   help="student stage 1: the rate's price rises linearly from 0 over these steps")
     p.add_argument("--tag", default="", help="an ablation arm's name (its own folder and method name)")
     p.add_argument("--method", default=None, choices=("entropic", "variable-rate"),
                    help="student: one β (entropic), or one student for every β from --beta up (variable-rate)")
@@ -231,7 +234,8 @@ def main(argv=None) -> int:
                   f"{(time.time() - t0) / 60:.0f} min wall")
         elif args.part == "student":
             over = {k: v for k, v in (("stage1_epochs", args.stage1_epochs), ("stage2_epochs", args.stage2_epochs),
-                                      ("mixup", args.mixup), ("channels", args.channels), ("method", args.method))
+                                      ("mixup", args.mixup), ("channels", args.channels), ("method", args.method),
+                                      ("rate_warmup_steps", args.rate_warmup_steps))
                     if v is not None}
             r = run_student(args.beta, args.data_root, out, args.tag, **over)
             for q in r["points"]:
