@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
+from . import pretrained
+
 # one colour per method, the same in every notebook
 # one colour per name, never shared (tests/test_rd.py checks it): the same method looks the same in every figure
 METHOD_COLORS = {
@@ -176,6 +178,28 @@ def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixel
                  fontsize=11)
     ax.legend(fontsize=8, loc="lower right")
     return ax
+
+
+STUDY_METHODS = ("entropic", "variable-rate", "stage1-only", "jpeg", "webp")
+
+
+def plot_rd_studies(methods=STUDY_METHODS):
+    """Both shipped studies side by side, the same methods in the same colours, each against its own teacher:
+    Fashion-on-Photos (:func:`minist.pretrained.results`, with the variable-rate student's anchors) and real
+    photographs (:func:`minist.pretrained.photo_results`, Imagenette's 3,925 official val photos). Returns the
+    figure."""
+    import seaborn as sns
+    sns.set_theme(style="whitegrid", context="notebook")
+    mini = pretrained.results("mini")
+    mini = {**mini, "points": mini["points"] + pretrained.variable_points(pretrained.variable_results("mini"))}
+    photos = pretrained.photo_results()
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+    for ax, res, name in ((axes[0], mini, "Fashion-on-Photos"), (axes[1], photos, "Imagenette (real photos)")):
+        n = res["val_set"]["n"] if "val_set" in res else res["n"]
+        plot_rd(res, ax=ax, methods=[m for m in methods if any(p["method"] == m for p in res["points"])],
+                title=f"{name}: {n:,} test images, 128×128, real bytes")
+    fig.tight_layout()
+    return fig
 
 
 def _plain_log_labels(axis) -> None:

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 from .. import data as mdata
 from .. import pretrained
 from ..evaluate import input_codec_sizes, split_point_sizes
-from ..plots import plot_rd, plot_split_sizes, show_samples
+from ..plots import plot_rd, plot_rd_studies, plot_split_sizes, show_samples
 from ..utils import data_dir
 
 
@@ -54,24 +54,10 @@ def rd_figure(path="docs/rd_mini.png") -> Path:
     return Path(path)
 
 
-PHOTO_METHODS = ("entropic", "variable-rate", "stage1-only", "jpeg", "webp")
-
-
 def photos_figure(path="docs/rd_photos.png") -> Path:
-    """Both studies side by side, the same methods in the same colours: Fashion-on-Photos (2,000 val images) and
-    real photographs (Imagenette, the 3,925 official val photos), each against its own teacher."""
+    """Both studies side by side (:func:`minist.plots.plot_rd_studies`): Fashion-on-Photos and real photographs."""
     matplotlib.use("Agg")
-    mini = pretrained.results("mini")
-    mini = {**mini, "points": mini["points"] + pretrained.variable_points(pretrained.variable_results("mini"))}
-    photos = pretrained.photo_results()
-    import seaborn as sns
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
-    for ax, res, name in ((axes[0], mini, "Fashion-on-Photos"), (axes[1], photos, "Imagenette (real photos)")):
-        n = res["val_set"]["n"] if "val_set" in res else res["n"]
-        plot_rd(res, ax=ax, methods=[m for m in PHOTO_METHODS if any(p["method"] == m for p in res["points"])],
-                title=f"{name}: {n:,} test images, 128×128, real bytes")
-    fig.tight_layout()
+    fig = plot_rd_studies()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
