@@ -241,7 +241,7 @@ class Explorer:
                 "caption": f"{CLASSES[r['label']]} → <b>{CLASSES[r['pred']]}</b> {ok} ({r['confidence']:.0%}) "
                            f"from {r['bytes']} B at β = {fmt_beta(r['beta'])}; bits map: 0 … {top:.1f} bits per "
                            "latent position",
-                "times": f"<div style='font-size:12px'><b>transmission at {r['kbps']:g} kbit/s</b> (serialisation "
+                "times": f"<div style='font-size:12px'><b>transmission at {r['kbps']:.3g} kbit/s</b> (serialisation "
                          f"only, no RTT; bars on a fixed log scale, {scale} at every 2 decades from the left)"
                          + "".join(bars) + "</div>"}
 
@@ -315,7 +315,7 @@ class Explorer:
             self.ax_time.text(s, i, f" {s:.1f} ms", va="center", fontsize=8)
         self.ax_time.set_xscale("log")
         self.ax_time.set_xlim(10.0 ** BAR_LOG_MS[0], 10.0 ** BAR_LOG_MS[1])      # fixed: bandwidth moves show
-        self.ax_time.set_xlabel(f"transmission at {r['kbps']:g} kbit/s (ms, no RTT; fixed log scale)", fontsize=8)
+        self.ax_time.set_xlabel(f"transmission at {r['kbps']:.3g} kbit/s (ms, no RTT; fixed log scale)", fontsize=8)
         self.ax_time.tick_params(labelsize=8)
         return self.fig
 
