@@ -138,6 +138,11 @@ def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixel
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 5))
     t = res["teacher_accuracy"]
+    n = res["val_set"]["n"] if "val_set" in res else res.get("n")
+    counts = {p["n"] for p in res["points"] if p["method"] in (methods or METHOD_LABELS) and "n" in p}
+    if n is not None and counts - {n}:
+        raise ValueError(f"a comparison on different images: the teacher was scored on {n} images, points on "
+                         f"{sorted(counts)}; score every method on the same set (or pass `methods=` to draw fewer)")
     floor = t - clip if clip is not None else -1.0
     present = [m for m in METHOD_LABELS if any(p["method"] == m for p in res["points"])]
     shown, below = [], []
@@ -173,8 +178,7 @@ def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixel
     sec = ax.secondary_xaxis("top", functions=(lambda kb: kb * 8192 / pixels, lambda bpp: bpp * pixels / 8192))
     sec.set_xlabel(f"bits per pixel ({int(pixels ** 0.5)}×{int(pixels ** 0.5)} input)")
     _plain_log_labels(sec.xaxis)
-    n = res["val_set"]["n"] if "val_set" in res else res.get("n", 0)
-    ax.set_title(title if title is not None else f"Rate vs accuracy, {res.get('preset', '')} setting, {n:,} val images",
+    ax.set_title(title if title is not None else f"Rate vs accuracy, {res.get('preset', '')} setting, {n or 0:,} val images",
                  fontsize=11)
     ax.legend(fontsize=8, loc="lower right")
     return ax

@@ -341,3 +341,20 @@ def test_versus_codecs_gives_the_codec_every_byte_and_pairs_the_same_images():
     # paired on the same images: the student alone is right on images 0 and 1, the rival alone on image 8
     assert (low["paired"]["only_a"], low["paired"]["only_b"], low["paired"]["difference_pt"]) == (2, 1, 10.0)
     assert high["rival"] is None and high["paired"] is None and high["envelope"] is None   # past every codec file
+
+
+def test_an_rd_figure_refuses_points_scored_on_other_images_and_names_what_it_leaves_below():
+    import matplotlib
+    matplotlib.use("Agg")
+    from minist.plots import plot_rd
+    res = {"teacher_accuracy": 90.0, "n": 100, "points": [
+        {"method": "entropic", "knob": "beta", "value": 0.02, "kb_mean": 0.5, "accuracy": 88.0, "n": 100},
+        {"method": "entropic", "knob": "beta", "value": 0.64, "kb_mean": 0.02, "accuracy": 10.0, "n": 100},
+        {"method": "jpeg", "knob": "quality", "value": 10, "kb_mean": 1.0, "accuracy": 89.0, "n": 50}]}
+    with pytest.raises(ValueError, match="different images"):
+        plot_rd(res)
+    ax = plot_rd(res, methods=["entropic"])
+    lo, hi = ax.get_ylim()
+    assert 75.0 < lo < 88.0 and hi > 90.0                      # the axis spans the comparison, not the collapse
+    notes = [t.get_text() for t in ax.texts if t.get_text().startswith("below the axis")]
+    assert notes and "β=0.64: 10.0 %" in notes[0]
