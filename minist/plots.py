@@ -20,6 +20,8 @@ METHOD_COLORS = {
     "CR+BQ": "#9467bd", "end-to-end (Singh)": "#bcbd22",
     "factorized prior + teacher": "#17becf", "hyperprior + teacher": "#393b79",
     "variable-rate student": "#a50f15", "variable-rate, stage 1 only": "#fc9272",
+    "ablation: 16 + 4 epochs": "#08519c", "ablation: 16 + 4 epochs, stage 1 only": "#9ecae1",
+    "ablation: MixUp α = 1": "#54278f", "ablation: MixUp α = 1, stage 1 only": "#bcbddc",
 }
 
 # the ``method`` keys of the shipped results (``minist.pretrained.results``) → legend names
@@ -31,10 +33,14 @@ METHOD_LABELS = {
     "end-to-end": "end-to-end (Singh)", "factorized": "factorized prior + teacher",
     "hyperprior": "hyperprior + teacher", "jpeg": "JPEG", "webp": "WebP",
     "variable-rate": "variable-rate student", "variable-rate-stage1-only": "variable-rate, stage 1 only",
+    # the real-photo ablation's arms at β 0.02 (``minist photos student --tag …``)
+    "entropic-patient": "ablation: 16 + 4 epochs", "stage1-only-patient": "ablation: 16 + 4 epochs, stage 1 only",
+    "entropic-mixup": "ablation: MixUp α = 1", "stage1-only-mixup": "ablation: MixUp α = 1, stage 1 only",
 }
 # methods that compress the teacher's features (solid lines); the others compress the input (dashed)
 FEATURE_METHODS = ("entropic", "stage1-only", "paper-loss", "task-aware", "crbq", "end-to-end", "variable-rate",
-                   "variable-rate-stage1-only", "paper-loss-stage1-only", "task-aware-stage1-only")
+                   "variable-rate-stage1-only", "paper-loss-stage1-only", "task-aware-stage1-only",
+                   "entropic-patient", "stage1-only-patient", "entropic-mixup", "stage1-only-mixup")
 KNOB_SYMBOLS = {"beta": "β", "quality": "q", "lambda": "λ", "channels": "C"}
 
 
@@ -178,8 +184,8 @@ def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixel
     sec = ax.secondary_xaxis("top", functions=(lambda kb: kb * 8192 / pixels, lambda bpp: bpp * pixels / 8192))
     sec.set_xlabel(f"bits per pixel ({int(pixels ** 0.5)}×{int(pixels ** 0.5)} input)")
     _plain_log_labels(sec.xaxis)
-    ax.set_title(title if title is not None else f"Rate vs accuracy, {res.get('preset', '')} setting, {n or 0:,} val images",
-                 fontsize=11)
+    default = f"Rate vs accuracy, {res.get('preset', '')} setting, {n or 0:,} val images"
+    ax.set_title(title if title is not None else default, fontsize=11)
     ax.legend(fontsize=8, loc="lower right")
     return ax
 

@@ -9,7 +9,8 @@ from minist.experiments.notebooks import MATHJAX_URL, WIDGET_NOTE, write_site
 
 def test_the_site_loads_nothing_from_the_network_and_links_the_glossary(tmp_path):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# 09 · A chapter\n\nRate $R = -\\log_2 p$, see the [glossary](glossary.md)."),
+    text = "# 09 · A chapter\n\nRate $R = -\\log_2 p$, see the [glossary](glossary.md)."
+    nb.cells = [nbformat.v4.new_markdown_cell(text),
                 nbformat.v4.new_code_cell("w", outputs=[nbformat.v4.new_output(
                     "display_data", data={"application/vnd.jupyter.widget-view+json":
                                           {"model_id": "abc", "version_major": 2, "version_minor": 0},

@@ -394,6 +394,19 @@ def photos_main(quick: bool = False) -> int:
         rows.append((f"KB to reach teacher − 1 pt: {METHOD_LABELS.get(row['method'], row['method'])}",
                      _fmt_kb(row["kb"])))
     _print_table(f"real photos: {res['dataset']}; {res['n']} test photos, 128 px, real bytes", rows)
+    arms = photos.ablation(res)
+    if arms:
+        rows = []
+        for a in arms:
+            ch, te = a["choice"], a["test"]
+            recipe = ", ".join(f"{k} {v}" for k, v in a["recipe"].items())
+            rows.append((f"{METHOD_LABELS.get(a['method'], a['method'])} ({recipe})",
+                         ("" if ch is None else f"choice {ch['accuracy']:.2f} % at {ch['kb_mean']:.3f} KB; ")
+                         + f"test {te['accuracy']:.2f} % [{te['ci95'][0]:.2f}, {te['ci95'][1]:.2f}] at "
+                           f"{te['kb_mean']:.3f} KB"))
+        print()
+        _print_table(f"the ablation at β {photos.ABLATION_BETA:g}: arms compared on the choice photos, reported on "
+                     "the test photos", rows)
     return 0
 
 

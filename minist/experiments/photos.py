@@ -184,12 +184,44 @@ def run_codecs(root=None, out: Path = OUT, progress: bool = True) -> list[dict]:
     return points
 
 
+def _with_choice(points: list[dict], history: Path) -> list[dict]:
+    """Each point with the accuracy its run reached on the ``choice`` photos at the end of its stage
+    (``choice``: what every choice between arms is made on; per-β runs only: a variable-rate run scores
+    its anchors on the test photos alone)."""
+    if not history.is_file():
+        return points
+    hist = json.loads(history.read_text())
+    last = {stage: [r for r in hist if r.get("stage") == stage and "accuracy" in r] for stage in (1, 2)}
+    for p in points:
+        rows = last[1] if "stage1-only" in p["method"] else last[2]
+        if rows and not p["method"].startswith("variable-rate"):
+            r = rows[-1]
+            p["choice"] = {"accuracy": r["accuracy"], "kb_mean": r["kb_mean"], "n": r["n"], "epoch": r["epoch"]}
+    return points
+
+
+ABLATION_BETA = 0.02
+
+
+def ablation(res: dict, beta: float = ABLATION_BETA) -> list[dict]:
+    """The real-photo ablation at one β: every per-β arm (the recipe, ``--tag`` arms) with its final and
+    stage-1-only points, on the choice photos (where arms are compared) and on the test photos (reported)."""
+    rows = []
+    for p in sorted(res["points"], key=lambda p: p["method"]):
+        if p.get("knob") != "beta" or p["value"] != beta or p["method"].startswith("variable-rate"):
+            continue
+        rows.append({"method": p["method"], "recipe": p.get("recipe", {}), "choice": p.get("choice"),
+                     "test": {k: p[k] for k in ("accuracy", "ci95", "kb_mean", "n")},
+                     "train_seconds": p.get("train_seconds")})
+    return rows
+
+
 def collect(out: Path = OUT, root=None) -> Path:
     """Every finished point of ``out`` → ``data/results_imagenette.json`` (no absolute paths)."""
     test = teacher_test_point(root, out)
     points = [json.loads(p.read_text()) for p in sorted((out / "codecs").glob("*.json"))]
     for p in sorted(out.glob("*/points.json")):
-        points += json.loads(p.read_text())
+        points += _with_choice(json.loads(p.read_text()), p.parent / "history.json")
     res = {"dataset": "imagenette2 (../shared/data/imagenette): 8,994 train, 475 choice (held-out train), "
                       "3,925 test (official val)",
            "test_sha256": test["sha256"], "image_size": 128, "teacher_accuracy": test["accuracy"],
