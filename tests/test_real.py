@@ -213,6 +213,13 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
     res = json.loads(photos.collect(out, root).read_text())
     assert len(res["points"]) == 9 and all(len(p["ci95"]) == 2 for p in res["points"])
     assert str(tmp_path) not in json.dumps(res)
+    # the per-β arm carries its choice-set accuracy (stage 1's for its stage-1-only point); the ablation lists it
+    per_beta = {p["method"]: p for p in res["points"] if p["method"] in ("entropic", "stage1-only")}
+    hist = json.loads((out / "student-0.02" / "history.json").read_text())
+    assert per_beta["entropic"]["choice"]["accuracy"] == hist[-1]["accuracy"]
+    assert per_beta["stage1-only"]["choice"]["accuracy"] == [r for r in hist if r["stage"] == 1][-1]["accuracy"]
+    assert not any("choice" in p for p in res["points"] if p["method"].startswith("variable-rate"))
+    assert [a["method"] for a in photos.ablation(res)] == ["entropic", "stage1-only"]
 
 
 def test_the_shipped_real_photo_results_name_the_shipped_teacher(tmp_path):
