@@ -44,7 +44,7 @@ FEATURE_METHODS = ("entropic", "stage1-only", "paper-loss", "task-aware", "crbq"
 KNOB_SYMBOLS = {"beta": "β", "quality": "q", "lambda": "λ", "channels": "C"}
 
 
-PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c"]
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c", "#008080", "#9a6324"]  # noqa: E501  ten classes, ten colours
 
 
 def _as_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -267,12 +267,18 @@ TASK_METRIC_LABELS = {"map": "mAP@[.5:.95] (%)", "map_50": "mAP@.5 (%)", "miou":
 
 
 def draw_predictions(x: torch.Tensor, boxes=None, semantic=None, classes=None, score_thresh: float = 0.5,
-                     alpha: float = 0.45) -> torch.Tensor:
+                     alpha: float = 0.45, scale: int = 1) -> torch.Tensor:
     """One image with predicted boxes (``{"boxes", "labels", "scores"}``) and a semantic map drawn on; uint8.
 
     Boxes with a score ≥ ``score_thresh`` are drawn, one per object (class-agnostic NMS at IoU 0.5). Labels follow
-    the detection convention (0 = background, k = ``classes[k - 1]``).
+    the detection convention (0 = background, k = ``classes[k - 1]``); the semantic map's colours are
+    :func:`class_colors`. ``scale`` > 1 draws on an image that many times larger (nearest), so box labels fit.
     """
+    if scale > 1:
+        x = torch.nn.functional.interpolate(x[None].float(), scale_factor=scale, mode="nearest")[0]
+        semantic = None if semantic is None else torch.nn.functional.interpolate(
+            semantic[None, None].float(), scale_factor=scale, mode="nearest")[0, 0].long()
+        boxes = None if boxes is None else {**boxes, "boxes": boxes["boxes"] * scale}
     img = _as_uint8(x)
     if semantic is not None:
         present = [int(k) for k in semantic.unique() if int(k) != 0]
@@ -291,6 +297,11 @@ def draw_predictions(x: torch.Tensor, boxes=None, semantic=None, classes=None, s
                      for k, s in zip(boxes["labels"][keep], boxes["scores"][keep])]
             img = draw_bounding_boxes(img, boxes["boxes"][keep], labels=names, colors="yellow", width=1)
     return img
+
+
+def class_colors(semantic, classes) -> dict:
+    """``{class name: colour}`` for the classes present in a semantic map: the key to :func:`draw_predictions`."""
+    return {classes[int(k) - 1]: PALETTE[(int(k) - 1) % len(PALETTE)] for k in semantic.unique() if int(k) != 0}
 
 
 def plot_task_rd(res: dict, task: str, metric: str, ax=None, title: str | None = None):
