@@ -4,7 +4,7 @@
     minist train-student [--beta 0.08 ...] [--resume] [--ship]
     minist data make-subset | cache | show
     minist serve [--port 8765] [--variable] / minist send [--channel 4g] | [--deadline-ms 150 --trace markov:4g:0]
-    minist bench [all|foundation|student|split|rd|explorer|variable|adaptive|imagenette|throughput|device|train]
+    minist bench [all|foundation|student|split|rd|explorer|variable|adaptive|photos|throughput|device|train|…]
     minist photos teacher|… (the real-photo study: minist/experiments/photos.py)
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
     minist eval-codec --format jpeg --quality 10 [--preset paper --data-root /data/imagenet]

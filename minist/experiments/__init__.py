@@ -2,7 +2,7 @@
 
 * :mod:`.sweep`: the rate–accuracy study (β grid, stage-1 ablation, every baseline) → ``data/results_mini.json``;
 * :mod:`.task_study`: detection and segmentation on the shared bitstream → ``data/results_tasks_mini.json``;
-* :mod:`.imagenette`: the same comparison on real photographs (``minist bench imagenette``);
+* :mod:`.photos`: the same study on real photographs, the whole of Imagenette → ``data/results_imagenette.json``;
 * :mod:`.bench`: every ``minist bench`` table; :mod:`.figures`: the README's figures; :mod:`.notebooks`: runs the
   tutorial headless.
 

@@ -53,7 +53,6 @@ from ..split.latency import (
 from ..utils import data_dir, get_device
 from ..widgets import Explorer
 from . import photos, variable
-from .imagenette import run as run_imagenette
 from .sweep import ABLATION_ARMS, ABLATION_METHODS
 
 #: every benchmark, by the name ``minist bench NAME`` runs: (function, part of ``minist bench all``)
@@ -533,21 +532,6 @@ def _states_of(trace):
     if not states:
         return []
     return [min(states, key=lambda s: abs(math.log(s.uplink_bps / up))) for up in trace.uplink_bps]
-
-
-@benchmark("imagenette", in_all=False)
-def imagenette_main(quick: bool = False) -> int:
-    """The RD study on real photos (``../shared/data/imagenette-mini``): not part of ``all``, ≈30 min."""
-    r = run_imagenette(quick=quick, progress=not quick)
-    rows = [(f"{p['method']} {p['knob']}={p['value']:g}", f"{p['accuracy']:.2f} % at {p['kb_mean']:.3f} KB "
-             f"({p['bpp']:.3f} bpp)") for p in r["points"]]
-    res = {"teacher_accuracy": r["teacher_accuracy"], "points": r["points"]}
-    for row in rd.bytes_to_reach(res, 1.0):
-        rows.append((f"KB to reach teacher − 1 pt: {row['method']}", _fmt_kb(row["kb"])))
-    _print_table(f"imagenette-mini: teacher from scratch on {r['train_images']} photos, "
-                 f"{r['teacher_accuracy']:.2f} % on {r['val_images']} val photos ({r['wall_seconds'] / 60:.0f} min)",
-                 rows)
-    return 0
 
 
 def main(quick: bool = False, which: str = "all", write: bool = False) -> int:
