@@ -60,7 +60,9 @@ def test_lying_sizes_are_refused_before_decoding(parts):
         tic = time.perf_counter()
         with pytest.raises(PayloadError, match=f"latent size {h}×{w} is (not one|empty or over)"):
             decode(_forge(fp, h, w, b"\0" * 2048))
-        assert time.perf_counter() - tic < 0.01   # a refusal, not a decode
+        # a refusal, not a decode: decoding 1000×1000 or 65535² positions would take seconds or fail to allocate;
+        # the bound is loose so a loaded CI machine cannot fail it (it once took 13 ms under three jobs)
+        assert time.perf_counter() - tic < 1.0
     with pytest.raises(PayloadError, match="this body has 0"):
         decode(_forge(fp, 31, 31, b""))
     # the in-process decoder applies the same header and length checks

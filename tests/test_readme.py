@@ -28,42 +28,61 @@ NOTEBOOKS = README.parent / "notebooks"
 
 
 def _notebook_python_blocks():
+    """``(notebook, its code cells' source, snippet)`` for every ```python block in a markdown cell (dedented: the
+    exercises' solutions sit inside list items)."""
     import json
+    import textwrap
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
-        for cell in json.loads(path.read_text())["cells"]:
+        cells = json.loads(path.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        for cell in cells:
             if cell["cell_type"] == "markdown":
                 for block in re.findall(r"```python\n(.*?)```", "".join(cell["source"]), flags=re.S):
-                    yield path.name, block
+                    yield path.name, code, textwrap.dedent(block)
+
+
+def _names(tree, modules: dict, known: set) -> None:
+    """What a piece of code imports (minist modules and objects into ``modules``) and binds (into ``known``)."""
+    import ast
+    import importlib
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "minist":
+            for a in node.names:
+                known.add(a.asname or a.name)
+                obj = getattr(importlib.import_module(node.module), a.name, None)
+                modules[a.asname or a.name] = obj if obj is not None else \
+                    importlib.import_module(f"{node.module}.{a.name}")
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                known.add((a.asname or a.name).split(".")[0])
+                if a.name.split(".")[0] == "minist":
+                    modules[a.asname or a.name] = importlib.import_module(a.name)
+        elif isinstance(node, ast.ImportFrom):
+            known.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            known.add(node.id)
+        elif isinstance(node, ast.arg):
+            known.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.ExceptHandler)) and node.name:
+            known.add(node.name)
 
 
 def test_notebook_snippets_call_only_what_they_import_and_what_exists():
-    """The chapters' shown (not run) snippets need the internet or hours; each must still compile, use no name it
-    never imports or assigns, and call only functions the imported minist modules have."""
+    """The chapters' shown (not run) snippets, solutions included, run in their notebook's context but need the
+    internet, hours, or a learner's hand; each must still compile, use no name that neither it nor its notebook
+    binds, and call only functions the imported minist modules have."""
     import ast
     import builtins
-    import importlib
     blocks = list(_notebook_python_blocks())
     assert blocks, "the chapters show Python snippets"
-    for name, block in blocks:
-        tree = ast.parse(block, filename=name)
+    for name, code, block in blocks:
         modules, known = {}, set(dir(builtins))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "minist":
-                for a in node.names:
-                    known.add(a.asname or a.name)
-                    obj = getattr(importlib.import_module(node.module), a.name, None)
-                    if obj is None:
-                        obj = importlib.import_module(f"{node.module}.{a.name}")
-                    modules[a.asname or a.name] = obj
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                known.update((a.asname or a.name).split(".")[0] for a in node.names)
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-                known.add(node.id)
-            elif isinstance(node, ast.arg):
-                known.add(node.arg)
+        _names(ast.parse(code.replace("%", "#")), modules, known)        # the notebook's own imports and names
+        tree = ast.parse(block, filename=name)
+        _names(tree, modules, known)
         for node in ast.walk(tree):
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-                assert node.id in known, f"{name}: the snippet uses {node.id!r} but never imports or assigns it"
+                assert node.id in known, f"{name}: the snippet uses {node.id!r} but nothing imports or assigns it"
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
                 assert hasattr(modules[node.value.id], node.attr), \
                     f"{name}: {node.value.id}.{node.attr} does not exist"
