@@ -25,6 +25,7 @@ def test_the_site_loads_nothing_from_the_network_and_links_the_glossary(tmp_path
     scripts = re.findall(r'<script[^>]*src="([^"]*)"', page)
     assert scripts and not [s for s in scripts if "//" in s], scripts          # every script is a local file
     assert "mathjax/MathJax.js" in page and (site / "mathjax" / "MathJax.js").is_file()
+    assert 'webFont: "STIX-Web"' in page and (site / "mathjax" / "fonts" / "HTML-CSS" / "STIX-Web").is_dir()
     for config in MATHJAX_URL.split("config=")[1].split(","):                 # the configs the page asks for
         assert (site / "mathjax" / "config" / f"{config}.js").is_file(), config
     assert 'href="glossary.html"' in page and (site / "glossary.html").is_file()

@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 MATHJAX_URL = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"   # the configs the local copy has
+# the local copy ships the STIX-Web fonts only: say so before MathJax starts, or it falls back to image-less glyphs
+MATHJAX_FONTS = ('<script type="text/x-mathjax-config">MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], '
+                 'preferredFont: null, webFont: "STIX-Web"}});</script>\n')
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = "[an interactive widget: open this notebook in JupyterLab (make lab) to move it]"
 
@@ -106,6 +109,7 @@ def write_site(executed, out) -> Path:
         nb = static_copy(nbformat.read(path, as_version=4))
         html, _ = exporter.from_notebook_node(nb)
         html = html.replace(f'<script src="{exporter.require_js_url}"></script>', "")    # only widgets use it
+        html = html.replace(f'<script src="{MATHJAX_URL}">', MATHJAX_FONTS + f'<script src="{MATHJAX_URL}">')
         html = html.replace('href="glossary.md', 'href="glossary.html')
         page = Path(path).with_suffix(".html").name
         (out / page).write_text(html, encoding="utf-8")
