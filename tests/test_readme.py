@@ -94,3 +94,14 @@ def test_every_chapter_links_the_glossary_and_the_glossary_explains_the_issue_te
         assert term in glossary, f"the glossary does not explain {term}"
     for path in sorted(NOTEBOOKS.glob("0*.ipynb")):
         assert "(glossary.md)" in path.read_text(), f"{path.name} does not link the glossary"
+
+
+def test_live_cells_use_every_core_when_quiet_and_fewer_when_busy(monkeypatch):
+    from minist.utils import live_threads
+    monkeypatch.delenv("MINIST_THREADS", raising=False)
+    assert live_threads(load=0.1, cores=2) == 2          # quiet laptop
+    assert live_threads(load=1.3, cores=2) == 1          # one other job: do not oversubscribe
+    assert live_threads(load=5.0, cores=2) == 1          # never fewer than one
+    assert live_threads(load=3.0, cores=16) == 13
+    monkeypatch.setenv("MINIST_THREADS", "3")
+    assert live_threads(load=5.0, cores=2) == 3          # the learner's choice wins
