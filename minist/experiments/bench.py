@@ -50,7 +50,7 @@ from ..split.latency import (
     measure_strategies,
     split_region,
 )
-from ..utils import data_dir, get_device
+from ..utils import get_device
 from ..widgets import Explorer
 from . import photos, variable
 from .sweep import ABLATION_ARMS, ABLATION_METHODS
@@ -382,7 +382,7 @@ def _time_ms_once(fn, arg) -> float:
 def photos_main(quick: bool = False) -> int:
     """The shipped real-photo study (``data/results_imagenette.json``, made by ``minist photos all``) as a table:
     every point with its 95 % interval on the 3,925 test photos, and the bytes each method needs for teacher − 1 pt."""
-    res = json.loads((data_dir() / photos.RESULTS_FILE).read_text())
+    res = pretrained.photo_results()
     rows = [(f"teacher (original pixels, {res['teacher_stored']})",
              f"{res['teacher_accuracy']:.2f} % [{res['teacher_ci95'][0]:.2f}, {res['teacher_ci95'][1]:.2f}]")]
     for p in sorted(res["points"], key=lambda p: (p["method"], p["kb_mean"])):

@@ -67,8 +67,7 @@ def run_all(out="build/notebooks", quick: bool = False, pattern: str = "*.ipynb"
 
 def static_copy(nb):
     """The notebook as a page can show it: widget state and views removed (they need a kernel and a CDN), each
-    widget output replaced by its text fallback, or by a note saying where the widget was."""
-    nb = nb.copy() if hasattr(nb, "copy") else nb
+    widget output replaced by its text fallback, or by a note saying where the widget was. Changes ``nb`` in place."""
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         for out in cell.get("outputs", []):

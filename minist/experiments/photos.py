@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .. import checkpoint, rd
+from .. import checkpoint, pretrained, rd
 from ..config import StudentTrainConfig, TeacherConfig, TeacherTrainConfig
 from ..data import imagenette
 from ..evaluate import codec_point, decoded_accuracy, evaluate_accuracy, evaluate_student
@@ -40,7 +40,7 @@ from ..utils import data_dir
 
 OUT = Path("runs/photos")
 TEACHER_FILE = "teacher_imagenette.pt"
-RESULTS_FILE = "results_imagenette.json"
+RESULTS_FILE = pretrained.PHOTO_RESULTS_FILE      # read back with pretrained.photo_results()
 # the real-photo teacher's recipe (chosen on the ``choice`` photos; data/README.md)
 TEACHER_RECIPE = dict(epochs=50, batch_size=64, lr=0.1, weight_decay=5e-4, label_smoothing=0.1, warmup_epochs=2,
                       mixup=0.2, workers=0)
