@@ -10,7 +10,7 @@ LOCK ?= requirements/lock.txt
 
 DEVICE_VENV ?= .venv-device
 
-.PHONY: help setup lock tutorial lab test test-device lint bench figures sweep teacher student variable photos data clean
+.PHONY: help setup lock tutorial lab test test-device lint bench figures sweep teacher student variable photos data web clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,7 +44,9 @@ lab: setup ## open the notebooks interactively in JupyterLab
 lint: setup ## ruff
 	$(BIN)/ruff check minist tests device
 
-test: setup lint ## lint, the unit tests, the torch-free device's tests, and every notebook in quick mode
+NPM := $(shell command -v npm 2>/dev/null)
+
+test: setup lint $(if $(NPM),web/node_modules/.installed) ## lint, the unit tests (the web page's too, where npm and Chromium are), the torch-free device's tests, and every notebook in quick mode
 	OMP_NUM_THREADS=1 MINIST_QUICK=1 $(BIN)/python -m pytest -n 2 tests
 	$(MAKE) test-device
 	OMP_NUM_THREADS=1 MINIST_QUICK=1 $(BIN)/python -m pytest -n 2 --nbmake --nbmake-timeout=900 notebooks
@@ -58,6 +60,13 @@ $(DEVICE_VENV)/.installed: device/pyproject.toml $(wildcard device/minist_device
 
 test-device: setup $(DEVICE_VENV)/.installed ## the device package in its own venv (no torch) against a real server
 	MINIST_MAIN_PYTHON=$(abspath $(BIN)/python) OMP_NUM_THREADS=1 $(DEVICE_VENV)/bin/python -m pytest -q device/tests
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	npm ci --prefix web --no-audit --no-fund
+	touch $@
+
+web: setup web/node_modules/.installed ## the β explorer as a static web page → build/web/index.html (opens from disk)
+	$(BIN)/minist web --out build/web
 
 bench: setup ## print the benchmark table (data speed, teacher speed and accuracy)
 	$(BIN)/minist bench

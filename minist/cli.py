@@ -34,7 +34,7 @@ from .config import StudentTrainConfig, TaskTrainConfig, TeacherTrainConfig
 from .data.fashion import CLASSES, SUBSET_FILE, make_subset
 from .data.synth import cached
 from .evaluate import METRICS, codec_accuracy, evaluate_task, size_stats, student_predictor
-from .experiments import bench, photos, sweep, task_study
+from .experiments import bench, photos, sweep, task_study, web
 from .experiments.figures import make_all
 from .experiments.notebooks import run_all
 from .export import export_bundle
@@ -269,6 +269,19 @@ def cmd_notebooks(args) -> int:
     return run_all(out=args.out, quick=args.quick, pattern=args.only, timeout=args.timeout)
 
 
+def cmd_web(args) -> int:
+    try:
+        sizes = web.build(args.out)
+    except FileNotFoundError as e:
+        print(f"minist web: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}/index.html: {sizes['total'] / 1e6:.2f} MB in {len(sizes['files'])} files "
+          f"(open it from disk or any static host)")
+    for position, path in zip(args.slider, args.screenshot or []):
+        print(f"wrote {web.screenshot(args.out, path, position)}")
+    return 0
+
+
 def cmd_sweep(args) -> int:
     parts = tuple(p for p in args.parts.split(",") if p)
     if not (args.collect or args.ship):
@@ -427,6 +440,14 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--only", default="*.ipynb", help="glob of notebooks to run")
     n.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     n.set_defaults(fn=cmd_notebooks)
+
+    wb = sub.add_parser("web", help="build the β explorer as a static web page (the whole split in the browser)")
+    wb.add_argument("--out", default="build/web", help="folder to write (replaced; default build/web)")
+    wb.add_argument("--screenshot", nargs="+", metavar="PNG", help="also save the page in headless Chromium, one "
+                    "PNG per --slider position")
+    wb.add_argument("--slider", nargs="+", type=int, default=[150, 850], help="slider positions (0 … 1000, log β) "
+                    "of the screenshots (default 150 850)")
+    wb.set_defaults(fn=cmd_web)
 
     w = sub.add_parser("sweep", help="the rate–accuracy study: β sweep, stage-1 ablation and every baseline")
     w.add_argument("--parts", default="codecs,students,learned,crbq,e2e",

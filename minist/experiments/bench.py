@@ -52,7 +52,7 @@ from ..split.latency import (
 )
 from ..utils import get_device
 from ..widgets import Explorer
-from . import photos, variable
+from . import photos, variable, web
 from .sweep import ABLATION_ARMS, ABLATION_METHODS
 
 #: every benchmark, by the name ``minist bench NAME`` runs: (function, part of ``minist bench all``)
@@ -765,4 +765,27 @@ def train_main(quick: bool = False, teacher_config: dict | None = None) -> int:
     memory = _rate(lambda i: held[i], n)
     print(f"\ntraining stream, one process: rendered on the fly {render:,.0f} images/s, held in memory "
           f"{memory:,.0f} images/s (a stage-1 step needs {table[0][3]['stage 1 step']:,.0f} images/s)")
+    return 0
+
+
+@benchmark("web", in_all=False)
+def web_main(quick: bool = False) -> int:
+    """The web page's β explorer in headless Chromium: build it, run its self-test, print equality, speed and size."""
+    with tempfile.TemporaryDirectory() as tmp:
+        sizes = web.build(Path(tmp) / "web")
+        page = web.run_selftest(Path(tmp) / "web")
+        ref = json.loads((Path(tmp) / "web" / "reference.json").read_text())
+    c = web.compare(page, ref)
+    _print_table(f"the web explorer in headless Chromium ({platform.processor() or platform.machine()}, "
+                 "ONNX Runtime Web, WebAssembly, one thread)", [
+        ("messages byte-identical to minist's Python device", f"{c['messages_equal']} / {c['messages']} "
+                                                              f"({c['images']} images × {c['levels']} rates)"),
+        ("predictions equal to minist's Python server", f"{c['predictions_equal']} / {c['predictions']}"),
+        ("largest logit difference, page − Python", f"{c['max_logit_difference']:.2g}"),
+        ("page load to first answer", f"{c['load_ms']:.0f} ms"),
+        (f"slider move, median of {c['moves']} (target ≤ 100 ms)", f"{c['move_ms_median']:.1f} ms"),
+        ("slider move, 95th percentile / slowest", f"{c['move_ms_p95']:.1f} / {c['move_ms_max']:.1f} ms"),
+    ])
+    _print_table("the page's size (target ≤ 5 MB)", [(name, f"{n / 1e6:.3f} MB") for name, n in sizes["files"].items()]
+                 + [("in all", f"{sizes['total'] / 1e6:.2f} MB")])
     return 0
