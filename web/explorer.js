@@ -212,7 +212,7 @@
   function drawCurve(i, bytes) {
     const cv = $("curve");
     const dpr = window.devicePixelRatio || 1;
-    const W = Math.max(320, cv.clientWidth || 640), H = Math.round(W * 0.5);
+    const W = Math.max(280, cv.clientWidth || 640), narrow = W < 600, H = Math.round(W * (narrow ? 0.85 : 0.5));
     if (cv.width !== Math.round(W * dpr)) { cv.width = Math.round(W * dpr); cv.height = Math.round(H * dpr); }
     const ctx = cv.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -225,14 +225,16 @@
     const y0 = cur.teacher - 15, y1 = cur.teacher + 2;
     const X = (kb) => L + ((Math.log10(kb) - x0) / (x1 - x0)) * (W - L - R);
     const Y = (acc) => T + (1 - (Math.max(y0, acc) - y0) / (y1 - y0)) * (H - T - B);
-    ctx.strokeStyle = "#ddd"; ctx.fillStyle = "#555"; ctx.font = "12px system-ui, sans-serif"; ctx.lineWidth = 1;
+    ctx.strokeStyle = "#ddd"; ctx.fillStyle = "#555"; ctx.lineWidth = 1;
+    ctx.font = `${narrow ? 10 : 12}px system-ui, sans-serif`;
     ctx.textAlign = "center";
     for (const kb of [0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5]) {
       if (Math.log10(kb) < x0 || Math.log10(kb) > x1) continue;
       ctx.beginPath(); ctx.moveTo(X(kb), T); ctx.lineTo(X(kb), H - B); ctx.stroke();
       ctx.fillText(String(kb), X(kb), H - B + 15);
     }
-    ctx.fillText("KB per image (log scale; accuracy below " + y0.toFixed(1) + " % sits on the bottom axis)",
+    ctx.fillText(narrow ? `KB per image (below ${y0.toFixed(1)} %: on the axis)`
+                        : `KB per image (log scale; accuracy below ${y0.toFixed(1)} % sits on the bottom axis)`,
                  L + (W - L - R) / 2, H - 8);
     ctx.textAlign = "right";
     for (let a = Math.ceil(y0 / 5) * 5; a <= y1; a += 5) {
@@ -255,8 +257,9 @@
       ctx.stroke();
       for (const p of ps) { ctx.beginPath(); ctx.arc(X(p[0]), Y(p[1]), 2.5, 0, 7); ctx.fill(); }
       const ly = H - B - 16 * (4 - k);                      // the legend, bottom right (the curves live up top)
-      ctx.fillRect(W - R - 230, ly - 4, 16, 3);
-      ctx.fillText(name, W - R - 208, ly);
+      const lx = W - R - (narrow ? 190 : 230);
+      ctx.fillRect(lx, ly - 4, 16, 3);
+      ctx.fillText(narrow ? name.replace(" (this page)", "") : name, lx + 22, ly);
     });
     // this rate's measured point (the nearest grid rate of the shipped fine grid) and this image's message
     const near = cur.variable.reduce((b, p) => (Math.abs(p[2] - i) < Math.abs(b[2] - i) ? p : b));
@@ -267,12 +270,12 @@
     ctx.beginPath(); ctx.moveTo(X(kb), Y(y1) + 22); ctx.lineTo(X(kb), H - B); ctx.stroke(); ctx.setLineDash([]);
     ctx.fillStyle = "#000";
     const right = X(kb) < W / 2;
-    ctx.textAlign = right ? "left" : "right";
-    const dx = right ? 6 : -6;
-    ctx.fillText(`this message: ${kb.toFixed(2)} KB`, X(kb) + dx, H - B - 90);
-    ctx.fillText(`circle: β ${betaOf(near[2]).toPrecision(2)} on ${cur.n.toLocaleString("en")} val images,`,
-                 X(kb) + dx, H - B - 74);
-    ctx.fillText(`${near[1]} % at ${near[0].toFixed(2)} KB on average`, X(kb) + dx, H - B - 58);
+    ctx.textAlign = right && !narrow ? "left" : "right";
+    const tx = narrow ? W - R - 4 : X(kb) + (right ? 6 : -6);      // a phone: the empty middle right
+    const ty = narrow ? Y(cur.teacher - 7) : H - B - 90;
+    ctx.fillText(`this message: ${kb.toFixed(2)} KB`, tx, ty);
+    ctx.fillText(`circle: β ${betaOf(near[2]).toPrecision(2)} on ${cur.n.toLocaleString("en")} val images,`, tx, ty + 14);
+    ctx.fillText(`${near[1]} % at ${near[0].toFixed(2)} KB on average`, tx, ty + 28);
     ctx.textAlign = "left";
   }
 
