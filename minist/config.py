@@ -127,7 +127,7 @@ class TeacherTrainConfig:
 
 @dataclass
 class StudentTrainConfig:
-    """The two-stage recipe of DESIGN §3, with epochs scaled for the mini setting.
+    """The two-stage recipe of docs/design.md §3, with epochs scaled for the mini setting.
 
     The mini recipe's deviations from the paper, each measured in data/README.md's ablation table: stage 1
     distils ``layer2`` … ``layer4`` only (not ``layer1``), runs 8 epochs with one ×0.1 drop at 75 %, and
@@ -192,7 +192,7 @@ class StudentTrainConfig:
 
     @classmethod
     def preset_config(cls, preset: str = "mini", **overrides) -> StudentTrainConfig:
-        """The mini recipe, or the paper's (DESIGN §3: ResNet-50 teacher, C = 24, 224 px ImageNet, stage 1
+        """The mini recipe, or the paper's (docs/design.md §3: ResNet-50 teacher, C = 24, 224 px ImageNet, stage 1
         10 epochs of Adam 1e-3 ×0.1 at epochs 5 and 8, batch 64; stage 2 10 epochs of SGD 1e-3 ×0.1 at epoch 5,
         batch 128). ``batch_size`` is global: ``torchrun`` splits it over the processes."""
         return _preset(cls, {"mini": {}, "paper": dict(
@@ -264,7 +264,7 @@ class TaskTrainConfig:
     @classmethod
     def preset_config(cls, preset: str = "mini", **overrides) -> TaskTrainConfig:
         """mini: Fashion-on-Photos scenes. paper: torchvision's Faster R-CNN R50-FPN on COCO 2017 (91 labels) or
-        DeepLabv3-R50 on PASCAL VOC 2012 (21 labels), 512-px images. DESIGN gives no task recipe; these are
+        DeepLabv3-R50 on PASCAL VOC 2012 (21 labels), 512-px images. docs/design.md gives no task recipe; these are
         starting points (global batch 16, AdamW), not the paper's values."""
         cfg = _preset(cls, {"mini": {}, "paper": dict(
             preset="paper", image_size=512, epochs=0, stage1_epochs=2, stage2_epochs=6, batch_size=16, lr=1e-4,
@@ -314,6 +314,7 @@ class ImageCodecConfig:
 
 
 def mini_val_set(limit: int | None = None):
-    """The cached Fashion-on-Photos val set every mini result is scored on (DESIGN §4), or its first ``limit``."""
+    """The cached Fashion-on-Photos val set every mini result is scored on (docs/design.md §4), or its first
+    ``limit``."""
     val = cached("val", "classification", **asdict(StudentTrainConfig().data_config()))
     return val if limit is None else Subset(val, range(min(limit, len(val))))

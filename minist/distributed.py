@@ -10,7 +10,7 @@ What DDP needs from the Entropic Student, and where it is handled:
 * **Global batch.** ``batch_size`` in the configs is the *global* batch (the paper's 64 / 128); each of
   the ``W`` ranks takes ``batch_size / W`` samples through a :class:`~torch.utils.data.DistributedSampler`
   (the single-process run uses the same sampler with ``W = 1``, so both see the same samples per step).
-* **Sum-reduced losses.** Stage 1's loss is a *sum* over the batch (distortion and total bits, DESIGN §3);
+* **Sum-reduced losses.** Stage 1's loss is a *sum* over the batch (distortion and total bits, docs/design.md §3);
   DDP averages gradients over ranks, so each rank's loss is multiplied by ``W``
   (:func:`loss_scale`): one DDP step then equals one single-process step on the combined batch.
   Stage 2's KD loss is a batch mean and needs no scaling.

@@ -1,11 +1,11 @@
-"""Measuring (DESIGN §4): accuracy, real bytes, and what each way of splitting the network would send.
+"""Measuring (docs/design.md §4): accuracy, real bytes, and what each way of splitting the network would send.
 
 * classification: :func:`evaluate_accuracy` (a model on pixels), :func:`codec_accuracy` (the teacher on JPEG/WebP
   decodings), :func:`image_codec_accuracy` (on a learned image codec's), :func:`evaluate_student` (a student
   through its real split, one image → one bitstream, batch 1);
 * tasks: :func:`evaluate_task` with :func:`teacher_predictor` / :func:`student_predictor`, and
   :func:`payload_digest` (the shared encoder's bytes must not change);
-* the paper's motivating observation (DESIGN §1): sending an intermediate feature map of the unmodified teacher
+* the paper's motivating observation (docs/design.md §1): sending an intermediate feature map of the unmodified teacher
   costs *more* bytes than sending the input image compressed, because early ResNet stages widen the tensor
   (ResNet-50's ``layer1``: 256×56×56 values vs 224×224×3 pixels): :func:`split_point_sizes`.
 """
@@ -153,7 +153,7 @@ def codec_accuracy(model, dataset, fmt: str, quality: int, limit: int | None = N
 
 
 def image_codec_accuracy(model, teacher, dataset, batch_size: int = 100) -> dict:
-    """DESIGN §4 for a learned image codec: every image its own bitstream, then the unmodified teacher."""
+    """docs/design.md §4 for a learned image codec: every image its own bitstream, then the unmodified teacher."""
     model.eval()
     acc, sizes = decoded_accuracy(teacher, dataset, lambda x: image_codecs.roundtrip(model, x), batch_size=batch_size)
     return {"accuracy": acc, **size_stats(sizes, dataset[0][0].shape[-2:]),
@@ -163,7 +163,7 @@ def image_codec_accuracy(model, teacher, dataset, batch_size: int = 100) -> dict
 @torch.no_grad()
 def evaluate_student(student, dataset, progress: bool = False, limit: int | None = None,
                      beta: float | None = None) -> dict:
-    """Accuracy at real bytes (DESIGN §4): device part → bytes → server part, batch 1, one bitstream per image.
+    """Accuracy at real bytes (docs/design.md §4): device part → bytes → server part, batch 1, one bitstream per image.
 
     Returns accuracy (%), mean/std KB per image (1 KB = 1024 B), bpp, the payload's share, our header bytes,
     and the estimated bits Σ −log2 p (``device_part(x, with_rate=True)``) next to the real payload.

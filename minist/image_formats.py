@@ -34,7 +34,7 @@ def to_pil(x) -> Image.Image:
 
 def encode(x, fmt: str = "jpeg", quality: int = 75) -> bytes:
     """Encode an image as JPEG, WebP (lossy) or PNG; returns the bytes that would be sent. Quality 1 … 100, and
-    WebP's real smallest setting 0 (every codec's whole range counts: DESIGN §9)."""
+    WebP's real smallest setting 0 (every codec's whole range counts: docs/design.md §9)."""
     fmt = fmt.lower()
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {FORMATS}")

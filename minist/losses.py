@@ -1,4 +1,4 @@
-"""Every training objective of minist (DESIGN §3; Matsubara et al., WACV 2022, Eqs. 2–4).
+"""Every training objective of minist (docs/design.md §3; Matsubara et al., WACV 2022, Eqs. 2–4).
 
 Stage 1:      L = Σ_batch [ Σ_j w_j ‖S_j − T_j‖²  +  β · bits ]       (sum over the batch, the paper's)
   task-aware: L = Σ_batch [ Σ_j w_j Σ_p a(p) ‖S_j(p) − T_j(p)‖²  +  β · bits ]   (a: the teacher's Grad-CAM,

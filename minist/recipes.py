@@ -1,7 +1,7 @@
 """The training recipes, each a short function on the one engine (:class:`minist.engine.Engine`).
 
 * :func:`train_teacher`: the mini teacher (cross-entropy, SGD + Nesterov, warm-up + cosine);
-* :func:`train_stage1`, :func:`train_stage2`: the Entropic Student's two stages (DESIGN §3), and
+* :func:`train_stage1`, :func:`train_stage2`: the Entropic Student's two stages (docs/design.md §3), and
   :func:`train_student`, which runs both (or Singh et al.'s single end-to-end stage) and scores the result;
 * :func:`train_task_teacher`, :func:`train_task_student`: detection and segmentation on the shared bitstream;
 * :func:`train_image_codec`: a learned image codec, the input-compression baseline.
@@ -485,7 +485,7 @@ def _fit_task(net, modules, loss_of_batch, cfg: TaskTrainConfig, epochs: int, lr
 def train_task_teacher(cfg: TaskTrainConfig, teacher, progress: bool = True, train_set=None):
     """Train FPN + head of a task teacher on the frozen classification ``teacher``; returns ``(net, meta)``.
 
-    ``train_set`` replaces Fashion-on-Photos with any dataset of ``(image, target)`` in the DESIGN §7
+    ``train_set`` replaces Fashion-on-Photos with any dataset of ``(image, target)`` in the docs/design.md §7
     format (e.g. ``minist.data.load("pennfudan", root=...)``; set ``num_classes`` and ``image_size``).
     """
     T._check_task(cfg.task)

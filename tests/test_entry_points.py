@@ -253,3 +253,15 @@ def test_no_function_level_imports_of_minist_modules():
                     if ours:
                         found.append(f"{path.relative_to(root.parent)}:{node.lineno}")
     assert not found, found
+
+
+def test_code_cites_only_documents_in_the_repository():
+    """A "docs/design.md §N" in a docstring points at a section that exists; no bare "DESIGN §N" is left."""
+    import re
+    root = Path(__file__).resolve().parents[1]
+    sections = set(re.findall(r"^## (\d+)\.", (root / "docs" / "design.md").read_text(), re.M))
+    for path in list((root / "minist").rglob("*.py")) + list((root / "device").rglob("*.py")):
+        text = path.read_text()
+        assert not re.search(r"\bDESIGN §", text), f"{path}: cites DESIGN, which is not in the repository"
+        for n in re.findall(r"docs/design\.md §(\d+)", text):
+            assert n in sections, f"{path}: docs/design.md has no §{n}"

@@ -1,7 +1,7 @@
 """Cross-check against the authors' implementation (``sc2bench``, optional: skipped when not installed).
 
 ``pip install sc2bench`` gives the seed authors' ``FPBasedResNetBottleneck`` — the ResNet-50 Entropic Student
-bottleneck of DESIGN §2. We build theirs and ours, compare every parameter's name and shape, load the same
+bottleneck of docs/design.md §2. We build theirs and ours, compare every parameter's name and shape, load the same
 weights into both, and check that one image gives the same rANS payload: our message is their string plus our
 16 bytes (12-byte header: magic, version, C, h, w, table fingerprint; 4-byte CRC-32 trailer), nothing else.
 """

@@ -1,6 +1,6 @@
 """The whole of Imagenette v2 on disk (``../shared/data/imagenette``) as the real-photo benchmark.
 
-Three splits, kept apart so that no number is measured on the set it was chosen with (DESIGN §9):
+Three splits, kept apart so that no number is measured on the set it was chosen with (docs/design.md §9):
 
 * ``"train"``: the official training photos less the hold-out, as an augmented stream (random-resized
   crop + flip, drawn per image and per epoch);

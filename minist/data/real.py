@@ -1,7 +1,7 @@
 """Loaders for real data, for online users and benchmarks.
 
 All return ``(x, y)`` with ``x`` a float tensor (3, size, size) in [0, 1] and
-``y`` a class index (classification) or a dict target in the DESIGN §7 format.
+``y`` a class index (classification) or a dict target in the docs/design.md §7 format.
 torchvision's datasets do the reading (and, with ``download=True``, the
 downloading); ``torchvision.transforms.v2`` resizes images with their boxes and
 masks. Offline, a missing dataset raises a clear error that says how to get it.
@@ -183,7 +183,7 @@ def oxford_pets(root, split: str = "trainval", size: int = 128, download: bool =
 
 
 class PennFudanPed(torch.utils.data.Dataset):
-    """Penn-Fudan pedestrians (170 images, instance masks), in the DESIGN §7 detection format.
+    """Penn-Fudan pedestrians (170 images, instance masks), in the docs/design.md §7 detection format.
 
     Layout: ``root/PNGImages/*.png`` and ``root/PedMasks/*_mask.png`` (mask value k = instance k).
     Download it (51 MB) from https://www.cis.upenn.edu/~jshi/ped_html/PennFudanPed.zip and unzip.

@@ -1,6 +1,6 @@
 """Fashion-on-Photos: Fashion-MNIST products pasted, tinted and textured on real photos.
 
-The offline default of minist (DESIGN §5). Every sample is a pure function of
+The offline default of minist (docs/design.md §5). Every sample is a pure function of
 ``(seed, split, epoch, index)``: NumPy's PCG64 generator is the same on every
 machine, and the rendering below uses only operations whose result is the same
 on every machine (elementwise IEEE float32 arithmetic in a fixed order, NumPy's

@@ -6,7 +6,7 @@ a point already there is skipped, so an interrupted sweep resumes where it stopp
 points into ``data/results_mini.json``, which the figures and the explorer read through
 :func:`minist.pretrained.results`.
 
-Every point follows the protocol of DESIGN §4 on the same cached val set: one image,
+Every point follows the protocol of docs/design.md §4 on the same cached val set: one image,
 one bitstream, real bytes, accuracy after real decoding.
 
 Parts (and what each point's knob is):

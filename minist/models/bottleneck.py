@@ -1,6 +1,6 @@
 """The Entropic Student's bottleneck: a tiny encoder on the device, a decoder on the server.
 
-DESIGN §2 (Matsubara et al., WACV 2022, Fig. 2): the encoder maps an image to a ``C``-channel latent at stride 4
+docs/design.md §2 (Matsubara et al., WACV 2022, Fig. 2): the encoder maps an image to a ``C``-channel latent at stride 4
 with widths 4C, 2C, C; the decoder rebuilds the ``T``-channel tensor the teacher's ``layer1`` outputs, with widths
 2T, T, T. GDN1 is the simplified GDN of Johnston et al. (2019); IGDN is its inverse. In the paper no convolution
 has a bias; then, since GDN is odd, ``encoder(−x) = −encoder(x)`` exactly, which cannot rebuild a ReLU output

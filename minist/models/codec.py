@@ -48,7 +48,7 @@ def rate_bits(likelihoods: torch.Tensor) -> torch.Tensor:
 
 
 class FactorizedCodec(EntropyBottleneck):
-    """The factorized prior of DESIGN §2 (filters (3, 3, 3, 3), tail mass 1e-9) + rANS, at one β: codec id 1.
+    """The factorized prior of docs/design.md §2 (filters (3, 3, 3, 3), tail mass 1e-9) + rANS, at one β: codec id 1.
 
     Fields on the wire: the fingerprint (4 B). ``seal`` is the encoder's probe digest (:func:`.wire.probe_digest`),
     set by the student whenever its tables are built or loaded, so the fingerprint covers the encoder too."""

@@ -1,4 +1,4 @@
-"""CR+BQ's latent codec (channel reduction + 8-bit quantisation, the feature-compression baseline of DESIGN §3).
+"""CR+BQ's latent codec (channel reduction + 8-bit quantisation, the feature-compression baseline of docs/design.md §3).
 
 No prior: each value of the latent is sent as 8 bits, with one affine scale per image in the header. It follows the
 latent-codec interface of :mod:`minist.models.codec` (``forward``, ``estimate_bits``, ``encode``, ``decode``, ``grid``).

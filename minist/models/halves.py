@@ -91,7 +91,7 @@ class ServerPart(nn.Module):
         self.codec, self.decoder = student.codec, student.decoder
         for name in TAIL:
             setattr(self, name, getattr(student, name))
-        #: what a server accepts by default: the latent of the training image size (DESIGN §5)
+        #: what a server accepts by default: the latent of the training image size (docs/design.md §5)
         self.latent_sizes = set(latent_sizes) if latent_sizes else {
             student.latent_size(student.teacher_config.image_size)}
         self.eval()

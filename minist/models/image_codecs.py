@@ -1,7 +1,7 @@
 """Learned image codecs, the input-compression baseline: CompressAI's architectures, with minist's wire format.
 
 The paper compares the Entropic Student with learned *image* codecs followed by the unmodified teacher
-(DESIGN §3): the factorized prior of Ballé et al. (ICLR 2018, ``bmshj2018-factorized``) and the mean-scale
+(docs/design.md §3): the factorized prior of Ballé et al. (ICLR 2018, ``bmshj2018-factorized``) and the mean-scale
 hyperprior of Minnen et al. (NeurIPS 2018, ``mbt2018-mean``). minist trains them (narrower: N = 64, M = 96) on
 Fashion-on-Photos itself (:func:`minist.recipes.train_image_codec`).
 

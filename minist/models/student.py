@@ -1,6 +1,6 @@
 """The Entropic Student (Matsubara, Yang, Levorato & Mandt, WACV 2022): encoder + codec + decoder + tail.
 
-It replaces the teacher's ``stem`` + ``layer1`` (DESIGN §2) and keeps copies of ``layer2`` … ``head``::
+It replaces the teacher's ``stem`` + ``layer1`` (docs/design.md §2) and keeps copies of ``layer2`` … ``head``::
 
     device:  x ─ encoder ─ z ─ codec.encode ─▶ bytes                  (round + rANS with the factorized prior)
     server:  bytes ─ codec.decode ─ ẑ ─ decoder ─ "layer1" ─ layer2 ─ layer3 ─ layer4 ─ head ─▶ logits
@@ -102,7 +102,7 @@ class EntropicStudent(CompressionModel):
 
     # ---- stages ----------------------------------------------------------------------------
     def set_stage(self, stage: int) -> EntropicStudent:
-        """Freeze what the stage does not train (DESIGN §3). Stage 2 also builds the coding tables."""
+        """Freeze what the stage does not train (docs/design.md §3). Stage 2 also builds the coding tables."""
         if stage not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {stage}")
         self.stage = stage

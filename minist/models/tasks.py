@@ -1,6 +1,6 @@
 """Detection and segmentation on the teacher's backbone, and on the student's shared bitstream.
 
-The paper's multi-task claim (DESIGN §2): the encoder and prior trained for
+The paper's multi-task claim (docs/design.md §2): the encoder and prior trained for
 classification at a β are **frozen and shared**; per task, only the server side
 (decoder + task network) is retrained. One bitstream then serves every task::
 
@@ -10,7 +10,7 @@ classification at a β are **frozen and shared**; per task, only the server side
 
 Both task networks use torchvision's components on a feature pyramid
 (``torchvision.ops.FeaturePyramidNetwork``) over ``layer1`` … ``layer4``
-(strides 4, 8, 16, 32), as DESIGN §2 says for FPN models: the decoder's output
+(strides 4, 8, 16, 32), as docs/design.md §2 says for FPN models: the decoder's output
 feeds the first pyramid level, ``layer2`` … ``layer4`` the others.
 
 * Detection: torchvision's **FCOS** (Tian et al. 2019). Anchor-free, one stage,
@@ -286,7 +286,7 @@ def build_task_teacher(task: str, teacher: Teacher, num_classes: int = 11, image
 
 
 def build_paper_task_teacher(task: str, image_size: int = 512, weights: bool = True) -> TaskNet:
-    """The paper's task teachers from torchvision (DESIGN §2; SC2's choice): Faster R-CNN R50-FPN trained on
+    """The paper's task teachers from torchvision (docs/design.md §2; SC2's choice): Faster R-CNN R50-FPN trained on
     COCO 2017 (91 labels) and DeepLabv3-R50 with the 21 PASCAL VOC labels. ``weights=False`` builds them
     untrained (offline, for tests); with ``weights=True`` torchvision downloads them once.
 

@@ -3,7 +3,7 @@
 Both presets expose the same stages, ``stem`` (stride 4) → ``layer1`` … ``layer4``
 → ``head`` (global average pool + fc), and :meth:`Teacher.features` returns the
 outputs of any of them: distillation reads ``layer1`` … ``layer4``, and the
-student (DESIGN §2) replaces ``stem`` + ``layer1`` with its bottleneck.
+student (docs/design.md §2) replaces ``stem`` + ``layer1`` with its bottleneck.
 
 * ``paper``: torchvision ResNet-50 (He et al. 2016), 224×224 ImageNet images.
 * ``mini``: the same layout with one BasicBlock per stage and widths

@@ -16,7 +16,7 @@ A message is one image's bitstream, all integers big-endian::
     8+k     n     payload: the rANS stream(s), or C·h·w uint8 codes, C-major (id 2)
     8+k+n   4     CRC-32 of everything before it
 
-The 8 + k + 4 header bytes are ours and reported apart from the payload (DESIGN §4). A header can lie (the CRC
+The 8 + k + 4 header bytes are ours and reported apart from the payload (docs/design.md §4). A header can lie (the CRC
 is public), so :func:`unpack` checks what it can before any decoding: the codec id, C, the latent size (against
 the sizes a server accepts, and :data:`MAX_LATENT_POSITIONS` always, before anything is allocated).
 
