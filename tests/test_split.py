@@ -16,7 +16,17 @@ from minist.split import SplitClient, SplitServer, get_channel
 from minist.split import protocol as P
 from minist.split.channel import Channel
 from minist.split.client import ServerError
-from minist.split.latency import crossover_bps, device_cost, end_to_end_ms, export_encoder
+from minist.split.latency import (
+    FRAME_OVERHEAD,
+    crossover_bps,
+    device_cost,
+    end_to_end_ms,
+    export_encoder,
+    measure_strategies,
+    natural_images,
+    paper_pair,
+    region_table,
+)
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +219,17 @@ def test_split_region_names_the_fastest_strategy_and_the_splits_margin():
     assert at[("ble", 1)]["fastest"] == "teacher on device"        # a fast device: nothing beats running locally
     assert at[("ble", 10)]["fastest"] == "Entropic Student"       # slow device, slow link: the split
     assert at[("wifi", 10)]["fastest"] == "JPEG q75 + teacher"    # slow device, fast link: send the image
+
+
+def test_paper_pair_latency_map_uses_the_given_message_size():
+    """The paper's pair is timed for real; its message size is the one passed (an untrained model's means nothing)."""
+    student, teacher = paper_pair()
+    assert student.codec.channels == 24 and teacher.config.image_size == 224
+    images = natural_images(224, 1)
+    assert images[0].shape == (3, 224, 224) and 0 <= float(images[0].min()) and float(images[0].max()) <= 1
+    rows = measure_strategies(student, teacher, images, repeats=1, message_bytes=5000)
+    assert rows[0]["bytes"] == 5000 + FRAME_OVERHEAD
+    assert rows[2]["strategy"].startswith("JPEG") and rows[2]["bytes"] > 2000       # a real photo's JPEG
+    assert rows[4]["bytes"] == 256 * 56 * 56 * 4 + FRAME_OVERHEAD                   # ResNet-50's layer1, float32
+    table = region_table(rows)
+    assert len(table.splitlines()) == 1 + 6 + 2 and "cells" in table.splitlines()[-1]

@@ -42,13 +42,16 @@ from ..recipes import stage1_optimizers, stage1_step
 from ..split import PRESETS, SplitClient, SplitServer
 from ..split.adaptive import TRACE_PRESETS, load_trace
 from ..split.latency import (
-    SLOWDOWNS,
+    PAPER_MESSAGE_ACCURACY,
+    PAPER_MESSAGE_KB,
     crossover_bps,
     device_cost,
     end_to_end_ms,
     export_encoder,
     measure_strategies,
-    split_region,
+    natural_images,
+    paper_pair,
+    region_table,
 )
 from ..utils import get_device
 from ..widgets import Explorer
@@ -239,16 +242,20 @@ def split_main(quick: bool = False) -> int:
             faster_low = end_to_end_ms(es, 1e3, 0.05, slow) < end_to_end_ms(r, 1e3, 0.05, slow)
             what = (f"{bw / 1e6:.3f} Mbit/s" if bw else ("always faster" if faster_low else "never faster"))
             print(f"  vs {r['strategy']:<28} device {slow:>3}× slower than this CPU: {what}")
-    region = split_region(rows)
     print("\nwhere the split wins (S: the Entropic Student is fastest; otherwise the fastest strategy's initial, "
           "T = teacher on device, J/W = JPEG/WebP + server teacher, L = layer1 features); margin in ms over the "
           "best other strategy:")
-    print(f"{'link':>6} | " + " | ".join(f"{s:>4}×{'':>7}" for s in SLOWDOWNS))
-    for name in PRESETS:
-        cells = [r for r in region if r["link"] == name]
-        print(f"{name:>6} | " + " | ".join(
-            f"{'S' if r['fastest'] == rows[0]['strategy'] else r['fastest'][0].upper()} {r['margin_ms']:>+9.1f}"
-            for r in cells))
+    print(region_table(rows))
+    pstudent, pteacher = paper_pair()
+    prows = measure_strategies(pstudent, pteacher, natural_images(224, 2 if quick else 4), repeats=2 if quick else 5,
+                               message_bytes=PAPER_MESSAGE_KB * 1024)
+    print(f"\nthe paper's pair timed on this CPU (ResNet-50 and the paper's encoder, 224 px, untrained weights: "
+          f"compute only; the message is the paper's {PAPER_MESSAGE_KB} KB for {PAPER_MESSAGE_ACCURACY} %; "
+          f"JPEG/WebP bytes on real photographs):")
+    for r in prows:
+        print(f"  {r['strategy']:<28} device {r['device_ms']:8.1f} ms, {r['bytes']:>9.0f} B, server "
+              f"{r['server_ms']:7.1f} ms")
+    print(region_table(prows))
     # a real round trip per preset through the TCP server (channel modelled by the client)
     device_part, server_part = student.split()
     msgs = [device_part(x.unsqueeze(0)) for x in images[:3]]

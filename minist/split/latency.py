@@ -19,13 +19,21 @@ import time
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .. import checkpoint, image_formats
+from ..config import BottleneckConfig
+from ..data.photos import load_photo, split_photos
 from ..models.halves import DeviceNet
+from ..models.student import EntropicStudent
+from ..models.teacher import build_teacher
 from .channel import PRESETS
 from .protocol import FRAME_OVERHEAD
 
 REPLY_BYTES = 64   # a RESULT frame with the label and a few logits, roughly
+#: the paper's Entropic Student on ImageNet at one point of SC2's re-run (docs/paper_scale.md §4, read off its
+#: figure): a 5.3-KB message for 74.8 % top-1, 1.3 pt below the ResNet-50 teacher's 76.13 %
+PAPER_MESSAGE_KB, PAPER_MESSAGE_ACCURACY, PAPER_TEACHER_ACCURACY = 5.3, 74.8, 76.13
 
 
 def _time_ms(fn, repeats: int) -> float:
@@ -38,9 +46,38 @@ def _time_ms(fn, repeats: int) -> float:
     return 1000 * float(np.median(times))
 
 
+def paper_pair(seed: int = 0):
+    """(student, teacher) of the paper preset — ResNet-50 at 224 px and the paper's encoder (C = 24) — untrained,
+    for timing: their compute does not depend on the weights. Their bytes do, so a latency map of this pair takes
+    the message size from the paper (:data:`PAPER_MESSAGE_KB`, ``measure_strategies(message_bytes=…)``)."""
+    torch.manual_seed(seed)
+    teacher = build_teacher("paper").eval()
+    student = EntropicStudent(teacher, BottleneckConfig.preset_config("paper")).eval()
+    student.update(force=True)
+    return student, teacher
+
+
+def natural_images(size: int = 224, n: int = 4) -> list[torch.Tensor]:
+    """Centre crops (``size`` px) of real photographs — the val background photos that ship with scikit-image and
+    friends — as (3, size, size) floats in [0, 1]: JPEG's and WebP's bytes on them are real ones."""
+    out = []
+    for name in split_photos("val")[:n]:
+        p = load_photo(name)
+        h, w = p.shape[:2]
+        s = min(h, w)
+        crop = np.asarray(Image.fromarray(p[(h - s) // 2:(h + s) // 2, (w - s) // 2:(w + s) // 2])
+                          .resize((size, size), Image.BILINEAR))
+        out.append(torch.from_numpy(crop.copy()).permute(2, 0, 1).float().div(255.0))
+    return out
+
+
 @torch.no_grad()
-def measure_strategies(student, teacher, images, repeats: int = 5, jpeg_quality: int = 75) -> list[dict]:
-    """Median component times (ms, batch 1, this machine's CPU) and mean bytes per strategy."""
+def measure_strategies(student, teacher, images, repeats: int = 5, jpeg_quality: int = 75,
+                       message_bytes: float | None = None) -> list[dict]:
+    """Median component times (ms, batch 1, this machine's CPU) and mean bytes per strategy.
+
+    ``message_bytes``: the student's message size to use instead of its own (an untrained :func:`paper_pair`'s
+    bytes mean nothing; its compute is real)."""
     student.eval()
     teacher.eval()
     device_part, server_part = student.split()
@@ -48,9 +85,10 @@ def measure_strategies(student, teacher, images, repeats: int = 5, jpeg_quality:
     rows = []
 
     msgs = [device_part(x) for x in xs]
+    sent = float(np.mean([len(m) for m in msgs])) if message_bytes is None else float(message_bytes)
     rows.append({"strategy": "Entropic Student",
                  "device_ms": float(np.mean([_time_ms(lambda x=x: device_part(x), repeats) for x in xs])),
-                 "bytes": float(np.mean([len(m) for m in msgs])) + FRAME_OVERHEAD,
+                 "bytes": sent + FRAME_OVERHEAD,
                  "server_ms": float(np.mean([_time_ms(lambda m=m: server_part(m), repeats) for m in msgs]))})
     rows.append({"strategy": "teacher on device",
                  "device_ms": float(np.mean([_time_ms(lambda x=x: teacher(x), repeats) for x in xs])),
@@ -140,6 +178,24 @@ def split_region(rows: list[dict], slowdowns=SLOWDOWNS, presets: dict | None = N
                         "split_ms": t[es["strategy"]], "best_other": best_other,
                         "margin_ms": t[best_other] - t[es["strategy"]]})
     return out
+
+
+def region_table(rows: list[dict], slowdowns=SLOWDOWNS, presets: dict | None = None) -> str:
+    """:func:`split_region` as text: per link (rows) and device slowdown (columns) the fastest strategy's initial
+    (S = the Entropic Student's split, T = teacher on device, J/W = JPEG/WebP + the teacher on the server, L =
+    layer1 features) and the split's margin over the best other strategy in ms (negative: it loses by that
+    much); then the cells the split wins."""
+    presets = presets or PRESETS
+    region = split_region(rows, slowdowns, presets)
+    lines = [f"{'link':>6} | " + " | ".join(f"{s:>4}× slower  " for s in slowdowns)]
+    for name in presets:
+        lines.append(f"{name:>6} | " + " | ".join(
+            f"{'S' if r['fastest'] == rows[0]['strategy'] else r['fastest'][0].upper()} {r['margin_ms']:>+10.1f} ms"
+            for r in region if r["link"] == name))
+    wins = [r for r in region if r["margin_ms"] > 0]
+    lines.append(f"\nthe split is fastest in {len(wins)} of {len(region)} cells"
+                 + (": " + ", ".join(f"{r['link']} ×{r['slowdown']}" for r in wins) if wins else ""))
+    return "\n".join(lines)
 
 
 @torch.no_grad()
