@@ -96,11 +96,36 @@ def cache_dir() -> Path:
     return path
 
 
-def show_source(obj) -> None:
+def show_source(obj, start: str | None = None, omit: tuple[str, ...] = ()) -> None:
     """Print the source of a function or class of minist, with the file and line it comes from (the notebooks
-    show the code that runs, not a paraphrase of it)."""
-    lines, start = inspect.getsourcelines(obj)
+    show the code that runs, not a paraphrase of it).
+
+    ``start``: begin at the first line containing this text; ``omit``: leave out every line containing one of
+    these texts together with the block indented under it. What is left out is marked in place (``# … n lines
+    left out: …``), so the lines shown are the real ones, in order."""
+    lines, first = inspect.getsourcelines(obj)
     path = Path(inspect.getsourcefile(obj)).resolve()
     root = Path(__file__).resolve().parents[1]
     where = path.relative_to(root) if path.is_relative_to(root) else path
-    print(f"# {where}, line {start}\n" + "".join(lines))
+    indent = lambda line: len(line) - len(line.lstrip())            # noqa: E731
+    begin = 0
+    if start is not None:
+        found = [i for i, line in enumerate(lines) if start in line]
+        if not found:
+            raise ValueError(f"{start!r} is not in the source of {getattr(obj, '__qualname__', obj)}")
+        begin = found[0]
+    out, i = [], begin
+    while i < len(lines):
+        line = lines[i]
+        if any(o in line for o in omit):
+            j = i + 1
+            while j < len(lines) and (not lines[j].strip() or indent(lines[j]) > indent(line)):
+                j += 1
+            code = line.split("#")[0].strip()[:70]
+            out.append(" " * indent(line) + f"# … {j - i} line{'s' * (j - i > 1)} left out: {code}\n")
+            i = j
+            continue
+        out.append(line)
+        i += 1
+    print(f"# {where}, line {first + begin}" + (f" (lines {first} … {first + begin - 1} above)" if begin else "")
+          + "\n" + "".join(out))

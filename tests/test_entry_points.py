@@ -265,3 +265,15 @@ def test_code_cites_only_documents_in_the_repository():
         assert not re.search(r"\bDESIGN §", text), f"{path}: cites DESIGN, which is not in the repository"
         for n in re.findall(r"docs/design\.md §(\d+)", text):
             assert n in sections, f"{path}: docs/design.md has no §{n}"
+
+
+def test_show_source_leaves_out_blocks_and_says_so(capsys):
+    from minist import recipes
+    from minist.utils import show_source
+    show_source(recipes.stage1_step, start="def step", omit=("if cfg.mixup",))
+    out = capsys.readouterr().out
+    assert "def step(batch):" in out and "def stage1_step" not in out and "above)" in out
+    assert "left out: if cfg.mixup > 0:" in out and "torch.distributions.Beta" not in out
+    assert "stage1_loss(" in out                               # what follows the block is still shown
+    with pytest.raises(ValueError, match="not in the source"):
+        show_source(recipes.stage1_step, start="no such line")
