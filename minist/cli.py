@@ -285,7 +285,12 @@ def cmd_web(args) -> int:
 def cmd_sweep(args) -> int:
     parts = tuple(p for p in args.parts.split(",") if p)
     if not (args.collect or args.ship):
-        sweep.run(parts=parts, out=args.out, quick=args.quick, betas=args.betas)
+        sweep.run(parts=parts, out=args.out, quick=args.quick, betas=args.betas,
+                  qualities=None if args.qualities is None else [int(q) for q in args.qualities])
+    if args.merge:
+        dest, new = sweep.merge(Path(args.out))
+        print(f"merged {len(new)} codec points into {dest}")
+        return 0
     if args.collect or args.ship:
         if args.ship:
             for path in sweep.ship_students(args.out):
@@ -457,6 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated β of the students (default: " + ",".join(f"{b:g}" for b in sweep.BETAS)
                    + ") or the ablation parts (default: " + ",".join(f"{b:g}" for b in sweep.ABLATION_BETAS) + ")")
     w.add_argument("--out", default="runs/sweep", help="one JSON per point and the checkpoints go here")
+    w.add_argument("--qualities", type=_numbers, default=None,
+                   help="codecs part: only these qualities of the study's grids (e.g. 0,1: each codec's smallest)")
+    w.add_argument("--merge", action="store_true", help="after the run, put its JPEG/WebP points into the shipped "
+                   "data/results_mini.json, keeping every other point")
     w.add_argument("--quick", action="store_true", help="a tiny sweep (a few steps, 20–100 images)")
     w.add_argument("--collect", action="store_true", help="only merge the points (into <out>/results_mini.json)")
     w.add_argument("--ship", action="store_true",

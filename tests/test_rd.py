@@ -1,6 +1,7 @@
 """The rate–distortion study: baselines' bitstreams, the sweep's bookkeeping, the shipped results, the explorer."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from minist.models.store import load_image_codec, load_student
 from minist.models.student import EntropicStudent
 from minist.models.teacher import Teacher
 from minist.recipes import train_image_codec, train_student, warm_start
+from minist.utils import data_dir
 
 TINY = TeacherConfig.preset_config("mini", widths=(8, 16, 16, 16), stem_width=8, image_size=64)
 
@@ -358,3 +360,26 @@ def test_an_rd_figure_refuses_points_scored_on_other_images_and_names_what_it_le
     assert 75.0 < lo < 88.0 and hi > 90.0                      # the axis spans the comparison, not the collapse
     notes = [t.get_text() for t in ax.texts if t.get_text().startswith("below the axis")]
     assert notes and "β=0.64: 10.0 %" in notes[0]
+
+
+def test_merge_puts_new_codec_points_into_the_shipped_results(tmp_path):
+    """``minist sweep --parts codecs --qualities 0,1 --merge``: a point of the same method and quality is replaced,
+    every other point is kept, and a file measured on another val set is refused."""
+    dest = tmp_path / "results_mini.json"
+    shutil.copyfile(data_dir() / "results_mini.json", dest)
+    before = json.loads(dest.read_text())["points"]
+    (tmp_path / "points").mkdir()
+    webp = next(p for p in before if p["method"] == "webp")
+    (tmp_path / "points" / "webp-x.json").write_text(json.dumps({**webp, "accuracy": 1.0}))
+    (tmp_path / "points" / "webp-y.json").write_text(json.dumps({**webp, "value": 99, "accuracy": 2.0}))
+    _, new = sweep.merge(tmp_path, dest=dest)
+    after = json.loads(dest.read_text())["points"]
+    assert len(new) == 2 and len(after) == len(before) + 1
+    same = [p for p in after if p["method"] == "webp" and p["value"] == webp["value"]]
+    assert [p["accuracy"] for p in same] == [1.0]
+    assert [p for p in after if p["method"] != "webp"] == [p for p in before if p["method"] != "webp"]
+    doc = json.loads(dest.read_text())
+    doc["val_set"]["sha256"] = "0" * 64
+    dest.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="another val set"):
+        sweep.merge(tmp_path, dest=dest)

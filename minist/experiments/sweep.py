@@ -45,8 +45,8 @@ from ..recipes import ship_half, train_image_codec, train_student
 from ..utils import data_dir
 
 PARTS = ("codecs", "students", "learned", "crbq", "e2e", "paper-loss", "task-aware")
-JPEG_QUALITIES = (5, 10, 15, 20, 30, 50, 75, 95)
-WEBP_QUALITIES = (1, 5, 10, 20, 30, 50, 75, 95)
+JPEG_QUALITIES = (1, 5, 10, 15, 20, 30, 50, 75, 95)       # each codec's whole range: its smallest setting too
+WEBP_QUALITIES = (0, 1, 5, 10, 20, 30, 50, 75, 95)
 BETAS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
 STUDENT_RECIPE = dict(eval_stage1=True)          # on top of StudentTrainConfig's defaults (the mini recipe)
 CRBQ_CHANNELS = (1, 2, 3)
@@ -85,7 +85,7 @@ def run_codecs(out: Path, teacher, limit: int | None = None, qualities=None) -> 
     h, w = val[0][0].shape[-2:]
     rows = []
     for fmt, grid in (("jpeg", JPEG_QUALITIES), ("webp", WEBP_QUALITIES)):
-        for q in (qualities or grid):
+        for q in (grid if qualities is None else [q for q in qualities if q in grid]):
             if _point_path(out, fmt, q).is_file():
                 continue
             acc, sizes, headers = codec_accuracy(teacher, val, fmt, q, return_sizes=True)
@@ -278,8 +278,30 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
     return dest
 
 
+def merge(out: Path, methods=("jpeg", "webp"), dest: Path | None = None) -> tuple[Path, list[dict]]:
+    """Put the point files of ``methods`` under ``out/points`` into the shipped results (``data/results_mini.json``),
+    replacing a point of the same method and knob value and keeping every other point: new baseline points for a
+    study whose student runs are not on this machine. Refuses points measured on another val set."""
+    dest = dest or data_dir() / pretrained.results_file("mini")
+    doc = json.loads(dest.read_text())
+    new = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json"))]
+    new = [p for p in new if p["method"] in methods]
+    if not new:
+        raise FileNotFoundError(f"no {'/'.join(methods)} points under {out / 'points'}: run `minist sweep --parts "
+                                f"codecs` first")
+    if mini_val_set().digest() != doc["val_set"]["sha256"]:
+        raise ValueError(f"{dest} was measured on another val set than this machine renders; merge nothing")
+    keys = {(p["method"], p["value"]) for p in new}
+    points = [p for p in doc["points"] if (p["method"], p.get("value")) not in keys] + new
+    order = {m: i for i, m in enumerate(("entropic", "stage1-only", *ABLATION_METHODS, "crbq", "end-to-end",
+                                         "factorized", "hyperprior", "jpeg", "webp"))}
+    doc["points"] = sorted(points, key=lambda p: (order.get(p["method"], 99), p["value"]))
+    checkpoint.write_json(dest, doc)
+    return dest, new
+
+
 def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quick: bool = False,
-        betas=None) -> None:
+        betas=None, qualities=None) -> None:
     """Run ``parts`` (points already under ``out`` are skipped); ``betas``: the β of the ``students`` and
     ablation parts (default ``BETAS`` and ``ABLATION_BETAS``), e.g. to share a part between two processes."""
     unknown = set(parts) - set(PARTS)
@@ -298,7 +320,7 @@ def run(parts=PARTS, out: str | Path = "runs/sweep", progress: bool = True, quic
     for part in parts:
         tic = time.time()
         if part == "codecs":
-            run_codecs(out, teacher, limit=100 if quick else None, qualities=(10, 50) if quick else None)
+            run_codecs(out, teacher, limit=100 if quick else None, qualities=(10, 50) if quick else qualities)
         elif part == "students":
             grid = tuple(betas) if betas else BETAS
             run_students(out, teacher, betas=grid[:1] if quick else grid, progress=progress, **small)
