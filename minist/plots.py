@@ -20,7 +20,7 @@ METHOD_COLORS = {
     "CR+BQ": "#9467bd", "end-to-end (Singh)": "#bcbd22",
     "factorized prior + teacher": "#17becf", "hyperprior + teacher": "#393b79",
     "variable-rate student": "#a50f15", "variable-rate, stage 1 only": "#fc9272",
-    "ablation: 16 + 4 epochs": "#08519c", "ablation: 16 + 4 epochs, stage 1 only": "#9ecae1",
+    "ablation: 8 + 2 epochs": "#08519c", "ablation: 8 + 2 epochs, stage 1 only": "#9ecae1",
     "ablation: MixUp α = 1": "#54278f", "ablation: MixUp α = 1, stage 1 only": "#bcbddc",
 }
 
@@ -34,13 +34,13 @@ METHOD_LABELS = {
     "hyperprior": "hyperprior + teacher", "jpeg": "JPEG", "webp": "WebP",
     "variable-rate": "variable-rate student", "variable-rate-stage1-only": "variable-rate, stage 1 only",
     # the real-photo ablation's arms at β 0.02 (``minist photos student --tag …``)
-    "entropic-patient": "ablation: 16 + 4 epochs", "stage1-only-patient": "ablation: 16 + 4 epochs, stage 1 only",
+    "entropic-short": "ablation: 8 + 2 epochs", "stage1-only-short": "ablation: 8 + 2 epochs, stage 1 only",
     "entropic-mixup": "ablation: MixUp α = 1", "stage1-only-mixup": "ablation: MixUp α = 1, stage 1 only",
 }
 # methods that compress the teacher's features (solid lines); the others compress the input (dashed)
 FEATURE_METHODS = ("entropic", "stage1-only", "paper-loss", "task-aware", "crbq", "end-to-end", "variable-rate",
                    "variable-rate-stage1-only", "paper-loss-stage1-only", "task-aware-stage1-only",
-                   "entropic-patient", "stage1-only-patient", "entropic-mixup", "stage1-only-mixup")
+                   "entropic-short", "stage1-only-short", "entropic-mixup", "stage1-only-mixup")
 KNOB_SYMBOLS = {"beta": "β", "quality": "q", "lambda": "λ", "channels": "C"}
 
 
