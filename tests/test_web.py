@@ -108,6 +108,33 @@ console.log(JSON.stringify(out));
             assert want == cs["payload"], "the student's own message carries another payload"
 
 
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed (apt-get install nodejs)")
+def test_wire_js_is_minists_format_and_refuses_damage(student, tmp_path):
+    """wire.js writes minist's header and CRC byte for byte, and refuses a cut, damaged or foreign message."""
+    device, _ = student.split()
+    msg = device.message(device.latent(torch.rand(1, 3, 128, 128)), 0.02)
+    script = tmp_path / "wire.js"
+    script.write_text(f"""
+const W = require({json.dumps(str(web.WEB_SOURCE / "wire.js"))});
+const msg = W.fromHex({json.dumps(msg.hex())});
+const m = W.parse(msg, 5);
+const again = W.message(m.codecId, m.c, m.h, m.w, m.fields, m.payload);
+const refused = [];
+for (const [name, bad] of [["cut", msg.subarray(0, msg.length - 7)], ["flipped", Uint8Array.from(msg, (b, i) =>
+    i === 20 ? b ^ 1 : b)], ["foreign", new TextEncoder().encode("GET / HTTP/1.1 and some more bytes")],
+    ["short", msg.subarray(0, 6)]]) {{
+  try {{ W.parse(bad, 5); refused.push([name, null]); }} catch (e) {{ refused.push([name, e.message]); }}
+}}
+console.log(JSON.stringify({{same: W.toHex(again) === W.toHex(msg), codec: m.codecId, c: m.c, h: m.h, w: m.w,
+                             refused}}));
+""")
+    got = json.loads(subprocess.run(["node", str(script)], capture_output=True, text=True, check=True).stdout)
+    assert got["same"] and (got["codec"], got["c"], got["h"], got["w"]) == (3, 12, 31, 31)
+    for name, error in got["refused"]:
+        assert error, f"wire.js accepted a {name} message"
+    assert "CRC" in dict(got["refused"])["flipped"] and "magic" in dict(got["refused"])["foreign"]
+
+
 def test_build_without_runtime_says_what_to_do(tmp_path):
     src = tmp_path / "web"
     shutil.copytree(web.WEB_SOURCE, src, ignore=shutil.ignore_patterns("node_modules"))
