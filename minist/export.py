@@ -37,10 +37,15 @@ ONNX_MISSING = ("exporting a device bundle needs the `onnx` package: pip install
                 "ml-dtypes, which wants NumPy 2 and breaks compressai)")
 
 
+def require_onnx() -> None:
+    """torch's ONNX exporter needs the ``onnx`` package; it is optional (only exporting does): say how to get it."""
+    if importlib.util.find_spec("onnx") is None:
+        raise RuntimeError(ONNX_MISSING)
+
+
 def onnx_bytes(student, image_size: int) -> bytes:
     """The device network as ONNX (opset 17, fixed input size); needs the ``onnx`` package to serialise."""
-    if importlib.util.find_spec("onnx") is None:     # torch's exporter needs it; optional: only exporting does
-        raise RuntimeError(ONNX_MISSING)
+    require_onnx()
     net = DeviceNet(student).eval()
     buf = io.BytesIO()
     with torch.no_grad():

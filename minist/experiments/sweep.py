@@ -259,9 +259,7 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
         raise FileNotFoundError(f"no sweep points under {out / 'points'}: run `minist sweep` first")
     _, tmeta = pretrained.teacher(preset, with_meta=True)
     val = mini_val_set()
-    order = {m: i for i, m in enumerate(("entropic", "stage1-only", *ABLATION_METHODS, "crbq", "end-to-end",
-                                         "factorized", "hyperprior", "jpeg", "webp"))}
-    points.sort(key=lambda p: (order.get(p["method"], 99), p["value"]))
+    points.sort(key=_study_order)
     for i, p in enumerate(points):      # name shipped files by their place in data/, drop run paths
         p.pop("checkpoint", None)
         if p["method"] == "entropic":
@@ -276,6 +274,13 @@ def collect(out: Path, preset: str = "mini", dest: Path | None = None) -> Path:
     dest = dest or data_dir() / pretrained.results_file(preset)
     checkpoint.write_json(dest, doc)
     return dest
+
+
+def _study_order(p: dict) -> tuple:
+    """Where a point stands in the shipped results: by method (the study's order), then knob value."""
+    order = ("entropic", "stage1-only", *ABLATION_METHODS, "crbq", "end-to-end", "factorized", "hyperprior", "jpeg",
+             "webp")
+    return (order.index(p["method"]) if p["method"] in order else 99, p["value"])
 
 
 def merge(out: Path, methods=("jpeg", "webp"), dest: Path | None = None) -> tuple[Path, list[dict]]:
@@ -293,9 +298,7 @@ def merge(out: Path, methods=("jpeg", "webp"), dest: Path | None = None) -> tupl
         raise ValueError(f"{dest} was measured on another val set than this machine renders; merge nothing")
     keys = {(p["method"], p["value"]) for p in new}
     points = [p for p in doc["points"] if (p["method"], p.get("value")) not in keys] + new
-    order = {m: i for i, m in enumerate(("entropic", "stage1-only", *ABLATION_METHODS, "crbq", "end-to-end",
-                                         "factorized", "hyperprior", "jpeg", "webp"))}
-    doc["points"] = sorted(points, key=lambda p: (order.get(p["method"], 99), p["value"]))
+    doc["points"] = sorted(points, key=_study_order)
     checkpoint.write_json(dest, doc)
     return dest, new
 

@@ -22,10 +22,10 @@ with a Cast to float32 (exact), which halves the page. The page computes in floa
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import gzip
 import hashlib
-import importlib.util
 import io
 import json
 import shutil
@@ -37,7 +37,7 @@ from torch import nn
 
 from .. import data as mdata
 from .. import pretrained
-from ..export import ONNX_MISSING, onnx_bytes
+from ..export import onnx_bytes, require_onnx
 from ..models.halves import TAIL
 from ..split.channel import PRESETS
 
@@ -107,8 +107,7 @@ def _half_storage(model_bytes: bytes, min_size: int = 1024) -> bytes:
 
 def server_onnx_bytes(student, latent: tuple[int, int, int]) -> bytes:
     """The server's network (ẑ → logits) as ONNX, opset 17, fp16 storage where exact."""
-    if importlib.util.find_spec("onnx") is None:
-        raise RuntimeError(ONNX_MISSING)
+    require_onnx()
     buf = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(ServerNet(student), (torch.zeros(1, *latent),), buf, dynamo=False, opset_version=17,
@@ -226,10 +225,9 @@ def build(out="build/web", student=None, source=None, with_reference: bool = Tru
     for s in SOURCES:
         shutil.copyfile(source / s, tmp / s)
     shutil.copyfile(dist / RUNTIME[0], tmp / RUNTIME[0])
-    lic = source / "node_modules" / "onnxruntime-web" / "README.md"
     (tmp / "THIRD_PARTY.txt").write_text("ort.wasm.min.js and assets/runtime.js: ONNX Runtime Web "
                                          f"(npm onnxruntime-web {_ort_version(source)}), MIT licence, "
-                                         "Copyright (c) Microsoft Corporation.\n" if lic else "")
+                                         "Copyright (c) Microsoft Corporation.\n")
     for name, text in parts.items():
         (tmp / "assets" / name).write_text(text)
     if with_reference:
@@ -263,11 +261,10 @@ def chromium() -> str | None:
     return None
 
 
-def run_selftest(folder, every: int = PREDICT_EVERY, timeout_s: float = 600.0, browser: str | None = None) -> dict:
-    """Open ``folder/index.html?selftest`` from disk in headless Chromium (Playwright) and return the page's
-    ``MINIST_SELFTEST``: its messages at every grid rate, predictions and logits at every ``every``-th, 40 timed
-    slider moves, and ``network_requests`` (every URL it asked for that is not a file, blob or data URL).
-    Raises RuntimeError with the page's error if it fails."""
+@contextlib.contextmanager
+def _page(folder, query: str = "", browser: str | None = None, **page_options):
+    """``folder/index.html`` (from disk) open in headless Chromium through Playwright; yields (page, the page's
+    errors, every URL it asked for that is not a file, blob or data URL)."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as e:
@@ -277,22 +274,30 @@ def run_selftest(folder, every: int = PREDICT_EVERY, timeout_s: float = 600.0, b
     if browser is None:
         raise RuntimeError("no Chromium found: install Debian's `chromium` (apt-get install chromium) or set "
                            "MINIST_CHROMIUM to a Chromium or Chrome binary")
-    page_errors, requests = [], []
+    errors, requests = [], []
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
         try:
-            page = b.new_page()
-            page.on("pageerror", lambda e: page_errors.append(str(e)))
+            page = b.new_page(**page_options)
+            page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("request", lambda r: requests.append(r.url) if not r.url.startswith(("file:", "blob:", "data:"))
                     else None)
-            url = (Path(folder).resolve() / "index.html").as_uri() + f"?selftest&every={int(every)}"
-            page.goto(url)
-            page.wait_for_function("window.MINIST_SELFTEST !== undefined", timeout=timeout_s * 1000)
-            result = page.evaluate("window.MINIST_SELFTEST")
+            page.goto((Path(folder).resolve() / "index.html").as_uri() + query)
+            yield page, errors, requests
         finally:
             b.close()
-    if "error" in result or page_errors:
-        raise RuntimeError(f"the page failed: {result.get('error') or page_errors}")
+
+
+def run_selftest(folder, every: int = PREDICT_EVERY, timeout_s: float = 600.0, browser: str | None = None) -> dict:
+    """Open ``folder/index.html?selftest`` from disk in headless Chromium (Playwright) and return the page's
+    ``MINIST_SELFTEST``: its messages at every grid rate, predictions and logits at every ``every``-th, 40 timed
+    slider moves, and ``network_requests`` (every URL it asked for that is not a file, blob or data URL).
+    Raises RuntimeError with the page's error if it fails."""
+    with _page(folder, f"?selftest&every={int(every)}", browser) as (page, errors, requests):
+        page.wait_for_function("window.MINIST_SELFTEST !== undefined", timeout=timeout_s * 1000)
+        result = page.evaluate("window.MINIST_SELFTEST")
+    if "error" in result or errors:
+        raise RuntimeError(f"the page failed: {result.get('error') or errors}")
     result["network_requests"] = requests          # what the page asked of a network: nothing, if it is offline
     return result
 
@@ -315,23 +320,12 @@ def compare(page: dict, ref: dict) -> dict:
 
 def screenshot(folder, path, position: int = 300, width: int = 1100, browser: str | None = None) -> Path:
     """A PNG of the built page with the slider at ``position`` (0 … 1000: β_min … β_max on a log scale)."""
-    from playwright.sync_api import sync_playwright
-    browser = browser or chromium()
-    if browser is None:
-        raise RuntimeError("no Chromium found: apt-get install chromium, or set MINIST_CHROMIUM")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
-        try:
-            page = b.new_page(viewport={"width": width, "height": 900})
-            page.goto((Path(folder).resolve() / "index.html").as_uri())
-            page.wait_for_function("document.getElementById('status').textContent.startsWith('Ready')",
-                                   timeout=120_000)
-            page.eval_on_selector("#beta", "(e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }",
-                                  int(position))
-            page.wait_for_function("document.getElementById('move-ms') && "
-                                   "document.getElementById('move-ms').textContent !== ''", timeout=60_000)
-            page.wait_for_timeout(300)
-            page.screenshot(path=str(path), full_page=True)
-        finally:
-            b.close()
+    with _page(folder, "", browser, viewport={"width": width, "height": 900}) as (page, _, _):
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('Ready')", timeout=120_000)
+        page.eval_on_selector("#beta", "(e, v) => { e.value = v; e.dispatchEvent(new Event('input')); }",
+                              int(position))
+        page.wait_for_function("document.getElementById('move-ms') && "
+                               "document.getElementById('move-ms').textContent !== ''", timeout=60_000)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(path), full_page=True)
     return Path(path)
