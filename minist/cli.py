@@ -7,6 +7,7 @@
     minist bench [all|foundation|student|split|rd|explorer|variable|adaptive|photos|throughput|device|train|…]
     minist photos teacher|… (the real-photo study: minist/experiments/photos.py)
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
+    minist test-study [--limit 500 --out build/t --dest build/t/r.json]  (every shipped model on the test split)
     minist eval-codec --format jpeg --quality 10 [--preset paper --data-root /data/imagenet]
     minist train-task --task detection --beta 0.08 | --preset paper --student S.pt --data-root /data/coco
     minist tasks [--tasks detection,segmentation] [--betas 0.005,0.08,0.32] [--quick] / minist tasks --ship
@@ -34,7 +35,7 @@ from .config import StudentTrainConfig, TaskTrainConfig, TeacherTrainConfig
 from .data.fashion import CLASSES, SUBSET_FILE, make_subset
 from .data.synth import cached
 from .evaluate import METRICS, codec_accuracy, evaluate_task, size_stats, student_predictor
-from .experiments import bench, photos, sweep, task_study, web
+from .experiments import bench, photos, sweep, task_study, test_study, web
 from .experiments.figures import make_all
 from .experiments.notebooks import run_all
 from .export import export_bundle
@@ -306,9 +307,10 @@ def cmd_tasks(args) -> int:
     betas = tuple(float(b) for b in args.betas.split(",") if b)
     args.out = args.out or ("runs/tasks-quick" if args.quick else "runs/tasks")   # never mix quick points in
     if not (args.collect or args.ship):
-        task_study.run(tasks=names, betas=betas, out=args.out, quick=args.quick)
+        task_study.run(tasks=names, betas=betas, out=args.out, quick=args.quick, variable=args.variable,
+                       shipped_teachers=args.shipped_teachers)
     if args.ship:
-        for path in task_study.ship(args.out):
+        for path in task_study.ship(args.out, merge=args.merge):
             print(f"shipped → {path}")
     elif args.collect or not args.quick:
         print(f"wrote {task_study.collect(args.out, dest=Path(args.out) / task_study.RESULTS_FILE)}")
@@ -472,6 +474,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not train: store the β-grid students in data/ (fp16) and write data/results_mini.json")
     w.set_defaults(fn=cmd_sweep)
 
+    ts = sub.add_parser("test-study", help="score every shipped mini model on the 10,000-image test split (no "
+                        "choice saw it): data/results_test_mini.json, the README's headline numbers")
+    ts.add_argument("--methods", default=",".join(test_study.METHODS),
+                    help="comma-separated subset of " + ",".join(test_study.METHODS))
+    ts.add_argument("--out", default=str(test_study.OUT), help="one JSON per point goes here (resumable)")
+    ts.add_argument("--limit", type=int, default=None, help="only the first N test images (a quick look; write "
+                    "it elsewhere with --out and --dest)")
+    ts.add_argument("--dest", default=None, help="the result file (default: data/results_test_mini.json)")
+    ts.add_argument("--collect-only", action="store_true", help="score nothing: merge the points under --out")
+    ts.set_defaults(fn=test_study.main)
+
     ec = sub.add_parser("eval-codec", help="JPEG/WebP + the unmodified teacher on a preset's val set (a baseline "
                                            "point; --preset paper: ImageNet)")
     ec.add_argument("--preset", default="mini", choices=("mini", "paper"))
@@ -497,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoints and one JSON per point go here, resumable (default: runs/tasks, or "
                         "runs/tasks-quick with --quick)")
     k.add_argument("--quick", action="store_true", help="a few steps on 20 scenes")
+    k.add_argument("--variable", action="store_true", help="also one task student per task on the variable-rate "
+                   "student's bitstream (trained at every β of its grid, scored at its anchors)")
+    k.add_argument("--shipped-teachers", action="store_true", help="use data/'s task teachers and leave their "
+                   "points (teacher, JPEG, WebP) to the shipped results: a new student arm on the shipped study")
+    k.add_argument("--merge", action="store_true", help="with --ship: keep the shipped points this run did not "
+                   "measure (a new arm whose older runs are not on this machine)")
     k.add_argument("--collect", action="store_true", help="only merge the points into <out>/results_tasks_mini.json")
     k.add_argument("--ship", action="store_true", help="do not train: copy the task models and results to data/")
     k.set_defaults(fn=cmd_tasks)

@@ -318,3 +318,10 @@ def mini_val_set(limit: int | None = None):
     ``limit``."""
     val = cached("val", "classification", **asdict(StudentTrainConfig().data_config()))
     return val if limit is None else Subset(val, range(min(limit, len(val))))
+
+
+def mini_test_set(limit: int | None = None):
+    """The cached Fashion-on-Photos test split (10,000 images, for reporting: no choice sees it;
+    :mod:`minist.experiments.test_study`), or its first ``limit``."""
+    test = cached("test", "classification", **asdict(StudentTrainConfig().data_config()))
+    return test if limit is None else Subset(test, range(min(limit, len(test))))

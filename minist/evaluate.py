@@ -305,12 +305,13 @@ def teacher_predictor(net, fmt: str | None = None, quality: int | None = None):
     return predict
 
 
-def student_predictor(net):
-    """``predict(x)`` for a task student through the real split: device bytes → :class:`TaskServer`."""
+def student_predictor(net, beta=None):
+    """``predict(x)`` for a task student through the real split: device bytes at ``beta`` (None: the lowest β of
+    its bitstream) → :class:`TaskServer`."""
     device_part, server = _device_part(net), T.TaskServer(net)
 
     def predict(x):
-        data = device_part(x.unsqueeze(0).to(device_part.mean.device))
+        data = device_part(x.unsqueeze(0).to(device_part.mean.device), beta=beta)
         return server(data), len(data)
     return predict
 

@@ -21,6 +21,7 @@ RESULTS_FILE = "results_{preset}.json"
 TASK_RESULTS_FILE = "results_tasks_mini.json"
 TASK_TEACHER_FILE = "task_teacher_mini_{task}.pt"
 TASK_STUDENT_FILE = "task_student_mini_{task}_beta{beta:g}.pt"
+TASK_VARIABLE_FILE = "task_student_mini_{task}_variable.pt"     # on the variable-rate student's bitstream
 
 
 def _check(preset: str) -> None:
@@ -145,6 +146,20 @@ def photo_results() -> dict:
     return json.loads(path.read_text())
 
 
+TEST_RESULTS_FILE = "results_test_mini.json"
+
+
+def test_results() -> dict:
+    """The mini study on its test split (``data/results_test_mini.json``, made by ``minist test-study``): the
+    teacher, JPEG, WebP, the per-β students and the variable-rate student's anchors on 10,000 Fashion-on-Photos
+    images that no choice saw, each point with its 95 % interval (``ci95``) and per-image correctness
+    (``correct_bits``); the same point fields as :func:`results`. Every headline number comes from here."""
+    path = data_dir() / TEST_RESULTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped test-split results ({path.name}); make them with `minist test-study`")
+    return json.loads(path.read_text())
+
+
 def variable_points(vres: dict) -> list[dict]:
     """The variable-rate student's anchors in :func:`variable_results` as study points (method ``variable-rate``),
     to draw with :func:`minist.plots.plot_rd` beside :func:`results`."""
@@ -204,6 +219,20 @@ def task_student(task: str, beta: float | None = None, preset: str = "mini", wit
                                 "Make them with `minist tasks && minist tasks --ship`.")
     path = data_dir() / TASK_STUDENT_FILE.format(task=task, beta=beta)
     model, meta = load_task_student(path, task_teacher(task, preset), student(preset, beta))
+    return (model, meta) if with_meta else model
+
+
+def variable_task_student(task: str, preset: str = "mini", with_meta: bool = False):
+    """The shipped task student on the variable-rate student's bitstream: its encoder + prior (shared, frozen) with
+    this task's decoder, FPN and head, trained at every β of the grid. Send at any β
+    (``minist.evaluate.student_predictor(net, beta=…)``); one message serves all three tasks."""
+    _check(preset)
+    path = data_dir() / TASK_VARIABLE_FILE.format(task=task)
+    if preset != "mini" or not path.is_file():
+        raise FileNotFoundError(f"no shipped {preset} variable-rate {task} student ({path.name}); make it with "
+                                "`minist tasks --variable --betas '' --shipped-teachers && "
+                                "minist tasks --ship --merge`")
+    model, meta = load_task_student(path, task_teacher(task, preset), variable_student(preset))
     return (model, meta) if with_meta else model
 
 

@@ -80,6 +80,18 @@ def test_splits_use_disjoint_photos_and_objects():
     assert not any(o.tobytes() in train_hashes for o in va.objects)
 
 
+def test_the_test_split_draws_the_val_pools_on_its_own_stream():
+    """The reporting split: the val set's objects and photos, other draws, its own cache key; its length does not
+    change the val images (and the other way round)."""
+    va, te = FashionOnPhotos("val", **SMALL), FashionOnPhotos("test", test_length=12, **SMALL)
+    assert te.objects is not va.objects and np.array_equal(te.objects, va.objects)
+    assert [p.shape for p in te.photos] == [p.shape for p in va.photos]
+    assert len(te) == 12 and not any(torch.equal(te[i][0], va[i][0]) for i in range(4))
+    assert te.cache_key() != va.cache_key()
+    assert FashionOnPhotos("val", test_length=99, **SMALL).cache_key() == va.cache_key()
+    assert FashionOnPhotos("test", val_length=99, test_length=12).cache_key() == te.cache_key()
+
+
 def test_val_photos_decode_as_png():
     """The val photos' files really are PNG (lossless, no JPEG library version in the val set's pixels)."""
     from PIL import Image
@@ -106,7 +118,7 @@ def test_other_sizes_work():
 
 @pytest.mark.parametrize("kwargs, err, match", [
     (dict(name="imagenet-21k"), ValueError, "unknown dataset"),
-    (dict(split="test"), ValueError, "unknown split"),
+    (dict(split="holdout"), ValueError, "unknown split"),
     (dict(task="captioning"), ValueError, "unknown task"),
     (dict(size=100), ValueError, "multiple of 16"),
     (dict(size=16), ValueError, "at least 32"),

@@ -314,6 +314,38 @@ def test_intervals_and_the_paired_test_against_hand_values():
     assert rd.unpack_correct(rd.pack_correct(a), len(a)).tolist() == a.tolist()
     with pytest.raises(ValueError, match="same images"):
         rd.mcnemar(a, b[:50])
+    d = a.astype(float) - b.astype(float)          # the paired interval: mean ± z · sd / sqrt(n) of the differences
+    half = 100 * z * d.std() / len(d) ** 0.5
+    assert t["ci95_pt"] == pytest.approx([-1.0 - half, -1.0 + half], abs=1e-4)
+
+
+def _reach_res(n=400, seed=0):
+    """A made-up test-split file: a teacher at 90 %, a student and a codec whose accuracy rises with bytes."""
+    rng = np.random.default_rng(seed)
+    teacher = rng.random(n) < 0.90
+    point = lambda method, kb, acc: {"method": method, "kb_mean": kb, "accuracy": 100 * float(np.mean(hits := (
+        teacher & (rng.random(n) < acc / 0.9)))), "correct_bits": rd.pack_correct(hits)}
+    pts = [point("entropic", kb, a) for kb, a in ((0.2, 0.80), (0.4, 0.88), (0.8, 0.895))]
+    pts += [point("webp", kb, a) for kb, a in ((0.5, 0.75), (1.0, 0.85), (2.0, 0.895))]
+    return {"n": n, "teacher_accuracy": 100 * teacher.mean(), "teacher_correct_bits": rd.pack_correct(teacher),
+            "points": pts}
+
+
+def test_the_bootstrap_interval_of_bytes_at_teacher_minus_one_holds_the_point_and_says_when_undefined():
+    res = _reach_res()
+    out = rd.bootstrap_reach(res, rivals=("webp",), draws=200)
+    assert out["kb"] == pytest.approx(rd.bytes_to_reach(res, 1.0, ["entropic"])[0]["kb"])
+    assert out["kb_rival"] == pytest.approx(rd.bytes_to_reach(res, 1.0, ["webp"])[0]["kb"])
+    assert out["ratio"] == pytest.approx(out["kb_rival"] / out["kb"])
+    for k in ("kb", "kb_rival", "ratio"):
+        if out[f"{k}_ci95"] is not None:
+            lo, hi = out[f"{k}_ci95"]
+            assert lo <= out[k] <= hi and lo < hi
+        assert 0 < out[f"{k}_reached"] <= 1
+    never = rd.bootstrap_reach(res, rivals=("webp",), drop=-5.0, draws=50)    # a target above every point
+    assert never["kb"] is None and never["kb_ci95"] is None and never["kb_reached"] == 0
+    with pytest.raises(ValueError, match="no 'cr-bq' points"):
+        rd.bootstrap_reach(res, method="cr-bq")
 
 
 def test_one_colour_per_method_and_a_name_for_every_shipped_method():

@@ -247,6 +247,37 @@ def test_tasks_cli_quick_and_collect(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not RESULTS.is_file(), reason="no shipped task results")
+def test_a_task_student_on_the_variable_rate_bitstream_decodes_every_rate_and_merges_into_the_study(tmp_path,
+                                                                                                   monkeypatch):
+    """``minist tasks --variable --shipped-teachers``: one task student for every β of the variable-rate student;
+    its messages are the classification student's own, and ``--ship --merge`` keeps the shipped points."""
+    from minist.cli import main
+    monkeypatch.setattr(task_study, "data_dir", lambda: tmp_path / "data")     # ship here, not into data/
+    (tmp_path / "data").mkdir()
+    assert main(["tasks", "--quick", "--tasks", "segmentation", "--betas", "", "--variable", "--shipped-teachers",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert not (tmp_path / "run" / task_study.TEACHER_FILE.format(task="segmentation")).exists()
+    points = [json.loads(p.read_text()) for p in (tmp_path / "run" / "points").glob("*.json")]
+    assert sorted(p["value"] for p in points) == sorted(task_study.VARIABLE_BETAS[::3])
+    assert {p["method"] for p in points} == {"variable-rate"}
+    kb = [p["kb_mean"] for p in sorted(points, key=lambda p: p["value"])]
+    assert kb == sorted(kb, reverse=True)                                      # a larger β sends fewer bytes
+    net, _ = load_task_student(tmp_path / "run" / task_study.VARIABLE_FILE.format(task="segmentation"),
+                               pretrained.task_teacher("segmentation"), pretrained.variable_student())
+    x = TaskTrainConfig().val_scenes()[0][0]
+    device = pretrained.variable_student().split()[0]
+    msg = device(x[None], beta=0.08)
+    assert evaluate._device_part(net)(x[None], beta=0.08) == msg           # the classification student's bytes
+    assert T.TaskServer(net)(msg)["semantic"].shape == x.shape[-2:]
+    assert main(["tasks", "--ship", "--merge", "--out", str(tmp_path / "run")]) == 0
+    doc = json.loads((tmp_path / "data" / task_study.RESULTS_FILE).read_text())
+    shipped = json.loads(RESULTS.read_text())["points"]
+    assert len(doc["points"]) == len(shipped) + len(points)
+    assert (tmp_path / "data" / task_study.VARIABLE_FILE.format(task="segmentation")).is_file()
+    assert data_dir() != tmp_path / "data"
+
+
+@pytest.mark.skipif(not RESULTS.is_file(), reason="no shipped task results")
 def test_train_task_cli_on_a_shipped_encoder(tmp_path, capsys):
     from minist.cli import main
     assert main(["train-task", "--task", "segmentation", "--beta", "0.32", "--max-steps", "1", "--train-length",

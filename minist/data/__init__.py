@@ -21,9 +21,10 @@ NAMES = ("fashion-on-photos", "fashion-mnist", "imagenette", "imagenette-shared"
 def load(name: str = "fashion-on-photos", split: str = "val", task: str = "classification", **options):
     """A dataset of ``(x, y)`` pairs, ``x`` float (3, H, W) in [0, 1].
 
-    * ``fashion-on-photos``: the offline default. ``split="val"`` is rendered once
-      and cached; ``split="train"`` is generated on the fly (fresh each epoch
-      with ``set_epoch``). Options: the fields of :class:`FashionOnPhotosConfig`.
+    * ``fashion-on-photos``: the offline default. ``split="val"`` (2,000 images, for choosing) and
+      ``split="test"`` (10,000, for reporting; no choice sees it) are rendered once and cached;
+      ``split="train"`` is generated on the fly (fresh each epoch with ``set_epoch``). Options: the fields of
+      :class:`FashionOnPhotosConfig`.
     * ``fashion-mnist``: raw 28×28 products (for tests), ``source=`` as in
       :func:`load_fashion_mnist`.
     * ``imagenette`` / ``voc`` / ``oxford-pets`` / ``pennfudan``: real data,
@@ -37,7 +38,7 @@ def load(name: str = "fashion-on-photos", split: str = "val", task: str = "class
     """
     if name == "fashion-on-photos":
         use_cache = options.pop("cache", True)
-        if split == "val" and use_cache:
+        if split in ("val", "test") and use_cache:
             return cached(split, task, **options)
         return FashionOnPhotos(split, task, **options)
     if task != "classification" and name in ("fashion-mnist", "imagenette", "imagefolder", "imagenette-mini",

@@ -53,7 +53,7 @@ from ..split.latency import (
     paper_pair,
     region_table,
 )
-from ..utils import get_device
+from ..utils import data_dir, get_device
 from ..widgets import Explorer
 from . import photos, variable, web
 from .sweep import ABLATION_ARMS, ABLATION_METHODS
@@ -294,10 +294,69 @@ def _fmt_kb(kb) -> str:
     return "never" if kb is None else f"{kb:.3f} KB"
 
 
+def _pt(d: dict) -> str:
+    """A paired difference as '+0.42 pt [−0.10, +0.94], p = 0.12'."""
+    lo, hi = d["ci95_pt"]
+    return f"{d['difference_pt']:+.2f} pt [{lo:+.2f}, {hi:+.2f}], p = {d['p_value']:.2g}"
+
+
+def _kb_ci(r: dict, key: str) -> str:
+    if r[key] is None:
+        return f"never ({100 * r[key + '_reached']:.0f} % of draws reach it)"
+    ci = r[key + "_ci95"]
+    unit = "×" if key == "ratio" else " KB"
+    return f"{r[key]:.3f}{unit} " + ("[undefined: some draws never reach it]" if ci is None
+                                      else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
+
+
+def print_test_split(quick: bool = False) -> None:
+    """The headline numbers: every shipped student, the teacher and the codecs on the test split (no choice saw
+    it), with 95 % intervals and paired tests (:func:`minist.experiments.test_study.summary`)."""
+    from . import test_study
+    s = test_study.summary(draws=200 if quick else 1000)
+    t = s["teacher"]
+    print(f"THE TEST SPLIT: {s['n']:,} Fashion-on-Photos images that no choice saw (data/results_test_mini.json); "
+          f"teacher {t['accuracy']:.2f} % [{t['ci95'][0]:.2f}, {t['ci95'][1]:.2f}]; intervals 95 %, "
+          "paired tests on the same images\n")
+    rows = []
+    for r in s["students"]:
+        name = f"{METHOD_LABELS.get(r['method'], r['method'])}, β {r['value']:g}"
+        rows.append((name, f"{r['accuracy']:.2f} % [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] at "
+                           f"{r['kb_mean']:.3f} KB; − teacher {_pt(r['vs_teacher'])}"))
+    _print_table("each student against the teacher", rows)
+    rows = []
+    for r in s["students"]:
+        q = r["rival"]
+        rows.append((f"{METHOD_LABELS.get(r['method'], r['method'])}, β {r['value']:g} ({r['kb_mean']:.3f} KB)",
+                     "no codec file is that small or larger" if q is None else
+                     f"{METHOD_LABELS.get(q['method'], q['method'])} q{q['value']:g} ({q['kb_mean']:.3f} KB, "
+                     f"{q['accuracy']:.2f} %): student − codec {_pt(r['vs_rival'])}"))
+    _print_table("each student against the cheapest JPEG/WebP file with at least its bytes (the better of the two)",
+                 rows)
+    rows = []
+    for r in s["reach"]:
+        name = METHOD_LABELS.get(r["method"], r["method"])
+        rows += [(f"{name}: KB per image", _kb_ci(r, "kb")), ("best of JPEG/WebP: KB per image", _kb_ci(r, "kb_rival")),
+                 (f"ratio: best codec ÷ {name} (goal ≥ 4×)", _kb_ci(r, "ratio"))]
+    _print_table(f"bytes to reach teacher − 1 pt = {t['accuracy'] - 1:.2f} % (bootstrap over images, "
+                 f"{s['reach'][0]['draws']} draws)", rows)
+    if s["top"]:
+        a, b = s["top"]["entropic"], s["top"]["variable-rate"]
+        _print_table("do more bytes buy accuracy? each student's best point", [
+            (f"per-β, β {a['value']:g}", f"{a['accuracy']:.2f} % at {a['kb_mean']:.3f} KB"),
+            (f"variable-rate, β {b['value']:g}", f"{b['accuracy']:.2f} % at {b['kb_mean']:.3f} KB"),
+            ("per-β − variable-rate", _pt(s["top"]["paired"]))])
+
+
 @benchmark("rd")
 def rd_main(quick: bool = False) -> int:
-    """The shipped RD study as tables: bytes to reach teacher − 1 pt, accuracy at the student's rates, and each
-    student against the best input codec at up to twice its bytes."""
+    """The headline numbers on the test split (when its result file is shipped), then the shipped val study as
+    tables: bytes to reach teacher − 1 pt, accuracy at the student's rates, and each student against the best input
+    codec at up to twice its bytes."""
+    if (data_dir() / pretrained.TEST_RESULTS_FILE).is_file():
+        print_test_split(quick)
+        print("THE VAL STUDY (2,000 images, used for choosing: optimistic for the chosen models; it holds the "
+              "baselines the test split does not re-score)\n")
     res = pretrained.results("mini")
     rows = []
     reach = {r["method"]: r for r in rd.bytes_to_reach(res, 1.0) if not r["method"].endswith("-stage1-only")}

@@ -36,6 +36,9 @@ WEBP_QUALITIES = (1, 5, 20, 50, 90)
 RESULTS_FILE = pretrained.TASK_RESULTS_FILE
 TEACHER_FILE = pretrained.TASK_TEACHER_FILE
 STUDENT_FILE = pretrained.TASK_STUDENT_FILE
+VARIABLE_FILE = pretrained.TASK_VARIABLE_FILE
+# where the task students on the variable-rate bitstream are scored: every anchor of its grid
+VARIABLE_BETAS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
 
 
 
@@ -67,9 +70,13 @@ def _done(out: Path, name: str) -> bool:
 
 
 def run(tasks=T.TASKS, betas=BETAS, out: str | Path = "runs/tasks", quick: bool = False, progress: bool = True,
-        baselines: bool = True, **recipe) -> Path:
+        baselines: bool = True, variable: bool = False, shipped_teachers: bool = False, **recipe) -> Path:
     """Train and score everything for ``tasks``; one JSON per point under ``out/points`` (resumable).
 
+    ``variable``: also one task student per task on the shipped variable-rate student's bitstream, trained at
+    every β of its grid and scored at :data:`VARIABLE_BETAS` (method ``variable-rate``). ``shipped_teachers``: use
+    ``data/``'s task teachers and leave their points (teacher, JPEG, WebP) to the shipped results (``collect(…,
+    merge=True)``), for a new student arm on the shipped study.
     ``recipe`` overrides :class:`TaskTrainConfig` fields (e.g. ``stage2_epochs=4``)."""
     out = Path(out)
     teacher = pretrained.teacher("mini")
@@ -81,28 +88,35 @@ def run(tasks=T.TASKS, betas=BETAS, out: str | Path = "runs/tasks", quick: bool 
         val = base.val_scenes()
         hw = tuple(val[0][0].shape[-2:])
         tpath = out / TEACHER_FILE.format(task=task)
-        if tpath.is_file():
+        if shipped_teachers:
+            tnet, tmeta = pretrained.task_teacher(task, with_meta=True)
+        elif tpath.is_file():
             tnet, tmeta = load_task_teacher(tpath, teacher)
         else:
             tic = time.time()
             tnet, tmeta = train_task_teacher(base, teacher, progress)
             tmeta["train_seconds"] = round(time.time() - tic, 1)
             save_task(tpath, tnet, tmeta)
-        if not _done(out, f"{task}-teacher"):
+        if not shipped_teachers and not _done(out, f"{task}-teacher"):
             res = evaluate_task(task, teacher_predictor(tnet), val, limit, progress)
             _write(out, f"{task}-teacher", _point(task, "teacher", None, None, res, hw,
                                                   train_seconds=tmeta.get("train_seconds")))
-        for fmt, grid in (("jpeg", JPEG_QUALITIES), ("webp", WEBP_QUALITIES)) if baselines else ():
+        codecs = baselines and not shipped_teachers
+        for fmt, grid in (("jpeg", JPEG_QUALITIES), ("webp", WEBP_QUALITIES)) if codecs else ():
             for q in (grid[:2] if quick else grid):
                 if not _done(out, f"{task}-{fmt}-{q}"):
                     res = evaluate_task(task, teacher_predictor(tnet, fmt, q), val, limit, progress)
                     _write(out, f"{task}-{fmt}-{q}", _point(task, fmt, "quality", q, res, hw))
-        for beta in betas:
-            name = f"{task}-entropic-{beta:g}"
-            if _done(out, name):
+        arms = [("entropic", beta, pretrained.student("mini", beta=beta), STUDENT_FILE.format(task=task, beta=beta),
+                 (beta,)) for beta in betas]
+        if variable:           # one task student for every rate: trained on the grid, scored at its anchors
+            arms.append(("variable-rate", None, pretrained.variable_student("mini"), VARIABLE_FILE.format(task=task),
+                         VARIABLE_BETAS[::3] if quick else VARIABLE_BETAS))
+        for method, beta, student, fname, scored_at in arms:
+            names = {b: f"{task}-{method}-{b:g}" for b in scored_at}
+            if all(_done(out, n) for n in names.values()):
                 continue
-            student = pretrained.student("mini", beta=beta)
-            spath = out / STUDENT_FILE.format(task=task, beta=beta)
+            spath = out / fname
             if spath.is_file():
                 snet, smeta = load_task_student(spath, tnet, student)
             else:
@@ -111,27 +125,42 @@ def run(tasks=T.TASKS, betas=BETAS, out: str | Path = "runs/tasks", quick: bool 
                                                  progress)
                 smeta["train_seconds"] = round(time.time() - tic, 1)
                 save_task(spath, snet, smeta)
-            res = evaluate_task(task, student_predictor(snet), val, limit, progress)
-            retrained = retrained_parameters(snet)
-            _write(out, name, _point(task, "entropic", "beta", beta, res, hw,
-                                     header_bytes=snet.backbone.front.codec.header_bytes,
-                                     payload_digest=smeta["payload_digest"],
-                                     device_parameters=student.device_parameters(),
-                                     retrained_parameters=retrained, train_seconds=smeta.get("train_seconds"),
-                                     recipe=_recipe(smeta["train"]), checkpoint=spath.name))
-            print(f"{task} β={beta:g}: " + ", ".join(f"{k} {res[k]:.2f}" for k in METRICS[task]))
+            for b, name in names.items():
+                if _done(out, name):
+                    continue
+                res = evaluate_task(task, student_predictor(snet, beta=None if method == "entropic" else b), val,
+                                    limit, progress)
+                _write(out, name, _point(task, method, "beta", b, res, hw,
+                                         header_bytes=snet.backbone.front.codec.header_bytes,
+                                         payload_digest=smeta["payload_digest"],
+                                         device_parameters=student.device_parameters(),
+                                         retrained_parameters=retrained_parameters(snet),
+                                         train_seconds=smeta.get("train_seconds"),
+                                         recipe=_recipe(smeta["train"]), checkpoint=spath.name))
+                print(f"{task} {method} β={b:g}: " + ", ".join(f"{k} {res[k]:.2f}" for k in METRICS[task]),
+                      flush=True)
     return out
 
 
-def collect(out: str | Path = "runs/tasks", dest: Path | None = None) -> Path:
-    """Merge the points into one results JSON (``data/results_tasks_mini.json`` by default)."""
+def collect(out: str | Path = "runs/tasks", dest: Path | None = None, merge: bool = False) -> Path:
+    """Merge the points into one results JSON (``data/results_tasks_mini.json`` by default).
+
+    ``merge``: keep every shipped point that ``out`` does not measure again (same task, method and value), for a
+    new arm whose older points are not on this machine; refused if the shipped file's scenes are another set."""
     out = Path(out)
     points = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json"))]
     if not points:
         raise FileNotFoundError(f"no task points under {out / 'points'}: run `minist tasks` first")
-    order = {"teacher": 0, "entropic": 1, "jpeg": 2, "webp": 3}
-    points.sort(key=lambda p: (p["task"], order.get(p["method"], 9), p["value"] or 0))
     val = TaskTrainConfig().val_scenes()
+    if merge:
+        shipped = pretrained.task_results("mini")
+        if shipped["val_set"]["sha256"] != val.digest():
+            raise ValueError("the shipped task results were measured on other scenes than this machine renders; "
+                             "merge nothing")
+        new = {(p["task"], p["method"], p["value"]) for p in points}
+        points += [p for p in shipped["points"] if (p["task"], p["method"], p["value"]) not in new]
+    order = {"teacher": 0, "entropic": 1, "variable-rate": 2, "jpeg": 3, "webp": 4}
+    points.sort(key=lambda p: (p["task"], order.get(p["method"], 9), p["value"] or 0))
     doc = {"preset": "mini", "val_set": {"n": len(val), "sha256": val.digest(), "scenes": "multi-object "
                                          "Fashion-on-Photos, 1–4 objects, 128×128"},
            "units": {"kb_mean": "KB per image, 1 KB = 1024 B, headers included", "bpp": "bits per input pixel",
@@ -143,10 +172,11 @@ def collect(out: str | Path = "runs/tasks", dest: Path | None = None) -> Path:
     return checkpoint.write_json(dest, doc)
 
 
-def ship(out: str | Path = "runs/tasks") -> list[Path]:
-    """Copy the task teachers and students to ``data/`` (atomically) and write the results JSON there."""
+def ship(out: str | Path = "runs/tasks", merge: bool = False) -> list[Path]:
+    """Copy the task teachers and students to ``data/`` (atomically) and write the results JSON there
+    (``merge``: keeping the shipped points ``out`` does not hold, :func:`collect`)."""
     copied = [checkpoint.atomic_copy(p, data_dir() / p.name) for p in sorted(Path(out).glob("task_*_mini_*.pt"))]
-    return copied + [collect(out)]
+    return copied + [collect(out, merge=merge)]
 
 
 __all__ = ["run", "collect", "ship", "BETAS"]

@@ -97,14 +97,19 @@ class StudentFront(nn.Module):
         self.codec.eval()
         return self
 
-    def latent(self, x: torch.Tensor) -> torch.Tensor:
-        """ẑ: what the server gets after rANS decoding (round around the medians)."""
+    def latent(self, x: torch.Tensor, beta=None) -> torch.Tensor:
+        """ẑ at rate ``beta`` (a float on the codec's grid, or a grid index per image; None: its lowest β): what the
+        server gets after rANS decoding (round around the medians)."""
         check_images(x)
         with torch.no_grad():
-            return self.codec(analysis(self.encoder, self.mean, self.std, x), training=False)[0]
+            return self.codec(analysis(self.encoder, self.mean, self.std, x), training=False, beta=beta)[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.latent(x))
+    def forward(self, x: torch.Tensor, beta=None) -> torch.Tensor:
+        """In training each image draws its rate from the codec's grid (a one-rate student's grid has one), so a
+        variable-rate student's task decoder learns every β the bitstream can carry."""
+        if beta is None and self.training:
+            beta = self.codec.grid.sample(x.shape[0]).to(x.device)
+        return self.decoder(self.latent(x, beta))
 
 
 class Pyramid(nn.Module):
