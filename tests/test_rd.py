@@ -415,3 +415,20 @@ def test_merge_puts_new_codec_points_into_the_shipped_results(tmp_path):
     dest.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match="another val set"):
         sweep.merge(tmp_path, dest=dest)
+
+
+def test_recalibrating_the_tails_batchnorm_changes_its_statistics_and_nothing_else():
+    from minist.data.synth import FashionOnPhotos
+    from minist.experiments import ceiling
+    student = pretrained.student("mini", beta=0.32)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    images = FashionOnPhotos("train", epoch=10_000, train_length=8)
+    s = ceiling.recalibrate_tail(student, images, batch_size=4)
+    assert all(torch.equal(v, student.state_dict()[k]) for k, v in before.items()), "the original changed"
+    changed = {k for k, v in s.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith(("layer2.", "layer3.", "layer4.")) and "running_" in k or
+                           k.endswith("num_batches_tracked") for k in changed), changed
+    x = images[0][0][None]
+    assert s.split()[0](x) == student.split()[0](x)                # the same bytes
+    hits = ceiling.correct_on(s, images)
+    assert hits.shape == (8,) and hits.dtype == bool

@@ -410,6 +410,21 @@ def rd_main(quick: bool = False) -> int:
     return 0
 
 
+@benchmark("ceiling", in_all=False)
+def ceiling_main(quick: bool = False) -> int:
+    """The ceiling ablation that needs no training: each shipped student with its tail's BatchNorm statistics
+    re-estimated on decoded training images, against itself as shipped, on the val set (paired)."""
+    from . import ceiling
+    rows = ceiling.bn_ablation(betas=(0.005,) if quick else (0.005, 0.08, 0.32),
+                               variable_betas=(0.02,) if quick else (0.005, 0.02, 0.08, 0.32),
+                               n_train=400 if quick else 2000, limit=200 if quick else None)
+    _print_table(f"the tail's BatchNorm statistics re-estimated on {rows[0]['n_train']:,} decoded training images "
+                 f"({rows[0]['n']:,} val images, paired; {torch.get_num_threads()} thread(s))",
+                 [(f"{METHOD_LABELS.get(r['method'], r['method'])}, β {r['beta']:g}",
+                   f"{r['before']:.2f} % → {r['after']:.2f} %: {_pt(r['paired'])}") for r in rows])
+    return 0
+
+
 @benchmark("server-check")
 def server_check_main(quick: bool = False) -> int:
     """What the in-process server half's default checks cost: ms per genuine message, trusted (no re-encoding)
