@@ -483,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "it elsewhere with --out and --dest)")
     ts.add_argument("--dest", default=None, help="the result file (default: data/results_test_mini.json)")
     ts.add_argument("--collect-only", action="store_true", help="score nothing: merge the points under --out")
+    ts.add_argument("--markdown", action="store_true", help="score nothing: print the README's table from the "
+                    "shipped result file")
     ts.set_defaults(fn=test_study.main)
 
     ec = sub.add_parser("eval-codec", help="JPEG/WebP + the unmodified teacher on a preset's val set (a baseline "

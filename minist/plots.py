@@ -194,18 +194,17 @@ STUDY_METHODS = ("entropic", "variable-rate", "stage1-only", "jpeg", "webp")
 
 
 def plot_rd_studies(methods=STUDY_METHODS):
-    """Both shipped studies side by side, the same methods in the same colours, each against its own teacher:
-    Fashion-on-Photos (:func:`minist.pretrained.results`, with the variable-rate student's anchors) and real
-    photographs (:func:`minist.pretrained.photo_results`, Imagenette's 3,925 official val photos). Returns the
-    figure."""
+    """Both shipped studies side by side, the same methods in the same colours, each against its own teacher and
+    each on its test split, which no choice saw: Fashion-on-Photos (:func:`minist.pretrained.test_results`: 10,000
+    images, the per-β students, the variable-rate student's anchors, JPEG and WebP) and real photographs
+    (:func:`minist.pretrained.photo_results`, Imagenette's 3,925 official val photos). Returns the figure."""
     import seaborn as sns
     sns.set_theme(style="whitegrid", context="notebook")
-    mini = pretrained.results("mini")
-    mini = {**mini, "points": mini["points"] + pretrained.variable_points(pretrained.variable_results("mini"))}
+    mini = pretrained.test_results()
     photos = pretrained.photo_results()
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     for ax, res, name in ((axes[0], mini, "Fashion-on-Photos"), (axes[1], photos, "Imagenette (real photos)")):
-        n = res["val_set"]["n"] if "val_set" in res else res["n"]
+        n = res["n"]
         plot_rd(res, ax=ax, methods=[m for m in methods if any(p["method"] == m for p in res["points"])],
                 title=f"{name}: {n:,} test images, 128×128, real bytes")
     fig.tight_layout()
@@ -305,19 +304,22 @@ def class_colors(semantic, classes) -> dict:
 
 
 def plot_task_rd(res: dict, task: str, metric: str, ax=None, title: str | None = None):
-    """A task's metric against KB per image (:func:`minist.pretrained.task_results`): the task student at each β,
-    the task teacher on JPEG/WebP-decoded images, and the task teacher on the original pixels (dotted)."""
+    """A task's metric against KB per image (:func:`minist.pretrained.task_results`): the task student at each β
+    (and the one on the variable-rate bitstream at its anchors, where shipped), the task teacher on JPEG/WebP-decoded
+    images, and the task teacher on the original pixels (dotted)."""
     import seaborn as sns
     sns.set_theme(style="whitegrid", context="notebook")
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.5))
     pts = [p for p in res["points"] if p["task"] == task]
-    for m in ("entropic", "jpeg", "webp"):
+    suffix = {"entropic": " (shared encoder, one task student per β)",
+              "variable-rate": " (shared bitstream, one task student for every β)"}
+    for m in ("entropic", "variable-rate", "jpeg", "webp"):
         mp = sorted((p for p in pts if p["method"] == m), key=lambda p: p["kb_mean"])
         if not mp:
             continue
-        label = METHOD_LABELS[m] + (" (shared encoder)" if m == "entropic" else " + task teacher")
-        ax.plot([p["kb_mean"] for p in mp], [p[metric] for p in mp], "-" if m == "entropic" else "--", marker="o",
+        label = METHOD_LABELS[m] + suffix.get(m, " + task teacher")
+        ax.plot([p["kb_mean"] for p in mp], [p[metric] for p in mp], "-" if m in suffix else "--", marker="o",
                 ms=4, lw=1.8, color=METHOD_COLORS[METHOD_LABELS[m]], label=label)
         if m == "entropic":
             for p in mp:

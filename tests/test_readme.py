@@ -3,7 +3,10 @@
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 
 
 def _python_blocks():
@@ -105,3 +108,13 @@ def test_live_cells_use_every_core_when_quiet_and_fewer_when_busy(monkeypatch):
     assert live_threads(load=3.0, cores=16) == 13
     monkeypatch.setenv("MINIST_THREADS", "3")
     assert live_threads(load=5.0, cores=2) == 3          # the learner's choice wins
+
+
+@pytest.mark.skipif(not (ROOT / "data" / "results_test_mini.json").is_file(), reason="no test-split results shipped")
+def test_the_readme_quotes_the_test_split_table_as_the_code_writes_it():
+    """The README's headline table is `minist test-study --markdown`, verbatim: its numbers cannot drift from
+    data/results_test_mini.json."""
+    from minist.experiments import test_study
+    readme = (ROOT / "README.md").read_text()
+    table = test_study.markdown()
+    assert table in readme, "README's test-split table differs: paste `minist test-study --markdown` into it"

@@ -38,7 +38,7 @@ def make_all(out="docs") -> list[Path]:
     fig.savefig(paths[-1], dpi=80)
     plt.close(fig)
     paths.append(rd_figure(out / "rd_mini.png"))
-    if (data_dir() / pretrained.PHOTO_RESULTS_FILE).is_file():
+    if all((data_dir() / f).is_file() for f in (pretrained.PHOTO_RESULTS_FILE, pretrained.TEST_RESULTS_FILE)):
         paths.append(photos_figure(out / "rd_photos.png"))
     return paths
 
@@ -55,7 +55,8 @@ def rd_figure(path="docs/rd_mini.png") -> Path:
 
 
 def photos_figure(path="docs/rd_photos.png") -> Path:
-    """Both studies side by side (:func:`minist.plots.plot_rd_studies`): Fashion-on-Photos and real photographs."""
+    """Both studies' test splits side by side (:func:`minist.plots.plot_rd_studies`): Fashion-on-Photos and real
+    photographs."""
     matplotlib.use("Agg")
     fig = plot_rd_studies()
     fig.savefig(path, dpi=100)

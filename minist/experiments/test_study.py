@@ -168,7 +168,53 @@ def summary(res: dict | None = None, draws: int = 1000) -> dict:
             "students": students, "reach": reach, "top": top}
 
 
+def _diff(d: dict) -> str:
+    lo, hi = d["ci95_pt"]
+    return f"{d['difference_pt']:+.2f} [{lo:+.2f}, {hi:+.2f}]" + (f", p = {d['p_value']:.2g}" if d["p_value"] >= 1e-4
+                                                                     else ", p < 1e-4")
+
+
+def _reach(r: dict, key: str, unit: str = " KB") -> str:
+    """One quantity of :func:`minist.rd.bootstrap_reach` with its interval, or why it has none."""
+    if r[key] is None:
+        return f"never ({100 * r[key + '_reached']:.0f} % of the draws reach it)"
+    ci = r[key + "_ci95"]
+    return f"{r[key]:.3f}{unit} " + (f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else
+                                     f"(reached in {100 * r[key + '_reached']:.0f} % of the draws)")
+
+
+def markdown(summ: dict | None = None) -> str:
+    """The README's test-split table (:func:`summary` as Markdown): every student with its interval, its paired gap
+    to the teacher and to its rival codec, then bytes at teacher − 1 pt. ``minist test-study --markdown`` prints
+    it; a test checks the README holds it verbatim."""
+    s = summ or summary()
+    t = s["teacher"]
+    lines = ["| model | KB per image | accuracy [95 % CI] | − teacher, pt [95 % CI] | rival codec (≥ its bytes) | "
+             "− rival, pt [95 % CI] |", "| --- | --- | --- | --- | --- | --- |",
+             f"| teacher, original pixels | — | {t['accuracy']:.2f} % [{t['ci95'][0]:.2f}, {t['ci95'][1]:.2f}] | — | — "
+             "| — |"]
+    for r in s["students"]:
+        name = "per-β student" if r["method"] == "entropic" else "variable-rate student"
+        q = r["rival"]
+        rival = "none" if q is None else f"{q['method'].upper() if q['method'] == 'jpeg' else 'WebP'} " \
+                                         f"q{q['value']:g}: {q['kb_mean']:.3f} KB, {q['accuracy']:.2f} %"
+        lines.append(f"| {name}, β {r['value']:g} | {r['kb_mean']:.3f} | {r['accuracy']:.2f} % [{r['ci95'][0]:.2f}, "
+                     f"{r['ci95'][1]:.2f}] | {_diff(r['vs_teacher'])} | {rival} | "
+                     f"{'—' if r['vs_rival'] is None else _diff(r['vs_rival'])} |")
+    lines.append("")
+    for r in s["reach"]:
+        name = "per-β students" if r["method"] == "entropic" else "variable-rate student"
+        lines.append(f"Bytes at teacher − 1 pt ({t['accuracy'] - 1:.2f} %), {name}: {_reach(r, 'kb')}; the better "
+                     f"of JPEG and WebP: {_reach(r, 'kb_rival')}; ratio {_reach(r, 'ratio', '×')} ({r['draws']} "
+                     "bootstrap draws).")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
 def main(args) -> int:
+    if args.markdown:
+        print(markdown(), end="")
+        return 0
     if not args.collect_only:
         run(args.out, tuple(args.methods.split(",")), args.limit)
     dest = collect(args.out, args.dest)
