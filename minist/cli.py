@@ -7,6 +7,7 @@
     minist bench [all|foundation|student|split|rd|explorer|variable|adaptive|photos|throughput|device|train|…]
     minist photos teacher|… (the real-photo study: minist/experiments/photos.py)
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
+    minist seeds runs/variable-warm-s0 runs/variable-warm-s1 …  (the variable-rate recipe over seeds)
     minist test-study [--limit 500 --out build/t --dest build/t/r.json]  (every shipped model on the test split)
     minist eval-codec --format jpeg --quality 10 [--preset paper --data-root /data/imagenet]
     minist train-task --task detection --beta 0.08 | --preset paper --student S.pt --data-root /data/coco
@@ -30,7 +31,7 @@ from torch.utils.data import Subset
 
 from . import data as mdata
 from . import distributed, pretrained
-from .checkpoint import atomic_copy
+from .checkpoint import atomic_copy, write_json
 from .config import StudentTrainConfig, TaskTrainConfig, TeacherTrainConfig
 from .data.fashion import CLASSES, SUBSET_FILE, make_subset
 from .data.synth import cached
@@ -317,6 +318,23 @@ def cmd_tasks(args) -> int:
     return 0
 
 
+def cmd_seeds(args) -> int:
+    from .experiments import variable
+    doc = variable.seed_study(args.runs, shipped=pretrained.variable_student("mini", with_meta=True)[1])
+    doc["made_by"] = "minist seeds " + " ".join(args.runs)
+    dest = Path(args.dest) if args.dest else data_dir() / pretrained.VARIABLE_SEEDS_FILE
+    write_json(dest, doc)
+    print(f"{'β':>6} " + " ".join(f"{'seed ' + str(r['seed']):>15}" for r in doc["runs"]) + f" {'mean ± sd':>16}")
+    for row in doc["anchors"]:
+        b = f"{row['beta']:g}"
+        cells = " ".join(f"{r['by_beta'][b]['accuracy']:6.2f} % {r['by_beta'][b]['bytes_mean']:4.0f} B"
+                         for r in doc["runs"])
+        sd = "" if row["accuracy_sd"] is None else f" ± {row['accuracy_sd']:.2f}"
+        print(f"{b:>6} {cells} {row['accuracy_mean']:8.2f}{sd} %")
+    print(f"collapsed: {doc['collapsed'] or 'none'} → {dest}")
+    return 0
+
+
 def cmd_eval_codec(args) -> int:
     """The input-compression baseline on one preset's val set: JPEG/WebP at one quality + the unmodified teacher."""
     cfg = StudentTrainConfig.preset_config(args.preset, data_root=args.data_root)
@@ -473,6 +491,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--ship", action="store_true",
                    help="do not train: store the β-grid students in data/ (fp16) and write data/results_mini.json")
     w.set_defaults(fn=cmd_sweep)
+
+    vs = sub.add_parser("seeds", help="the variable-rate recipe over seeds: every anchor β's val accuracy and bytes "
+                        "per finished run, mean ± sd, collapses → data/results_variable_seeds_mini.json")
+    vs.add_argument("runs", nargs="+", help="the runs' folders (each with its student.pt)")
+    vs.add_argument("--dest", default=None, help="default: data/results_variable_seeds_mini.json")
+    vs.set_defaults(fn=cmd_seeds)
 
     ts = sub.add_parser("test-study", help="score every shipped mini model on the 10,000-image test split (no "
                         "choice saw it): data/results_test_mini.json, the README's headline numbers")

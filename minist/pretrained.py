@@ -106,6 +106,7 @@ def student(preset: str = "mini", beta: float | None = None, with_meta: bool = F
 
 
 VARIABLE_FILE = "student_{preset}_variable.pt"
+VARIABLE_SEEDS_FILE = "results_variable_seeds_mini.json"     # the variable-rate recipe over seeds (minist seeds)
 VARIABLE_RESULTS_FILE = "results_variable_{preset}.json"
 
 

@@ -1,5 +1,6 @@
 """One student for every β: the gained codec, its wire field, the explorer's controls, the rate controller, traces."""
 
+import json
 import math
 import random
 import struct
@@ -294,3 +295,26 @@ def test_minist_send_with_a_deadline_and_a_trace(variable, tmp_path, capsys):
     assert "deadlines met" in out
     assert cli.main(["send", "--port", "1", "--deadline-ms", "100"]) == 2          # no trace: a clear error
     assert "needs both --deadline-ms and --trace" in capsys.readouterr().err
+
+
+def test_the_seed_study_reports_each_run_the_mean_and_sd_and_names_a_collapse(tmp_path, capsys):
+    from minist import checkpoint
+    from minist.cli import main
+    from minist.utils import data_dir
+    ck = checkpoint.load(data_dir() / "student_mini_variable.pt", kind="student")
+    for seed, shift in ((0, 0.0), (1, 1.0), (2, -80.0)):              # seed 2: collapsed to the medians
+        meta = {**ck["meta"], "train": {**ck["meta"]["train"], "seed": seed, "rate_warmup_steps": 250},
+                "val_by_beta": {b: {**r, "accuracy": r["accuracy"] + shift * (b == "0.64")}
+                                for b, r in ck["meta"]["val_by_beta"].items()}}
+        checkpoint.save(tmp_path / f"s{seed}" / "student.pt", kind="student", config=ck["config"],
+                        state_dict=ck["state_dict"], meta=meta)
+    assert main(["seeds", *(str(tmp_path / f"s{s}") for s in range(3)), "--dest", str(tmp_path / "r.json")]) == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    top = next(r for r in doc["anchors"] if r["beta"] == 0.64)
+    base = ck["meta"]["val_by_beta"]["0.64"]["accuracy"]
+    assert top["accuracy_mean"] == pytest.approx(base + (0 + 1 - 80) / 3)
+    assert top["accuracy_sd"] == pytest.approx(float(np.std([base, base + 1, base - 80], ddof=1)))
+    assert doc["collapsed"] == [2] and doc["shipped"]["rate_warmup_steps"] == 0
+    assert "collapsed: [2]" in capsys.readouterr().out
+    assert main(["seeds", str(tmp_path / "nowhere")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err

@@ -167,3 +167,40 @@ def verdict(rows: list[dict], goal: float = 99.0) -> dict:
     return {"adaptive_met": ad["deadlines_met"], "adaptive_accuracy": ad["accuracy"],
             "best_fixed": best and best["strategy"], "best_fixed_accuracy": best and best["accuracy"],
             "met": ad["deadlines_met"] >= goal and (best is None or ad["accuracy"] > best["accuracy"])}
+
+
+def seed_study(folders, shipped: dict | None = None) -> dict:
+    """The variable-rate recipe over seeds: each finished run's val accuracy and bytes at every anchor β (its
+    ``student.pt``'s ``val_by_beta``, fp32, 2,000 val images, real bytes), their mean and sample sd, and whether a
+    run collapsed (an anchor at ≤ 15 %: the medians' answer). ``shipped``: the shipped student's metadata, drawn
+    as a reference row (``val_by_beta_fp32``)."""
+    from pathlib import Path
+
+    from .. import checkpoint
+    runs = []
+    for folder in folders:
+        ck = checkpoint.load(Path(folder) / "student.pt", kind="student")
+        meta, train = ck["meta"], ck["meta"]["train"]
+        runs.append({"folder": Path(folder).name, "seed": train["seed"],
+                     "rate_warmup_steps": train.get("rate_warmup_steps") or 0,
+                     "train_seconds": meta.get("train_seconds"),
+                     "by_beta": {b: {k: r[k] for k in ("accuracy", "bytes_mean")}
+                                 for b, r in meta["val_by_beta"].items()}})
+    if not runs:
+        raise FileNotFoundError("no finished variable-rate runs given (each folder needs its student.pt)")
+    betas = list(runs[0]["by_beta"])
+    rows = []
+    for b in betas:
+        acc = np.array([r["by_beta"][b]["accuracy"] for r in runs])
+        size = np.array([r["by_beta"][b]["bytes_mean"] for r in runs])
+        rows.append({"beta": float(b), "accuracy_mean": float(acc.mean()),
+                     "accuracy_sd": float(acc.std(ddof=1)) if len(acc) > 1 else None,
+                     "bytes_mean": float(size.mean()), "bytes_sd": float(size.std(ddof=1)) if len(size) > 1 else None})
+    out = {"runs": runs, "anchors": rows,
+           "collapsed": [r["seed"] for r in runs if min(v["accuracy"] for v in r["by_beta"].values()) <= 15.0]}
+    if shipped is not None:
+        out["shipped"] = {"seed": shipped["train"]["seed"],
+                          "rate_warmup_steps": shipped["train"].get("rate_warmup_steps") or 0,
+                          "by_beta": {b: {k: r[k] for k in ("accuracy", "bytes_mean")}
+                                      for b, r in shipped["val_by_beta_fp32"].items()}}
+    return out
