@@ -309,3 +309,22 @@ def test_the_online_recipe_runs_on_a_small_pennfudan_folder(tmp_path, teacher, s
     assert meta["payload_digest"]["before"] == meta["payload_digest"]["after"]
     res = evaluate.evaluate_task("detection", evaluate.student_predictor(det_student), ped)
     assert res["n"] == 4 and len(res["sizes"]) == 4 and 0 <= res["map"] <= 100
+
+
+@pytest.mark.skipif(not (data_dir() / pretrained.TASK_VARIABLE_FILE.format(task="detection")).is_file(),
+                    reason="no shipped variable-rate task students")
+def test_one_message_at_any_rate_serves_class_boxes_and_masks():
+    """The shipped task students on the variable-rate bitstream: the classification student's message at any grid
+    β is decoded by all three servers, and task training left the bytes as they were."""
+    student = pretrained.variable_student()
+    device, cls_server = student.split()
+    det, seg = (pretrained.variable_task_student(t, with_meta=True) for t in ("detection", "segmentation"))
+    for _, meta in (det, seg):
+        assert meta["payload_digest"]["before"] == meta["payload_digest"]["after"]
+    x = TaskTrainConfig().val_scenes()[0][0]
+    for beta in (0.005, 0.0377, 0.64):                   # anchors and a rate between them
+        msg = device(x[None], beta=beta)
+        assert cls_server(msg).shape == (1, 10)
+        boxes = T.TaskServer(det[0])(msg)["boxes"]
+        masks = T.TaskServer(seg[0])(msg)["semantic"]
+        assert boxes.shape[-1] == 4 and masks.shape == x.shape[-2:]
