@@ -36,7 +36,7 @@ from .config import StudentTrainConfig, TaskTrainConfig, TeacherTrainConfig
 from .data.fashion import CLASSES, SUBSET_FILE, make_subset
 from .data.synth import cached
 from .evaluate import METRICS, codec_accuracy, evaluate_task, size_stats, student_predictor
-from .experiments import bench, photos, sweep, task_study, test_study, web
+from .experiments import bench, photos, sweep, task_study, test_study, variable, web
 from .experiments.figures import make_all
 from .experiments.notebooks import run_all
 from .export import export_bundle
@@ -319,7 +319,6 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_seeds(args) -> int:
-    from .experiments import variable
     doc = variable.seed_study(args.runs, shipped=pretrained.variable_student("mini", with_meta=True)[1])
     doc["made_by"] = "minist seeds " + " ".join(args.runs)
     dest = Path(args.dest) if args.dest else data_dir() / pretrained.VARIABLE_SEEDS_FILE

@@ -55,7 +55,7 @@ from ..split.latency import (
 )
 from ..utils import data_dir, get_device
 from ..widgets import Explorer
-from . import photos, variable, web
+from . import ceiling, photos, test_study, variable, web
 from .sweep import ABLATION_ARMS, ABLATION_METHODS
 
 #: every benchmark, by the name ``minist bench NAME`` runs: (function, part of ``minist bench all``)
@@ -312,7 +312,6 @@ def _kb_ci(r: dict, key: str) -> str:
 def print_test_split(quick: bool = False) -> None:
     """The headline numbers: every shipped student, the teacher and the codecs on the test split (no choice saw
     it), with 95 % intervals and paired tests (:func:`minist.experiments.test_study.summary`)."""
-    from . import test_study
     s = test_study.summary(draws=200 if quick else 1000)
     t = s["teacher"]
     print(f"THE TEST SPLIT: {s['n']:,} Fashion-on-Photos images that no choice saw (data/results_test_mini.json); "
@@ -414,7 +413,6 @@ def rd_main(quick: bool = False) -> int:
 def ceiling_main(quick: bool = False) -> int:
     """The ceiling ablation that needs no training: each shipped student with its tail's BatchNorm statistics
     re-estimated on decoded training images, against itself as shipped, on the val set (paired)."""
-    from . import ceiling
     rows = ceiling.bn_ablation(betas=(0.005,) if quick else (0.005, 0.08, 0.32),
                                variable_betas=(0.02,) if quick else (0.005, 0.02, 0.08, 0.32),
                                n_train=400 if quick else 2000, limit=200 if quick else None)

@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from .. import image_formats
+from .. import checkpoint, image_formats
 from ..evaluate import codec_accuracy, evaluate_student
 from ..split.adaptive import RateController, RateOption, latency_ms, options_from_results, send_adaptive
 from ..split.latency import timings
@@ -174,9 +176,6 @@ def seed_study(folders, shipped: dict | None = None) -> dict:
     ``student.pt``'s ``val_by_beta``, fp32, 2,000 val images, real bytes), their mean and sample sd, and whether a
     run collapsed (an anchor at ≤ 15 %: the medians' answer). ``shipped``: the shipped student's metadata, drawn
     as a reference row (``val_by_beta_fp32``)."""
-    from pathlib import Path
-
-    from .. import checkpoint
     runs = []
     for folder in folders:
         ck = checkpoint.load(Path(folder) / "student.pt", kind="student")
