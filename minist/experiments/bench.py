@@ -295,18 +295,7 @@ def _fmt_kb(kb) -> str:
 
 
 def _pt(d: dict) -> str:
-    """A paired difference as '+0.42 pt [−0.10, +0.94], p = 0.12'."""
-    lo, hi = d["ci95_pt"]
-    return f"{d['difference_pt']:+.2f} pt [{lo:+.2f}, {hi:+.2f}], p = {d['p_value']:.2g}"
-
-
-def _kb_ci(r: dict, key: str) -> str:
-    if r[key] is None:
-        return f"never ({100 * r[key + '_reached']:.0f} % of draws reach it)"
-    ci = r[key + "_ci95"]
-    unit = "×" if key == "ratio" else " KB"
-    return f"{r[key]:.3f}{unit} " + ("[undefined: some draws never reach it]" if ci is None
-                                      else f"[{ci[0]:.3f}, {ci[1]:.3f}]")
+    return test_study.paired_text(d, " pt")
 
 
 def print_test_split(quick: bool = False) -> None:
@@ -335,8 +324,9 @@ def print_test_split(quick: bool = False) -> None:
     rows = []
     for r in s["reach"]:
         name = METHOD_LABELS.get(r["method"], r["method"])
-        rows += [(f"{name}: KB per image", _kb_ci(r, "kb")), ("best of JPEG/WebP: KB per image", _kb_ci(r, "kb_rival")),
-                 (f"ratio: best codec ÷ {name} (goal ≥ 4×)", _kb_ci(r, "ratio"))]
+        rows += [(f"{name}: KB per image", test_study.reach_text(r, "kb")),
+                 ("best of JPEG/WebP: KB per image", test_study.reach_text(r, "kb_rival")),
+                 (f"ratio: best codec ÷ {name} (goal ≥ 4×)", test_study.reach_text(r, "ratio"))]
     _print_table(f"bytes to reach teacher − 1 pt = {t['accuracy'] - 1:.2f} % (bootstrap over images, "
                  f"{s['reach'][0]['draws']} draws)", rows)
     if s["top"]:

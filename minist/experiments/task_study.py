@@ -128,8 +128,7 @@ def run(tasks=T.TASKS, betas=BETAS, out: str | Path = "runs/tasks", quick: bool 
             for b, name in names.items():
                 if _done(out, name):
                     continue
-                res = evaluate_task(task, student_predictor(snet, beta=None if method == "entropic" else b), val,
-                                    limit, progress)
+                res = evaluate_task(task, student_predictor(snet, beta=b), val, limit, progress)   # its grid's β
                 _write(out, name, _point(task, method, "beta", b, res, hw,
                                          header_bytes=snet.backbone.front.codec.header_bytes,
                                          payload_digest=smeta["payload_digest"],

@@ -14,9 +14,9 @@ Points, each resumable (one JSON per point under ``runs/test-mini/points``; run 
 
 Every point carries its 95 % Wilson interval and each image's correctness (``correct_bits``), so
 :func:`minist.rd.versus_codecs` and :func:`minist.rd.mcnemar` compare any two on the same images, and
-:func:`minist.rd.bootstrap_bytes_ratio` puts an interval on "bytes at teacher − 1 pt".
+:func:`minist.rd.bootstrap_reach` puts an interval on "bytes at teacher − 1 pt".
 
-    minist test-study                     # ≈35 min on one thread; writes data/results_test_mini.json
+    minist test-study                     # 103 min on one thread beside three jobs; data/results_test_mini.json
     minist test-study --limit 500 --out build/test-quick --dest build/test-quick/results.json   # a quick look
 """
 
@@ -67,12 +67,9 @@ def score(method: str, value, test, teacher) -> dict:
     elif method in ("jpeg", "webp"):
         point = codec_point(teacher, test, method, int(value))
     else:
-        if method == "entropic":
-            student, beta = pretrained.student("mini", beta=value), None
-        else:
-            student, beta = pretrained.variable_student("mini"), value
-        point = {"method": method, "knob": "beta", "value": value,
-                 **{k: v for k, v in evaluate_student(student, test, beta=beta).items() if k != "beta"}}
+        student = pretrained.student("mini", beta=value) if method == "entropic" else pretrained.variable_student()
+        point = {"method": method, "knob": "beta", "value": value,       # every student sends at its grid's β
+                 **{k: v for k, v in evaluate_student(student, test, beta=value).items() if k != "beta"}}
     return {**point, "n": len(test), "seconds": time.perf_counter() - tic}
 
 
@@ -168,14 +165,18 @@ def summary(res: dict | None = None, draws: int = 1000) -> dict:
             "students": students, "reach": reach, "top": top}
 
 
-def _diff(d: dict) -> str:
+def paired_text(d: dict, unit: str = "") -> str:
+    """A paired difference (:func:`minist.rd.mcnemar`) as '+0.42 [−0.10, +0.94], p = 0.12' (``unit`` after the
+    number, e.g. ' pt')."""
     lo, hi = d["ci95_pt"]
-    return f"{d['difference_pt']:+.2f} [{lo:+.2f}, {hi:+.2f}]" + (f", p = {d['p_value']:.2g}" if d["p_value"] >= 1e-4
-                                                                     else ", p < 1e-4")
+    p = f"p = {d['p_value']:.2g}" if d["p_value"] >= 1e-4 else "p < 1e-4"
+    return f"{d['difference_pt']:+.2f}{unit} [{lo:+.2f}, {hi:+.2f}], {p}"
 
 
-def _reach(r: dict, key: str, unit: str = " KB") -> str:
-    """One quantity of :func:`minist.rd.bootstrap_reach` with its interval, or why it has none."""
+def reach_text(r: dict, key: str) -> str:
+    """One quantity of :func:`minist.rd.bootstrap_reach` (``kb``, ``kb_rival`` or ``ratio``) with its interval,
+    or why it has none."""
+    unit = "×" if key == "ratio" else " KB"
     if r[key] is None:
         return f"never ({100 * r[key + '_reached']:.0f} % of the draws reach it)"
     ci = r[key + "_ci95"]
@@ -199,14 +200,14 @@ def markdown(summ: dict | None = None) -> str:
         rival = "none" if q is None else f"{q['method'].upper() if q['method'] == 'jpeg' else 'WebP'} " \
                                          f"q{q['value']:g}: {q['kb_mean']:.3f} KB, {q['accuracy']:.2f} %"
         lines.append(f"| {name}, β {r['value']:g} | {r['kb_mean']:.3f} | {r['accuracy']:.2f} % [{r['ci95'][0]:.2f}, "
-                     f"{r['ci95'][1]:.2f}] | {_diff(r['vs_teacher'])} | {rival} | "
-                     f"{'—' if r['vs_rival'] is None else _diff(r['vs_rival'])} |")
+                     f"{r['ci95'][1]:.2f}] | {paired_text(r['vs_teacher'])} | {rival} | "
+                     f"{'—' if r['vs_rival'] is None else paired_text(r['vs_rival'])} |")
     lines.append("")
     for r in s["reach"]:
         name = "per-β students" if r["method"] == "entropic" else "variable-rate student"
-        lines.append(f"Bytes at teacher − 1 pt ({t['accuracy'] - 1:.2f} %), {name}: {_reach(r, 'kb')}; the better "
-                     f"of JPEG and WebP: {_reach(r, 'kb_rival')}; ratio {_reach(r, 'ratio', '×')} ({r['draws']} "
-                     "bootstrap draws).")
+        lines.append(f"Bytes at teacher − 1 pt ({t['accuracy'] - 1:.2f} %), {name}: {reach_text(r, 'kb')}; the "
+                     f"better of JPEG and WebP: {reach_text(r, 'kb_rival')}; ratio {reach_text(r, 'ratio')} "
+                     f"({r['draws']} bootstrap draws).")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -171,6 +171,10 @@ def verdict(rows: list[dict], goal: float = 99.0) -> dict:
             "met": ad["deadlines_met"] >= goal and (best is None or ad["accuracy"] > best["accuracy"])}
 
 
+def _accuracy_and_bytes(by_beta: dict) -> dict:
+    return {b: {k: r[k] for k in ("accuracy", "bytes_mean")} for b, r in by_beta.items()}
+
+
 def seed_study(folders, shipped: dict | None = None) -> dict:
     """The variable-rate recipe over seeds: each finished run's val accuracy and bytes at every anchor β (its
     ``student.pt``'s ``val_by_beta``, fp32, 2,000 val images, real bytes), their mean and sample sd, and whether a
@@ -183,8 +187,7 @@ def seed_study(folders, shipped: dict | None = None) -> dict:
         runs.append({"folder": Path(folder).name, "seed": train["seed"],
                      "rate_warmup_steps": train.get("rate_warmup_steps") or 0,
                      "train_seconds": meta.get("train_seconds"),
-                     "by_beta": {b: {k: r[k] for k in ("accuracy", "bytes_mean")}
-                                 for b, r in meta["val_by_beta"].items()}})
+                     "by_beta": _accuracy_and_bytes(meta["val_by_beta"])})
     if not runs:
         raise FileNotFoundError("no finished variable-rate runs given (each folder needs its student.pt)")
     betas = list(runs[0]["by_beta"])
@@ -200,6 +203,5 @@ def seed_study(folders, shipped: dict | None = None) -> dict:
     if shipped is not None:
         out["shipped"] = {"seed": shipped["train"]["seed"],
                           "rate_warmup_steps": shipped["train"].get("rate_warmup_steps") or 0,
-                          "by_beta": {b: {k: r[k] for k in ("accuracy", "bytes_mean")}
-                                      for b, r in shipped["val_by_beta_fp32"].items()}}
+                          "by_beta": _accuracy_and_bytes(shipped["val_by_beta_fp32"])}
     return out
