@@ -9,6 +9,7 @@
     minist sweep [--parts codecs,students,learned,crbq,e2e] [--quick] / minist sweep --collect [--ship]
     minist seeds runs/variable-warm-s0 runs/variable-warm-s1 …  (the variable-rate recipe over seeds)
     minist test-study [--limit 500 --out build/t --dest build/t/r.json]  (every shipped model on the test split)
+    minist ceiling [--arms base,channels-24 …] [--collect-only] [--markdown]  (the ceiling ablation's arms)
     minist eval-codec --format jpeg --quality 10 [--preset paper --data-root /data/imagenet]
     minist train-task --task detection --beta 0.08 | --preset paper --student S.pt --data-root /data/coco
     minist tasks [--tasks detection,segmentation] [--betas 0.005,0.08,0.32] [--quick] / minist tasks --ship
@@ -36,7 +37,7 @@ from .config import StudentTrainConfig, TaskTrainConfig, TeacherTrainConfig
 from .data.fashion import CLASSES, SUBSET_FILE, make_subset
 from .data.synth import cached
 from .evaluate import METRICS, codec_accuracy, evaluate_task, size_stats, student_predictor
-from .experiments import bench, photos, sweep, task_study, test_study, variable, web
+from .experiments import bench, ceiling, photos, sweep, task_study, test_study, variable, web
 from .experiments.figures import make_all
 from .experiments.notebooks import run_all
 from .export import export_bundle
@@ -509,6 +510,17 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--markdown", action="store_true", help="score nothing: print the README's table from the "
                     "shipped result file")
     ts.set_defaults(fn=test_study.main)
+
+    ce = sub.add_parser("ceiling", help="the ceiling ablation's training arms: the mini recipe at β 0.02 with one "
+                        "factor changed per arm, trained (resumable) and scored on the val set, paired against the "
+                        "base arm → data/results_ceiling_mini.json")
+    ce.add_argument("--arms", default=None, help="comma-separated subset of " + ",".join(a.name for a in ceiling.ARMS))
+    ce.add_argument("--out", default=str(ceiling.OUT), help="one folder per arm (resumable)")
+    ce.add_argument("--dest", default=None, help="the result file (default: data/results_ceiling_mini.json)")
+    ce.add_argument("--quick", action="store_true", help="two steps per stage on a few images (the machinery only)")
+    ce.add_argument("--collect-only", action="store_true", help="train nothing: collect the finished arms")
+    ce.add_argument("--markdown", action="store_true", help="train nothing: print the table of the shipped file")
+    ce.set_defaults(fn=ceiling.main)
 
     ec = sub.add_parser("eval-codec", help="JPEG/WebP + the unmodified teacher on a preset's val set (a baseline "
                                            "point; --preset paper: ImageNet)")

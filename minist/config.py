@@ -143,6 +143,8 @@ class StudentTrainConfig:
     channels: int | None = None      # C, latent channels; None: the preset's (BottleneckConfig)
     encoder_widths: tuple[int, ...] | None = (24, 16)   # the device encoder's hidden widths (mini: 0.139 of the
                                                         # teacher's FLOPs); None: the preset's (paper: 4C, 2C)
+    decoder_widths: tuple[int, ...] | None = None       # the server decoder's hidden widths; None: the preset's
+                                                        # (2T, T); wider: the ceiling study's decoder arm
     distill_weights: tuple[float, ...] = (0.0, 1.0, 1.0, 1.0)   # w_j of layer1 … layer4 in stage 1 (paper: 1 each;
                                                                 # mini: layer2 … 4, data/README.md's ablation)
     saliency_floor: float | None = None   # task-aware stage 1: weight each position's error by the teacher's
@@ -206,6 +208,8 @@ class StudentTrainConfig:
         over = {} if self.channels is None else {"channels": self.channels}
         if self.encoder_widths is not None:
             over["encoder_widths"] = tuple(self.encoder_widths)
+        if self.decoder_widths is not None:
+            over["decoder_widths"] = tuple(self.decoder_widths)
         return BottleneckConfig.preset_config(self.preset, target_channels=target_channels, **over)
 
     def check_data(self) -> None:

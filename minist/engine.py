@@ -26,11 +26,12 @@ from tqdm.auto import tqdm
 from . import checkpoint, distributed
 
 
-def recipe_of(config: dict, run_control=("max_steps", "workers", "device", "out", "resume")) -> dict:
+def recipe_of(config: dict, run_control=("max_steps", "workers", "device", "out", "resume"), ignore=()) -> dict:
     """The settings that define a run (JSON-normalised): a resumed run must have the same. Unset (None) fields
-    are left out, so a run saved before a field existed resumes under the code that added it."""
-    return json.loads(json.dumps({k: v for k, v in config.items() if k not in run_control and v is not None},
-                                 default=str))
+    are left out, so a run saved before a field existed resumes under the code that added it; ``ignore``: fields
+    this part of the run does not read (a student's stage 1 ignores stage 2's)."""
+    skip = set(run_control) | set(ignore)
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in skip and v is not None}, default=str))
 
 
 class Engine:
@@ -39,9 +40,9 @@ class Engine:
 
     def __init__(self, model: torch.nn.Module, optimizer, scheduler=None, *, out, name: str, config: dict,
                  aux=None, clip_grad: float | None = None, max_steps: int | None = None, amp: bool = False,
-                 progress: bool = True):
+                 progress: bool = True, ignore: tuple[str, ...] = ()):
         self.model, self.optimizer, self.scheduler, self.aux = model, optimizer, scheduler, aux
-        self.out, self.name, self.config = Path(out), name, config
+        self.out, self.name, self.config, self.ignore = Path(out), name, config, tuple(ignore)
         self.clip_grad, self.max_steps, self.amp = clip_grad, max_steps, amp
         self.main = distributed.is_main()
         self.progress = progress and self.main
@@ -78,7 +79,7 @@ class Engine:
         if not self.last.is_file():
             return False
         state = checkpoint.load(self.last, kind="train-state")
-        if recipe_of(state["config"]) != recipe_of(self.config):
+        if recipe_of(state["config"], ignore=self.ignore) != recipe_of(self.config, ignore=self.ignore):
             raise ValueError(f"{self.last} was made with a different training config; "
                              "start a new run (another --out) or pass the same settings")
         self.model.load_state_dict(state["state_dict"])

@@ -161,6 +161,20 @@ def test_results() -> dict:
     return json.loads(path.read_text())
 
 
+CEILING_FILE = "results_ceiling_mini.json"
+
+
+def ceiling_results() -> dict:
+    """The ceiling ablation's training arms (``data/results_ceiling_mini.json``, made by ``minist ceiling``): the
+    mini recipe at β 0.02 with one factor changed per arm, each on the 2,000 val images at real bytes, paired
+    against the base arm and set against the shipped curves at equal bytes
+    (:mod:`minist.experiments.ceiling`)."""
+    path = data_dir() / CEILING_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no shipped ceiling ablation ({path.name}); make it with `minist ceiling`")
+    return json.loads(path.read_text())
+
+
 def variable_points(vres: dict) -> list[dict]:
     """The variable-rate student's anchors in :func:`variable_results` as study points (method ``variable-rate``),
     to draw with :func:`minist.plots.plot_rd` beside :func:`results`."""

@@ -280,9 +280,15 @@ def end_to_end_step(model, cfg: StudentTrainConfig, device):
     return step
 
 
+# what stage 1 never reads: a finished stage 1 resumes under another stage 2 (the ceiling study's stage-2 arms)
+STAGE2_FIELDS = ("stage2_epochs", "stage2_batch_size", "stage2_lr", "stage2_milestones", "stage2_tail", "alpha", "tau",
+                 "eval_stage1")
+
+
 def _student_engine(student, opt, sched, cfg, name, progress: bool, aux=None) -> Engine:
     return Engine(student, opt, sched, out=cfg.out, name=name, config=asdict(cfg), aux=aux, max_steps=cfg.max_steps,
-                  amp=resolve_amp(cfg.amp, student.mean.device), progress=progress)
+                  amp=resolve_amp(cfg.amp, student.mean.device), progress=progress,
+                  ignore=STAGE2_FIELDS if name == "stage1" else ())
 
 
 def _real_bytes(student, eval_set):

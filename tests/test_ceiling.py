@@ -1,0 +1,59 @@
+"""The ceiling ablation's training arms: the stage-2 arms share the base arm's stage 1 exactly, a stage-1 change
+is refused on resume, and the collected file pairs every arm with the base arm on the same images."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from minist import checkpoint, pretrained
+from minist.experiments import ceiling
+from minist.recipes import train_student
+
+
+@pytest.fixture(scope="module")
+def arms(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ceiling")
+    ceiling.run(out, ["base", "stage2-ce-only"], quick=True, progress=False)
+    return out
+
+
+def _state(path):
+    return checkpoint.load(path, kind="student")["state_dict"]
+
+
+def test_a_stage2_arm_starts_from_the_base_arms_stage1_and_differs_in_stage2_alone(arms):
+    base, arm = _state(arms / "base" / "stage1.pt"), _state(arms / "stage2-ce-only" / "stage1.pt")
+    assert base.keys() == arm.keys() and all(torch.equal(base[k], arm[k]) for k in base)
+    final_base, final_arm = _state(arms / "base" / "student.pt"), _state(arms / "stage2-ce-only" / "student.pt")
+    changed = {k for k in final_base if not torch.equal(final_base[k], final_arm[k])}
+    assert changed and all(k.startswith("decoder.") for k in changed), changed     # stage 2 trains the decoder
+
+
+def test_a_finished_stage1_is_not_resumed_under_another_stage1_recipe(arms, tmp_path):
+    folder = tmp_path / "other"
+    folder.mkdir()
+    shutil.copyfile(arms / "base" / "stage1-last.pt", folder / "stage1-last.pt")
+    cfg = ceiling.config_for(ceiling.ARMS[0], tmp_path, quick=True)
+    cfg.out, cfg.stage1_lr = str(folder), 1e-4
+    with pytest.raises(ValueError, match="different training config"):
+        train_student(cfg, pretrained.teacher("mini"), resume=True, progress=False)
+
+
+def test_collect_pairs_every_arm_with_the_base_arm(arms, tmp_path):
+    doc = json.loads(ceiling.collect(arms, dest=tmp_path / "r.json").read_text())
+    by = {a["arm"]: a for a in doc["arms"]}
+    assert list(by) == ["base", "stage2-ce-only"] and by["base"]["versus_base"] is None
+    paired = by["stage2-ce-only"]["versus_base"]
+    assert paired["n"] == doc["n"] == 40
+    assert paired["difference_pt"] == pytest.approx(by["stage2-ce-only"]["accuracy"] - by["base"]["accuracy"])
+    table = ceiling.markdown(doc)
+    assert table.count("\n") == 4 and "| stage2-ce-only |" in table
+
+
+def test_collect_needs_the_base_arm_and_names_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="minist ceiling"):
+        ceiling.collect(tmp_path, dest=tmp_path / "r.json")
+    with pytest.raises(ValueError, match="unknown arm"):
+        ceiling.run(tmp_path, ["base", "wider"], quick=True)
