@@ -331,6 +331,8 @@ def cmd_seeds(args) -> int:
                          for r in doc["runs"])
         sd = "" if row["accuracy_sd"] is None else f" ± {row['accuracy_sd']:.2f}"
         print(f"{b:>6} {cells} {row['accuracy_mean']:8.2f}{sd} %")
+    print("at equal bytes: " + ", ".join(f"{r['kb']:g} KB ± {r['accuracy_sd']:.2f}" for r in doc["at_equal_kb"]
+                                         if r["accuracy_sd"] is not None) + " pt (sd over the seeds)")
     print(f"collapsed: {doc['collapsed'] or 'none'} → {dest}")
     return 0
 

@@ -315,6 +315,9 @@ def test_the_seed_study_reports_each_run_the_mean_and_sd_and_names_a_collapse(tm
     assert top["accuracy_mean"] == pytest.approx(base + (0 + 1 - 80) / 3)
     assert top["accuracy_sd"] == pytest.approx(float(np.std([base, base + 1, base - 80], ddof=1)))
     assert doc["collapsed"] == [2] and doc["shipped"]["rate_warmup_steps"] == 0
+    eq = {r["kb"]: r for r in doc["at_equal_kb"]}            # the same comparison at equal bytes
+    assert eq[0.4]["accuracy_sd"] == pytest.approx(0.0)       # far from the changed anchor: identical curves
+    assert eq[0.1]["accuracy_sd"] > 1.0                       # next to it: the collapse shows
     assert "collapsed: [2]" in capsys.readouterr().out
     assert main(["seeds", str(tmp_path / "nowhere")]) == 2
     assert "no checkpoint" in capsys.readouterr().err

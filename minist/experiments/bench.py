@@ -410,6 +410,15 @@ def ceiling_main(quick: bool = False) -> int:
                  f"({rows[0]['n']:,} val images, paired; {torch.get_num_threads()} thread(s))",
                  [(f"{METHOD_LABELS.get(r['method'], r['method'])}, β {r['beta']:g}",
                    f"{r['before']:.2f} % → {r['after']:.2f} %: {_pt(r['paired'])}") for r in rows])
+    try:
+        doc = pretrained.ceiling_results()
+    except FileNotFoundError as e:
+        print(f"the training arms: {e}")
+        return 0
+    _print_table(f"the training arms at β {doc['beta']:g} ({doc['n']:,} val images, paired against the base arm; "
+                 f"teacher {doc['teacher_accuracy']:.2f} %; data/results_ceiling_mini.json, `minist ceiling`)",
+                 [(f"{arm}: {factor}", f"{acc}; vs base {paired}; vs the per-β curve at equal bytes {pb} pt")
+                  for arm, factor, acc, paired, pb, _, _ in ceiling.arm_rows(doc)])
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import checkpoint, image_formats
+from .. import checkpoint, image_formats, rd
 from ..evaluate import codec_accuracy, evaluate_student
 from ..split.adaptive import RateController, RateOption, latency_ms, options_from_results, send_adaptive
 from ..split.latency import timings
@@ -175,6 +175,20 @@ def _accuracy_and_bytes(by_beta: dict) -> dict:
     return {b: {k: r[k] for k in ("accuracy", "bytes_mean")} for b, r in by_beta.items()}
 
 
+def _at_equal_kb(runs: list[dict], kbs=(0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)) -> list[dict]:
+    """The seeds compared at the same bytes rather than the same β: each run's anchors as a curve, its accuracy
+    interpolated at each KB (:func:`minist.rd.accuracy_at_kb`), and their sd where every run reaches it."""
+    curves = [[{"kb_mean": v["bytes_mean"] / 1024, "accuracy": v["accuracy"]} for v in r["by_beta"].values()]
+              for r in runs]
+    rows = []
+    for kb in kbs:
+        acc = [rd.accuracy_at_kb(c, kb) for c in curves]
+        whole = None not in acc and len(acc) > 1
+        rows.append({"kb": kb, "accuracy": acc, "accuracy_mean": float(np.mean(acc)) if None not in acc else None,
+                     "accuracy_sd": float(np.std(acc, ddof=1)) if whole else None})
+    return rows
+
+
 def seed_study(folders, shipped: dict | None = None) -> dict:
     """The variable-rate recipe over seeds: each finished run's val accuracy and bytes at every anchor β (its
     ``student.pt``'s ``val_by_beta``, fp32, 2,000 val images, real bytes), their mean and sample sd, and whether a
@@ -198,7 +212,7 @@ def seed_study(folders, shipped: dict | None = None) -> dict:
         rows.append({"beta": float(b), "accuracy_mean": float(acc.mean()),
                      "accuracy_sd": float(acc.std(ddof=1)) if len(acc) > 1 else None,
                      "bytes_mean": float(size.mean()), "bytes_sd": float(size.std(ddof=1)) if len(size) > 1 else None})
-    out = {"runs": runs, "anchors": rows,
+    out = {"runs": runs, "anchors": rows, "at_equal_kb": _at_equal_kb(runs),
            "collapsed": [r["seed"] for r in runs if min(v["accuracy"] for v in r["by_beta"].values()) <= 15.0]}
     if shipped is not None:
         out["shipped"] = {"seed": shipped["train"]["seed"],
