@@ -1,5 +1,6 @@
 """Real-data loaders on tiny local fixtures laid out as the real datasets are, and offline errors."""
 
+import shutil
 import urllib.error
 
 import numpy as np
@@ -220,6 +221,10 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
     assert per_beta["stage1-only"]["choice"]["accuracy"] == [r for r in hist if r["stage"] == 1][-1]["accuracy"]
     assert not any("choice" in p for p in res["points"] if p["method"].startswith("variable-rate"))
     assert [a["method"] for a in photos.ablation(res)] == ["entropic", "stage1-only"]
+    # a later collect from a run folder without that arm keeps the shipped file's points (same photos, teacher)
+    shutil.rmtree(out / "student-0.02")
+    again = json.loads(photos.collect(out, root).read_text())
+    assert sorted(map(photos._key, again["points"]), key=str) == sorted(map(photos._key, res["points"]), key=str)
 
 
 def test_the_shipped_real_photo_results_name_the_shipped_teacher(tmp_path):

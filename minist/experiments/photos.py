@@ -219,12 +219,24 @@ def ablation(res: dict, beta: float = ABLATION_BETA) -> list[dict]:
     return rows
 
 
+def _key(point: dict) -> tuple:
+    return point["method"], point.get("knob"), point.get("value")
+
+
 def collect(out: Path = OUT, root=None) -> Path:
-    """Every finished point of ``out`` → ``data/results_imagenette.json`` (no absolute paths)."""
+    """Every finished point of ``out`` → ``data/results_imagenette.json`` (no absolute paths). The shipped file's
+    other points stay when they were scored on the same test photos with the same teacher (a run folder need not
+    hold every arm ever run); a point measured again replaces its old self."""
     test = teacher_test_point(root, out)
     points = [json.loads(p.read_text()) for p in sorted((out / "codecs").glob("*.json"))]
     for p in sorted(out.glob("*/points.json")):
         points += _with_choice(json.loads(p.read_text()), p.parent / "history.json")
+    shipped = data_dir() / RESULTS_FILE
+    if shipped.is_file():
+        prev = json.loads(shipped.read_text())
+        if (prev.get("test_sha256"), prev.get("teacher_sha256")) == (test["sha256"], test["teacher_sha256"]):
+            fresh = {_key(p) for p in points}
+            points = [p for p in prev["points"] if _key(p) not in fresh] + points
     res = {"dataset": "imagenette2 (../shared/data/imagenette): 8,994 train, 475 choice (held-out train), "
                       "3,925 test (official val)",
            "test_sha256": test["sha256"], "image_size": 128, "teacher_accuracy": test["accuracy"],
