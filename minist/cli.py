@@ -520,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     ce.add_argument("--out", default=str(ceiling.OUT), help="one folder per arm (resumable)")
     ce.add_argument("--dest", default=None, help="the result file (default: data/results_ceiling_mini.json)")
     ce.add_argument("--quick", action="store_true", help="two steps per stage on a few images (the machinery only)")
+    ce.add_argument("--test", action="store_true", help="then score the budget arms (" + ",".join(ceiling.TEST_ARMS)
+                    + ") once on the 10,000-image test split (≈3 min each)")
     ce.add_argument("--collect-only", action="store_true", help="train nothing: collect the finished arms")
     ce.add_argument("--markdown", action="store_true", help="train nothing: print the table of the shipped file")
     ce.set_defaults(fn=ceiling.main)

@@ -57,3 +57,28 @@ def test_collect_needs_the_base_arm_and_names_the_command(tmp_path):
         ceiling.collect(tmp_path, dest=tmp_path / "r.json")
     with pytest.raises(ValueError, match="unknown arm"):
         ceiling.run(tmp_path, ["base", "wider"], quick=True)
+
+
+def test_the_budget_arms_are_scored_once_on_the_test_split_against_the_teacher(arms, tmp_path, monkeypatch):
+    from minist.data.synth import cached
+    from minist.experiments import test_study
+    tiny = lambda limit=None: cached("test", "classification", test_length=6)     # noqa: E731
+    monkeypatch.setattr(test_study, "mini_test_set", tiny)
+    monkeypatch.setattr(test_study, "JPEG_QUALITIES", (1, 50))
+    test_study.run(tmp_path / "t", methods=("teacher", "jpeg"), progress=False)
+    shipped = json.loads(test_study.collect(tmp_path / "t", tmp_path / "t.json").read_text())
+    monkeypatch.setattr(ceiling, "mini_test_set", tiny)
+    monkeypatch.setattr(ceiling.pretrained, "test_results", lambda: shipped)
+    (arms / "epochs-16+4").mkdir(exist_ok=True)
+    shutil.copyfile(arms / "base" / "student.pt", arms / "epochs-16+4" / "student.pt")
+    [point] = ceiling.score_on_test(arms, names=("epochs-16+4",), progress=False)
+    assert point["n"] == 6 and point["method"] == ceiling.TEST_METHOD and point["value"] == ceiling.BETA
+    assert ceiling.score_on_test(arms, names=("epochs-16+4",), progress=False) == [point]      # kept, not redone
+    doc = json.loads(ceiling.collect(arms, dest=tmp_path / "r.json").read_text())
+    assert doc["test"]["points"][0]["versus_teacher"]["n"] == 6 and doc["test"]["reach"]["method"] == "entropic-16+4"
+    assert "| epochs-16+4 | 0.02 |" in ceiling.test_markdown(doc)
+    monkeypatch.setattr(ceiling.pretrained, "test_results", lambda: {**shipped, "test_sha256": "another"})
+    (arms / "epochs-16+4" / "test.json").unlink()
+    with pytest.raises(ValueError, match="another test split"):
+        ceiling.score_on_test(arms, names=("epochs-16+4",), progress=False)
+    shutil.rmtree(arms / "epochs-16+4")

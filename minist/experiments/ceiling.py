@@ -30,10 +30,13 @@ import numpy as np
 import torch
 
 from .. import checkpoint, pretrained, rd
-from ..config import StudentTrainConfig, mini_val_set
+from ..config import StudentTrainConfig, mini_test_set, mini_val_set
 from ..data.synth import FashionOnPhotos
+from ..evaluate import evaluate_student
+from ..models.store import load_student
 from ..recipes import train_student
 from ..utils import data_dir
+from .test_study import paired_text, reach_text
 
 
 @torch.no_grad()
@@ -109,7 +112,14 @@ ARMS = (
     Arm("stage2-ce-only", "stage 2 on the labels alone (no KD on logits)", {"alpha": 1.0}, True),
     Arm("stage2-kd-only", "stage 2 on the teacher's logits alone", {"alpha": 0.0}, True),
     Arm("stage2-tail", "stage 2 also fine-tunes layer2 … head (the paper's choice)", {"stage2_tail": True}, True),
+    # the budget at the lower rates: is the gain at β 0.02 a gain of the whole curve? (compared at equal bytes)
+    Arm("epochs-16+4-beta0.04", "budget ×2 at β 0.04", {"beta": 0.04, "stage1_epochs": 16, "stage2_epochs": 4}),
+    Arm("epochs-16+4-beta0.08", "budget ×2 at β 0.08", {"beta": 0.08, "stage1_epochs": 16, "stage2_epochs": 4}),
 )
+
+
+def _arm(name: str) -> Arm:
+    return _arms([name])[0]
 
 
 def _arms(names=None) -> list[Arm]:
@@ -123,7 +133,8 @@ def _arms(names=None) -> list[Arm]:
 
 
 def config_for(arm: Arm, out: Path | str = OUT, quick: bool = False) -> StudentTrainConfig:
-    return StudentTrainConfig(beta=BETA, out=str(Path(out) / arm.name), **arm.overrides, **(QUICK if quick else {}))
+    over = {"beta": BETA, **arm.overrides, **(QUICK if quick else {})}
+    return StudentTrainConfig(**over, out=str(Path(out) / arm.name))
 
 
 def run(out: Path | str = OUT, names=None, quick: bool = False, progress: bool = True) -> list[Path]:
@@ -147,6 +158,55 @@ def run(out: Path | str = OUT, names=None, quick: bool = False, progress: bool =
                 print(f"arm {arm.name}: trained in {(time.time() - tic) / 60:.1f} min", flush=True)
         done.append(folder)
     return done
+
+
+# chosen on the val set, then reported once on the test split: the arms that change the whole per-β curve
+TEST_ARMS = ("epochs-16+4", "epochs-16+4-beta0.04", "epochs-16+4-beta0.08")
+TEST_METHOD = "entropic-16+4"         # their points' method in the test section (the shipped ones: "entropic")
+
+
+def score_on_test(out: Path | str = OUT, names=TEST_ARMS, progress: bool = True) -> list[dict]:
+    """Each finished arm of ``names`` on the 10,000-image test split (real bytes, batch 1, each image's
+    correctness), once: kept as ``out/<arm>/test.json``. Refuses a test set other than the shipped study's."""
+    out, test, shipped = Path(out), None, pretrained.test_results()
+    points = []
+    for name in names:
+        path, folder = Path(out) / name / "test.json", Path(out) / name
+        if not path.is_file():
+            if not (folder / "student.pt").is_file():
+                raise FileNotFoundError(f"{folder / 'student.pt'} is missing: run `minist ceiling --arms {name}`")
+            if test is None:
+                test = mini_test_set()
+                if test.digest() != shipped["test_sha256"]:
+                    raise ValueError("this machine renders another test split than results_test_mini.json's: "
+                                     "check the locked versions (README, 'Start here')")
+            tic = time.time()
+            student, meta = load_student(folder / "student.pt")
+            r = evaluate_student(student, test)
+            point = {"method": TEST_METHOD, "knob": "beta", "value": meta["train"]["beta"], "arm": name,
+                     **{k: r[k] for k in ("accuracy", "ci95", "kb_mean", "bytes_mean", "bytes_p95", "header_bytes",
+                                          "correct_bits")}, "n": len(test), "seconds": time.time() - tic}
+            checkpoint.write_json(path, point)
+            if progress:
+                print(f"{name} on the test split: {r['accuracy']:.2f} % at {r['kb_mean']:.3f} KB "
+                      f"({time.time() - tic:.0f} s)", flush=True)
+        points.append(json.loads(path.read_text()))
+    return points
+
+
+def _test_section(out: Path) -> dict | None:
+    """The arms scored on the test split, each paired against the teacher, and bytes at teacher − 1 pt for their
+    curve against the best codec (:func:`minist.rd.bootstrap_reach`), on the shipped study's images."""
+    points = [json.loads(p.read_text()) for name in TEST_ARMS if (p := out / name / "test.json").is_file()]
+    if not points:
+        return None
+    shipped = pretrained.test_results()
+    teacher = rd.unpack_correct(shipped["teacher_correct_bits"], shipped["n"])
+    for p in points:
+        p["versus_teacher"] = rd.mcnemar(rd.unpack_correct(p["correct_bits"], p["n"]), teacher)
+    res = {**shipped, "points": [p for p in shipped["points"] if p["method"] in ("jpeg", "webp")] + points}
+    return {"n": shipped["n"], "test_sha256": shipped["test_sha256"], "teacher_accuracy": shipped["teacher_accuracy"],
+            "points": points, "reach": rd.bootstrap_reach(res, method=TEST_METHOD)}
 
 
 def _curve(points) -> list[dict]:
@@ -180,7 +240,8 @@ def collect(out: Path | str = OUT, dest: Path | str | None = None) -> Path:
     base = rd.unpack_correct(arms[0]["correct_bits"], arms[0]["n"])
     for a in arms:
         hits = rd.unpack_correct(a["correct_bits"], a["n"])
-        a["versus_base"] = None if a["arm"] == "base" else rd.mcnemar(hits, base)
+        same_rate = _arm(a["arm"]).overrides.get("beta", BETA) == BETA
+        a["versus_base"] = None if a["arm"] == "base" or not same_rate else rd.mcnemar(hits, base)
         for name, curve in (("per_beta", per_beta), ("variable", variable)):
             at = rd.accuracy_at_kb(curve, a["kb_mean"])
             a[f"versus_{name}_curve_pt"] = None if at is None else a["accuracy"] - at
@@ -188,7 +249,7 @@ def collect(out: Path | str = OUT, dest: Path | str | None = None) -> Path:
            "teacher_accuracy": pretrained.results("mini")["teacher_accuracy"],
            "about": "training arms of the ceiling ablation: the mini recipe at β 0.02 with one factor changed, "
                     "each scored once on the 2,000 val images (the set for choosing) at real bytes, batch 1",
-           "made_by": "minist ceiling", "torch": torch.__version__, "arms": arms}
+           "made_by": "minist ceiling", "torch": torch.__version__, "arms": arms, "test": _test_section(out)}
     dest = Path(dest) if dest else data_dir() / RESULTS_FILE
     checkpoint.write_json(dest, doc)
     return dest
@@ -202,8 +263,9 @@ def arm_rows(doc: dict) -> list[tuple[str, ...]]:
     rows = []
     for a in doc["arms"]:
         vb = a["versus_base"]
-        paired = "reference" if vb is None else (f"{vb['difference_pt']:+.2f} [{vb['ci95_pt'][0]:+.2f}, "
-                                                 f"{vb['ci95_pt'][1]:+.2f}], p = {vb['p_value']:.2g}")
+        paired = ("reference" if a["arm"] == "base" else "– (another β)" if vb is None else
+                  f"{vb['difference_pt']:+.2f} [{vb['ci95_pt'][0]:+.2f}, {vb['ci95_pt'][1]:+.2f}], "
+                  f"p = {vb['p_value']:.2g}")
         rows.append((a["arm"], a["factor"], f"{a['accuracy']:.2f} % at {a['kb_mean']:.3f} KB", paired,
                      pt(a["versus_per_beta_curve_pt"]), pt(a["versus_variable_curve_pt"]),
                      f"{a['train_minutes']:.0f}"))
@@ -221,13 +283,30 @@ def markdown(doc: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def test_markdown(doc: dict | None = None) -> str:
+    """The test section: each arm against the teacher on the 10,000 test images, and bytes at teacher − 1 pt."""
+    t = (doc or pretrained.ceiling_results())["test"]
+    lines = ["| arm | β | test accuracy (95 %) | KB | vs teacher (pt, paired) |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {p['arm']} | {p['value']:g} | {p['accuracy']:.2f} % [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | "
+              f"{p['kb_mean']:.3f} | {paired_text(p['versus_teacher'])} |" for p in t["points"]]
+    r = t["reach"]
+    lines += ["", f"Bytes at teacher − 1 pt ({t['teacher_accuracy'] - 1:.2f} %), {t['n']:,} test images, bootstrap "
+              f"95 %: these students {reach_text(r, 'kb')}; the best codec {reach_text(r, 'kb_rival')}; ratio "
+              f"{reach_text(r, 'ratio')}."]
+    return "\n".join(lines) + "\n"
+
+
 def main(args) -> int:
     if args.markdown:
         print(markdown(), end="")
+        if pretrained.ceiling_results().get("test"):
+            print("\n" + test_markdown(), end="")
         return 0
     names = None if args.arms is None else [n for n in args.arms.split(",") if n]
     if not args.collect_only:
         run(args.out, names, quick=args.quick)
+        if args.test:
+            score_on_test(args.out)
     dest = collect(args.out, args.dest)
     print(markdown(json.loads(Path(dest).read_text())), end="")
     print(f"wrote {dest}")
