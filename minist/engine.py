@@ -134,17 +134,25 @@ class Engine:
             self.model.train()
             tic, seen, terms = time.time(), 0, {}
             loader = loader_for_epoch(self.epoch)
-            bar = tqdm(loader, desc=f"{tag} {self.epoch + 1}/{epochs}", leave=False, disable=not self.progress or None)
-            for batch in bar:
+            # the bar counts; it does not hold the batches: a notebook's bar sits in a reference cycle, and a loader
+            # iterator kept there would shut its worker down only at some later garbage collection (seconds, in
+            # whichever cell triggers it). Ours is freed as soon as the epoch ends.
+            batches = iter(loader)
+            bar = tqdm(total=len(loader) if hasattr(loader, "__len__") else None, leave=False,
+                       desc=f"{tag} {self.epoch + 1}/{epochs}", disable=not self.progress or None)
+            for batch in batches:
                 logs = self.train_step(batch, step)
                 seen += len(batch[0])
                 for k, v in logs.items():
                     terms.setdefault(k, []).append(v)
                 if callback is not None:
                     callback(self.step, logs)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()})
+                bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
+                bar.update(1)
                 if self.max_steps is not None and self.step >= self.max_steps:
                     break
+            bar.close()
+            del batches
             seconds = time.time() - tic
             self.epoch += 1
             rec = {**(record or {}), "epoch": self.epoch, "seconds": seconds, "images_per_second": seen / seconds,
