@@ -238,7 +238,8 @@ def collect(out: Path | str = OUT, dest: Path | str | None = None) -> Path:
         arms.append({"arm": arm.name, "factor": arm.factor, "overrides": {k: list(x) if isinstance(x, tuple) else x
                                                                            for k, x in arm.overrides.items()},
                      "stage2_only": arm.stage2_only, "val_sha256": meta["val_set"]["sha256"],
-                     "train_minutes": meta["train_seconds"] / 60,
+                     "train_minutes": sum(h["seconds"] for h in meta["history"]           # a stage-2 arm: its own
+                                          if not arm.stage2_only or h.get("stage") == 2) / 60,   # stage 2 only
                      **{k: v[k] for k in ("accuracy", "ci95", "kb_mean", "bytes_mean", "n", "correct_bits")}})
     if not arms or arms[0]["arm"] != "base":
         raise FileNotFoundError(f"no finished base arm under {out}: run `minist ceiling` first")
