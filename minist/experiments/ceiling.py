@@ -215,8 +215,13 @@ def _test_section(out: Path) -> dict | None:
         return None
     shipped = pretrained.test_results()
     teacher = rd.unpack_correct(shipped["teacher_correct_bits"], shipped["n"])
-    for p in points:
-        p["versus_teacher"] = rd.mcnemar(rd.unpack_correct(p["correct_bits"], p["n"]), teacher)
+    for p in points:          # paired on the same images: the teacher, and the shipped students at the same β
+        hits = rd.unpack_correct(p["correct_bits"], p["n"])
+        p["versus_teacher"] = rd.mcnemar(hits, teacher)
+        p["versus_shipped"] = {q["method"]: {"kb_mean": q["kb_mean"], "accuracy": q["accuracy"],
+                                             **rd.mcnemar(hits, rd.unpack_correct(q["correct_bits"], q["n"]))}
+                               for q in shipped["points"]
+                               if q["method"] in ("entropic", "variable-rate") and q["value"] == p["value"]}
     res = {**shipped, "points": [p for p in shipped["points"] if p["method"] in ("jpeg", "webp")] + points}
     methods = sorted({p["method"] for p in points})
     return {"n": shipped["n"], "test_sha256": shipped["test_sha256"], "teacher_accuracy": shipped["teacher_accuracy"],
@@ -301,9 +306,14 @@ def markdown(doc: dict | None = None) -> str:
 def test_markdown(doc: dict | None = None) -> str:
     """The test section: each arm against the teacher on the 10,000 test images, and bytes at teacher − 1 pt."""
     t = (doc or pretrained.ceiling_results())["test"]
-    lines = ["| arm | β | test accuracy (95 %) | KB | vs teacher (pt, paired) |", "| --- | --- | --- | --- | --- |"]
+    def shipped(p, method):
+        q = p["versus_shipped"].get(method)
+        return "–" if q is None else f"{q['accuracy']:.2f} % at {q['kb_mean']:.3f} KB: {paired_text(q)}"
+    lines = ["| arm | β | test accuracy (95 %) | KB | vs teacher (pt, paired) | vs the shipped per-β student at this β "
+             "| vs the variable-rate student at this β |", "| --- | --- | --- | --- | --- | --- | --- |"]
     lines += [f"| {p['arm']} | {p['value']:g} | {p['accuracy']:.2f} % [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | "
-              f"{p['kb_mean']:.3f} | {paired_text(p['versus_teacher'])} |" for p in t["points"]]
+              f"{p['kb_mean']:.3f} | {paired_text(p['versus_teacher'])} | {shipped(p, 'entropic')} | "
+              f"{shipped(p, 'variable-rate')} |" for p in t["points"]]
     for r in t["reach"]:
         lines += ["", f"Bytes at teacher − 1 pt ({t['teacher_accuracy'] - 1:.2f} %), {t['n']:,} test images, "
                   f"bootstrap 95 %: {r['method']} {reach_text(r, 'kb')}; the best codec {reach_text(r, 'kb_rival')};"
