@@ -13,7 +13,8 @@ base arm's stage 1, so they differ in stage 2 alone) and :func:`collect` scores 
 same 2,000 val images (paired) and against the shipped per-β and variable-rate curves at equal bytes.
 
     minist bench ceiling            # both tables, ≈15 min on one thread (the BatchNorm arms; the rest is read)
-    minist ceiling                  # train the arms (≈25 min each on one thread, 16 + 4: ≈50) and collect them
+    minist ceiling --test           # train the arms (one thread: ≈20 min per 8 + 2 arm, ≈35–40 per 16 + 4, 3–4 per
+                                    # stage-2 arm), score the budget arms on the test split, collect them
                                     # → data/results_ceiling_mini.json
 """
 
@@ -121,10 +122,6 @@ ARMS = (
 )
 
 
-def _arm(name: str) -> Arm:
-    return _arms([name])[0]
-
-
 def _arms(names=None) -> list[Arm]:
     if names is None:
         return list(ARMS)
@@ -149,9 +146,9 @@ def run(out: Path | str = OUT, names=None, quick: bool = False, progress: bool =
         if not (folder / "student.pt").is_file():
             if arm.stage2_only:
                 base = out / "base"
-                if not (base / "stage1.pt").is_file():
+                if not (base / "stage1-last.pt").is_file():
                     raise FileNotFoundError(f"the arm {arm.name!r} starts from the base arm's stage 1, and "
-                                            f"{base / 'stage1.pt'} is missing: run the 'base' arm first")
+                                            f"{base / 'stage1-last.pt'} is missing: run the 'base' arm first")
                 folder.mkdir(parents=True, exist_ok=True)
                 if not (folder / "stage1-last.pt").is_file():       # a resumed stage 2 keeps its own copy
                     shutil.copyfile(base / "stage1-last.pt", folder / "stage1-last.pt")
@@ -184,7 +181,8 @@ def score_on_test(out: Path | str = OUT, names=None, progress: bool = True) -> l
         names = [n for n in TEST_ARMS if (out / n / "student.pt").is_file()]
     points = []
     for name in names:
-        path, folder = Path(out) / name / "test.json", Path(out) / name
+        folder = out / name
+        path = folder / "test.json"
         if not path.is_file():
             if not (folder / "student.pt").is_file():
                 raise FileNotFoundError(f"{folder / 'student.pt'} is missing: run `minist ceiling --arms {name}`")
@@ -237,7 +235,7 @@ def collect(out: Path | str = OUT, dest: Path | str | None = None) -> Path:
     """Every finished arm under ``out``: its val accuracy at real bytes (fp32, the run's own final evaluation),
     the paired difference to the base arm on the same images, and its accuracy minus the shipped per-β and
     variable-rate curves' at its bytes (interpolated on log KB: the effect at equal bytes)."""
-    out = Path(out)
+    out, study = Path(out), pretrained.results("mini")
     arms = []
     for arm in ARMS:
         path = out / arm.name / "student.pt"
@@ -245,9 +243,9 @@ def collect(out: Path | str = OUT, dest: Path | str | None = None) -> Path:
             continue
         meta = checkpoint.load(path, kind="student")["meta"]
         v = meta["val"]
-        arms.append({"arm": arm.name, "factor": arm.factor, "overrides": {k: list(x) if isinstance(x, tuple) else x
-                                                                           for k, x in arm.overrides.items()},
-                     "stage2_only": arm.stage2_only, "val_sha256": meta["val_set"]["sha256"],
+        arms.append({"arm": arm.name, "factor": arm.factor, "overrides": dict(arm.overrides),
+                     "same_rate": arm.overrides.get("beta", BETA) == BETA, "stage2_only": arm.stage2_only,
+                     "val_sha256": meta["val_set"]["sha256"],
                      "train_minutes": sum(h["seconds"] for h in meta["history"]           # a stage-2 arm: its own
                                           if not arm.stage2_only or h.get("stage") == 2) / 60,   # stage 2 only
                      **{k: v[k] for k in ("accuracy", "ci95", "kb_mean", "bytes_mean", "n", "correct_bits")}})
@@ -255,18 +253,17 @@ def collect(out: Path | str = OUT, dest: Path | str | None = None) -> Path:
         raise FileNotFoundError(f"no finished base arm under {out}: run `minist ceiling` first")
     if len({(a["val_sha256"], a["n"]) for a in arms}) > 1:
         raise ValueError(f"the arms under {out} were scored on different val sets; run them again with one recipe")
-    per_beta = _curve([p for p in pretrained.results("mini")["points"] if p["method"] == "entropic"])
+    per_beta = _curve([p for p in study["points"] if p["method"] == "entropic"])
     variable = _curve(pretrained.variable_results("mini")["fine"])
     base = rd.unpack_correct(arms[0]["correct_bits"], arms[0]["n"])
     for a in arms:
         hits = rd.unpack_correct(a["correct_bits"], a["n"])
-        same_rate = _arm(a["arm"]).overrides.get("beta", BETA) == BETA
-        a["versus_base"] = None if a["arm"] == "base" or not same_rate else rd.mcnemar(hits, base)
+        a["versus_base"] = None if a["arm"] == "base" or not a["same_rate"] else rd.mcnemar(hits, base)
         for name, curve in (("per_beta", per_beta), ("variable", variable)):
             at = rd.accuracy_at_kb(curve, a["kb_mean"])
             a[f"versus_{name}_curve_pt"] = None if at is None else a["accuracy"] - at
     doc = {"preset": "mini", "beta": BETA, "split": "val", "n": arms[0]["n"], "val_sha256": arms[0]["val_sha256"],
-           "teacher_accuracy": pretrained.results("mini")["teacher_accuracy"],
+           "teacher_accuracy": study["teacher_accuracy"],
            "about": "training arms of the ceiling ablation: the mini recipe at β 0.02 with one factor changed, "
                     "each scored once on the 2,000 val images (the set for choosing) at real bytes, batch 1",
            "made_by": "minist ceiling", "torch": torch.__version__, "arms": arms, "test": _test_section(out)}
@@ -283,9 +280,7 @@ def arm_rows(doc: dict) -> list[tuple[str, ...]]:
     rows = []
     for a in doc["arms"]:
         vb = a["versus_base"]
-        paired = ("reference" if a["arm"] == "base" else "– (another β)" if vb is None else
-                  f"{vb['difference_pt']:+.2f} [{vb['ci95_pt'][0]:+.2f}, {vb['ci95_pt'][1]:+.2f}], "
-                  f"p = {vb['p_value']:.2g}")
+        paired = "reference" if a["arm"] == "base" else "– (another β)" if vb is None else paired_text(vb)
         rows.append((a["arm"], a["factor"], f"{a['accuracy']:.2f} % at {a['kb_mean']:.3f} KB", paired,
                      pt(a["versus_per_beta_curve_pt"]), pt(a["versus_variable_curve_pt"]),
                      f"{a['train_minutes']:.0f}"))
@@ -323,9 +318,8 @@ def test_markdown(doc: dict | None = None) -> str:
 
 def main(args) -> int:
     if args.markdown:
-        print(markdown(), end="")
-        if pretrained.ceiling_results().get("test"):
-            print("\n" + test_markdown(), end="")
+        doc = pretrained.ceiling_results()
+        print(markdown(doc) + ("\n" + test_markdown(doc) if doc.get("test") else ""), end="")
         return 0
     names = None if args.arms is None else [n for n in args.arms.split(",") if n]
     if not args.collect_only:
