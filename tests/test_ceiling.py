@@ -83,3 +83,23 @@ def test_the_budget_arms_are_scored_once_on_the_test_split_against_the_teacher(a
     with pytest.raises(ValueError, match="another test split"):
         ceiling.score_on_test(arms, names=("epochs-16+4",), progress=False)
     shutil.rmtree(arms / "epochs-16+4")
+
+
+def test_collect_keeps_the_arms_of_an_earlier_file_that_out_lacks(arms, tmp_path):
+    """A later session's ``out`` holds only the arm it trained: the table keeps the others, scored on the same
+    images, and recomputes every paired number against the kept base arm."""
+    dest = tmp_path / "r.json"
+    ceiling.collect(arms, dest=dest)
+    later = tmp_path / "later"
+    (later / "seed-1").mkdir(parents=True)
+    shutil.copyfile(arms / "stage2-ce-only" / "student.pt", later / "seed-1" / "student.pt")
+    doc = json.loads(ceiling.collect(later, dest=dest).read_text())
+    by = {a["arm"]: a for a in doc["arms"]}
+    assert list(by) == ["base", "seed-1", "stage2-ce-only"]
+    assert by["seed-1"]["versus_base"] == by["stage2-ce-only"]["versus_base"]
+    other = json.loads(dest.read_text())
+    other["arms"][1]["val_sha256"] = "0" * 64                   # an arm scored on another val set is refused
+    dest.write_text(json.dumps(other))
+    shutil.rmtree(later / "seed-1")
+    with pytest.raises(ValueError, match="different val sets"):
+        ceiling.collect(later, dest=dest)

@@ -205,13 +205,32 @@ def score_on_test(out: Path | str = OUT, names=None, progress: bool = True) -> l
     return points
 
 
-def _test_section(out: Path) -> dict | None:
+# what collect computes from an arm's own numbers; an arm kept from an earlier file is stripped of it first
+_DERIVED = ("versus_base", "versus_per_beta_curve_pt", "versus_variable_curve_pt", "versus_teacher", "versus_shipped")
+
+
+def _earlier(dest: Path) -> dict:
+    """The result file that ``dest`` already holds (or an empty one): the arms of another machine's run, kept
+    where ``out`` lacks them."""
+    return json.loads(dest.read_text()) if dest.is_file() else {"arms": [], "test": None}
+
+
+def _test_section(out: Path, earlier: dict | None = None) -> dict | None:
     """The arms scored on the test split, each paired against the teacher, and bytes at teacher − 1 pt for their
-    curve against the best codec (:func:`minist.rd.bootstrap_reach`), on the shipped study's images."""
-    points = [json.loads(p.read_text()) for name in TEST_ARMS if (p := out / name / "test.json").is_file()]
+    curve against the best codec (:func:`minist.rd.bootstrap_reach`), on the shipped study's images. An arm with
+    no ``test.json`` under ``out`` is kept from ``earlier`` (a result file) when it was scored on the same split."""
+    shipped = pretrained.test_results()
+    section = (earlier or {}).get("test") or {}
+    kept = ({p["arm"]: {k: v for k, v in p.items() if k not in _DERIVED} for p in section.get("points", [])}
+            if section.get("test_sha256") == shipped["test_sha256"] else {})
+    points = []
+    for name in TEST_ARMS:
+        if (path := out / name / "test.json").is_file():
+            points.append(json.loads(path.read_text()))
+        elif name in kept:
+            points.append(kept[name])
     if not points:
         return None
-    shipped = pretrained.test_results()
     teacher = rd.unpack_correct(shipped["teacher_correct_bits"], shipped["n"])
     for p in points:          # paired on the same images: the teacher, and the shipped students at the same β
         hits = rd.unpack_correct(p["correct_bits"], p["n"])
@@ -234,12 +253,21 @@ def _curve(points) -> list[dict]:
 def collect(out: Path | str = OUT, dest: Path | str | None = None) -> Path:
     """Every finished arm under ``out``: its val accuracy at real bytes (fp32, the run's own final evaluation),
     the paired difference to the base arm on the same images, and its accuracy minus the shipped per-β and
-    variable-rate curves' at its bytes (interpolated on log KB: the effect at equal bytes)."""
+    variable-rate curves' at its bytes (interpolated on log KB: the effect at equal bytes).
+
+    An arm that ``out`` lacks is kept from the result file ``dest`` already holds, when it was scored on the same
+    val set: arms trained on another machine (or in an earlier session whose ``out`` is gone) stay in the table,
+    and one run adds the arms it trained."""
     out, study = Path(out), pretrained.results("mini")
+    dest = Path(dest) if dest else data_dir() / RESULTS_FILE
+    earlier = _earlier(dest)
+    kept = {a["arm"]: {k: v for k, v in a.items() if k not in _DERIVED} for a in earlier["arms"]}
     arms = []
     for arm in ARMS:
         path = out / arm.name / "student.pt"
         if not path.is_file():
+            if arm.name in kept:
+                arms.append(kept[arm.name])
             continue
         meta = checkpoint.load(path, kind="student")["meta"]
         v = meta["val"]
@@ -250,9 +278,10 @@ def collect(out: Path | str = OUT, dest: Path | str | None = None) -> Path:
                                           if not arm.stage2_only or h.get("stage") == 2) / 60,   # stage 2 only
                      **{k: v[k] for k in ("accuracy", "ci95", "kb_mean", "bytes_mean", "n", "correct_bits")}})
     if not arms or arms[0]["arm"] != "base":
-        raise FileNotFoundError(f"no finished base arm under {out}: run `minist ceiling` first")
+        raise FileNotFoundError(f"no finished base arm under {out} (nor in {dest}): run `minist ceiling` first")
     if len({(a["val_sha256"], a["n"]) for a in arms}) > 1:
-        raise ValueError(f"the arms under {out} were scored on different val sets; run them again with one recipe")
+        raise ValueError(f"the arms under {out} and those kept from {dest} were scored on different val sets; "
+                         f"run them again with one recipe (or move {dest} aside to start a new table)")
     per_beta = _curve([p for p in study["points"] if p["method"] == "entropic"])
     variable = _curve(pretrained.variable_results("mini")["fine"])
     base = rd.unpack_correct(arms[0]["correct_bits"], arms[0]["n"])
@@ -266,8 +295,7 @@ def collect(out: Path | str = OUT, dest: Path | str | None = None) -> Path:
            "teacher_accuracy": study["teacher_accuracy"],
            "about": "training arms of the ceiling ablation: the mini recipe at β 0.02 with one factor changed, "
                     "each scored once on the 2,000 val images (the set for choosing) at real bytes, batch 1",
-           "made_by": "minist ceiling", "torch": torch.__version__, "arms": arms, "test": _test_section(out)}
-    dest = Path(dest) if dest else data_dir() / RESULTS_FILE
+           "made_by": "minist ceiling", "torch": torch.__version__, "arms": arms, "test": _test_section(out, earlier)}
     checkpoint.write_json(dest, doc)
     return dest
 
