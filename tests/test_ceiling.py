@@ -103,3 +103,14 @@ def test_collect_keeps_the_arms_of_an_earlier_file_that_out_lacks(arms, tmp_path
     shutil.rmtree(later / "seed-1")
     with pytest.raises(ValueError, match="different val sets"):
         ceiling.collect(later, dest=dest)
+
+
+def test_the_seed_spread_is_the_sd_of_the_base_recipes_runs_at_equal_bytes():
+    arm = lambda name, d, kb: {"arm": name, "versus_per_beta_curve_pt": d, "kb_mean": kb, "accuracy": 88.0}  # noqa: E731
+    doc = {"arms": [arm("base", -0.12, 0.49), arm("seed-1", 0.83, 0.40), arm("decoder-2x", 3.0, 0.47),
+                    arm("seed-2", None, 0.05)]}          # a run outside the curve's bytes has no value there
+    spread = ceiling.seed_spread(doc)
+    assert spread["arms"] == ["base", "seed-1"]
+    assert spread["sd_pt"] == pytest.approx(0.6718, abs=1e-4) and spread["mean_pt"] == pytest.approx(0.355)
+    assert "sd 0.67 pt" in ceiling.seed_text(spread)
+    assert ceiling.seed_spread({"arms": doc["arms"][:1]}) is None

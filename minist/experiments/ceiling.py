@@ -106,6 +106,7 @@ class Arm:
 ARMS = (
     Arm("base", "the mini recipe (8 + 2 epochs, C = 12, decoder 64, 32; stage 2: decoder, ½ CE + ½ KD)"),
     Arm("seed-1", "the same recipe, another seed: the noise between two runs", {"seed": 1}),
+    Arm("seed-2", "the same recipe, a third seed", {"seed": 2}),
     Arm("epochs-16+4", "budget ×2: 16 + 4 epochs (the variable-rate student's)",
         {"stage1_epochs": 16, "stage2_epochs": 4}),
     Arm("channels-24", "latent channels C = 24 (the paper's)", {"channels": 24}),
@@ -322,10 +323,37 @@ ARM_COLUMNS = ("arm", "what changes", "val accuracy at real bytes", "paired vs b
                "vs per-β curve at equal bytes (pt)", "vs variable-rate curve (pt)", "training min")
 
 
+SEED_ARMS = ("base", "seed-1", "seed-2")
+
+
+def seed_spread(doc: dict) -> dict | None:
+    """The base recipe over seeds (:data:`SEED_ARMS` that finished): each run's accuracy minus the shipped per-β
+    curve at its bytes, their mean and sd, and the bytes' range. The McNemar intervals of the table count the val
+    images' noise alone; this is the training run's: an arm's effect at equal bytes within ≈2 sd of the mean is
+    within what another seed of the base recipe gives. None with fewer than two runs."""
+    runs = [a for a in doc["arms"] if a["arm"] in SEED_ARMS and a["versus_per_beta_curve_pt"] is not None]
+    if len(runs) < 2:
+        return None
+    pts = np.array([a["versus_per_beta_curve_pt"] for a in runs])
+    return {"arms": [a["arm"] for a in runs], "at_equal_bytes_pt": pts.tolist(), "mean_pt": float(pts.mean()),
+            "sd_pt": float(pts.std(ddof=1)), "kb": [a["kb_mean"] for a in runs],
+            "accuracy": [a["accuracy"] for a in runs]}
+
+
+def seed_text(spread: dict) -> str:
+    """One sentence for :func:`seed_spread`."""
+    runs = ", ".join(f"{a} {acc:.2f} % at {kb:.3f} KB ({d:+.2f})" for a, acc, kb, d in
+                     zip(spread["arms"], spread["accuracy"], spread["kb"], spread["at_equal_bytes_pt"]))
+    return (f"The base recipe over {len(spread['arms'])} seeds (vs the per-β curve at equal bytes): {runs}; mean "
+            f"{spread['mean_pt']:+.2f}, sd {spread['sd_pt']:.2f} pt between runs.")
+
+
 def markdown(doc: dict | None = None) -> str:
     doc = doc or pretrained.ceiling_results()
     lines = ["| " + " | ".join(ARM_COLUMNS) + " |", "| " + " | ".join("---" for _ in ARM_COLUMNS) + " |"]
     lines += ["| " + " | ".join(r) + " |" for r in arm_rows(doc)]
+    if spread := seed_spread(doc):
+        lines += ["", seed_text(spread)]
     return "\n".join(lines) + "\n"
 
 
