@@ -325,14 +325,15 @@ ARM_COLUMNS = ("arm", "what changes", "val accuracy at real bytes", "paired vs b
                "vs per-β curve at equal bytes (pt)", "vs variable-rate curve (pt)", "training min")
 
 
-SEED_ARMS = ("base", "seed-1", "seed-2")
+# the base recipe and its runs on other seeds (the arms that change the seed alone)
+SEED_ARMS = ("base",) + tuple(a.name for a in ARMS if set(a.overrides) == {"seed"})
 
 
 def seed_spread(doc: dict) -> dict | None:
     """The base recipe over seeds (:data:`SEED_ARMS` that finished): each run's accuracy minus the shipped per-β
-    curve at its bytes, their mean and sd, and the bytes' range. The McNemar intervals of the table count the val
-    images' noise alone; this is the training run's: an arm's effect at equal bytes within ≈2 sd of the mean is
-    within what another seed of the base recipe gives. None with fewer than two runs."""
+    curve at its bytes, their mean and sd, and each run's accuracy and KB. The McNemar intervals of the table count
+    the val images' noise alone; this is the training run's: an arm's effect at equal bytes within ≈2 sd of the mean
+    is within what another seed of the base recipe gives. None with fewer than two runs."""
     runs = [a for a in doc["arms"] if a["arm"] in SEED_ARMS and a["versus_per_beta_curve_pt"] is not None]
     if len(runs) < 2:
         return None
