@@ -307,6 +307,14 @@ def cmd_sweep(args) -> int:
 def cmd_tasks(args) -> int:
     names = tuple(t for t in args.tasks.split(",") if t)
     betas = tuple(float(b) for b in args.betas.split(",") if b)
+    if args.test:        # the reporting set: shipped task models only, no training, no choice
+        dest = task_study.test(tasks=names, out=args.out or ("runs/tasks-test-quick" if args.quick else
+                                                             "runs/tasks-test"),
+                               n=20 if args.quick else task_study.TEST_SCENES)
+        print(f"wrote {dest}")
+        if args.ship:
+            print(f"shipped → {task_study.ship_test(dest.parent)}")
+        return 0
     args.out = args.out or ("runs/tasks-quick" if args.quick else "runs/tasks")   # never mix quick points in
     if not (args.collect or args.ship):
         task_study.run(tasks=names, betas=betas, out=args.out, quick=args.quick, variable=args.variable,
@@ -558,6 +566,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--merge", action="store_true", help="with --ship: keep the shipped points this run did not "
                    "measure (a new arm whose older runs are not on this machine)")
     k.add_argument("--collect", action="store_true", help="only merge the points into <out>/results_tasks_mini.json")
+    k.add_argument("--test", action="store_true", help="score the shipped task models on the test split (2,000 "
+                   "scenes no choice has seen; paired bootstrap ÷ teacher) into <out>/results_tasks_test_mini.json "
+                   "(default out: runs/tasks-test); with --ship, copy it to data/")
     k.add_argument("--ship", action="store_true", help="do not train: copy the task models and results to data/")
     k.set_defaults(fn=cmd_tasks)
 

@@ -255,11 +255,14 @@ def _detection_metric():
 
 
 @torch.no_grad()
-def evaluate_task(task: str, predict, dataset, limit: int | None = None, progress: bool = False) -> dict:
+def evaluate_task(task: str, predict, dataset, limit: int | None = None, progress: bool = False,
+                  per_scene: bool = False) -> dict:
     """Score ``predict(x) → (prediction dict, bytes sent or None)`` on multi-object scenes, batch 1.
 
     Detection: torchmetrics' ``MeanAveragePrecision`` (COCO mAP@[.5:.95], mAP@.5). Segmentation:
-    mIoU and pixel accuracy from a confusion matrix. Returns the metrics and the byte sizes.
+    mIoU and pixel accuracy from a confusion matrix. Returns the metrics and the byte sizes; ``per_scene`` adds
+    ``scenes``, one record per scene in order (detection: ``(prediction, target)``; segmentation: the scene's
+    confusion matrix), for a bootstrap over scenes (:func:`task_bootstrap`).
     """
     T._check_task(task)
     n = len(dataset) if limit is None else min(limit, len(dataset))
@@ -275,21 +278,52 @@ def evaluate_task(task: str, predict, dataset, limit: int | None = None, progres
                           {"boxes": target["boxes"], "labels": target["labels"]}))
         else:
             seg = seg or SegmentationScore(pred["logits"].shape[0])     # one row/column per class of the model
+            before = seg.confusion.clone() if per_scene else None
             seg.update(pred["semantic"], target["semantic"])
+            if per_scene:
+                pairs.append((i, seg.confusion - before))
     parts = distributed.gather((pairs, sizes, seg.confusion if seg else None))
     sizes = [b for p in parts for b in p[1]]
+    scenes = [q[1:] if task == "detection" else q[1] for q in sorted((q for p in parts for q in p[0]),
+                                                                      key=lambda q: q[0])]
     if task == "detection":
-        metric = _detection_metric()   # in scene order, as one process would (COCO's ranking breaks ties by order)
-        for _, pred, target in sorted((q for p in parts for q in p[0]), key=lambda q: q[0]):
-            metric.update([pred], [target])
-        m = metric.compute()
-        scores = {"map": 100.0 * float(m["map"]), "map_50": 100.0 * float(m["map_50"])}
+        scores = task_scores(task, scenes)   # in scene order, as one process would (COCO breaks ties by order)
     else:
         confusions = [p[2] for p in parts if p[2] is not None]
         seg = SegmentationScore(len(confusions[0]))
         seg.confusion = sum(confusions)
         scores = seg.compute()
-    return {**scores, "n": n, "sizes": sizes}
+    return {**scores, "n": n, "sizes": sizes, **({"scenes": scenes} if per_scene else {})}
+
+
+def task_scores(task: str, scenes) -> dict:
+    """The task's metrics from per-scene records (:func:`evaluate_task`'s ``scenes``), in their order."""
+    if task == "detection":
+        metric = _detection_metric()
+        for pred, target in scenes:
+            metric.update([pred], [target])
+        m = metric.compute()
+        return {"map": 100.0 * float(m["map"]), "map_50": 100.0 * float(m["map_50"])}
+    seg = SegmentationScore(len(scenes[0]))
+    seg.confusion = torch.stack(list(scenes)).sum(0)
+    return seg.compute()
+
+
+def task_bootstrap(task: str, a, b, draws: int = 1000, seed: int = 0) -> dict:
+    """Paired bootstrap over scenes of ``a`` ÷ ``b`` in the task's headline metric (mAP or mIoU), from two
+    :func:`evaluate_task` ``scenes`` lists on the same scenes: the ratio in % and its 95 % percentile interval."""
+    if len(a) != len(b):
+        raise ValueError(f"paired scenes differ in number ({len(a)} vs {len(b)}): score both on the same scenes")
+    key = METRICS[task][0]
+    gen = torch.Generator().manual_seed(seed)
+    ratios = []
+    for _ in range(draws):
+        idx = torch.randint(len(a), (len(a),), generator=gen).tolist()
+        ratios.append(100.0 * task_scores(task, [a[i] for i in idx])[key]
+                      / task_scores(task, [b[i] for i in idx])[key])
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return {"ratio_pct": 100.0 * task_scores(task, a)[key] / task_scores(task, b)[key],
+            "ci95_pct": [float(lo), float(hi)], "draws": draws, "metric": key}
 
 
 def teacher_predictor(net, fmt: str | None = None, quality: int | None = None):

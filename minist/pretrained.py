@@ -22,6 +22,7 @@ TASK_RESULTS_FILE = "results_tasks_mini.json"
 TASK_TEACHER_FILE = "task_teacher_mini_{task}.pt"
 TASK_STUDENT_FILE = "task_student_mini_{task}_beta{beta:g}.pt"
 TASK_VARIABLE_FILE = "task_student_mini_{task}_variable.pt"     # on the variable-rate student's bitstream
+TASK_TEST_RESULTS_FILE = "results_tasks_test_mini.json"         # the task study on the test split
 
 
 def _check(preset: str) -> None:
@@ -249,6 +250,17 @@ def variable_task_student(task: str, preset: str = "mini", with_meta: bool = Fal
                                 "minist tasks --ship --merge`")
     model, meta = load_task_student(path, task_teacher(task, preset), variable_student(preset))
     return (model, meta) if with_meta else model
+
+
+def task_test_results(preset: str = "mini") -> dict:
+    """The task study on the test split (``data/results_tasks_test_mini.json``, made by ``minist tasks --test``):
+    the headline task numbers, each student point with its paired bootstrap interval ÷ the teacher."""
+    _check(preset)
+    path = data_dir() / TASK_TEST_RESULTS_FILE
+    if preset != "mini" or not path.is_file():
+        raise FileNotFoundError(f"no shipped task test results for {preset!r} ({path.name}); make them with "
+                                "`minist tasks --test --ship`")
+    return json.loads(path.read_text())
 
 
 def task_results(preset: str = "mini") -> dict:

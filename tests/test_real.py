@@ -201,6 +201,11 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
     assert t["test"]["n"] == 8 and t["test"]["ci95"][0] <= t["test"]["accuracy"] <= t["test"]["ci95"][1]
     photos.ship_teacher(root, out)
     assert (tmp_path / "data" / photos.TEACHER_FILE).is_file()
+    f = photos.run_fixres(root, out, mode="bn-fc", epochs=1, batch_size=4, progress=False)   # the diagnostic
+    assert len(f["choice"]) == 2 and f["test"]["n"] == 8 and f["trainable"] < 10_000
+    assert (out / "fixres-bn-fc" / "teacher.pt").is_file() and (out / "fixres-bn-fc" / "scores.json").is_file()
+    with pytest.raises(ValueError, match="fixres mode"):
+        photos.run_fixres(root, out, mode="last-layer")
     s = photos.run_student(0.02, root, out, progress=False, stage1_epochs=1, stage2_epochs=1, stage1_batch_size=8,
                            stage2_batch_size=8, mixup=0.2)
     assert [p["method"] for p in s["points"]] == ["entropic", "stage1-only"]

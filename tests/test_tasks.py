@@ -330,3 +330,57 @@ def test_one_message_at_any_rate_serves_class_boxes_and_masks():
         boxes = T.TaskServer(det[0])(msg)["boxes"]
         masks = T.TaskServer(seg[0])(msg)["semantic"]
         assert boxes.shape[-1] == 4 and masks.shape == x.shape[-2:]
+
+
+def test_per_scene_records_rebuild_the_score_and_the_paired_bootstrap_brackets_it(scenes):
+    """``evaluate_task(…, per_scene=True)``: the scenes' records give back the whole-set score; a paired bootstrap
+    of a method against itself is exactly 100 %, and against a worse one stays below."""
+    def truth(x):
+        i = next(k for k in range(len(scenes)) if torch.equal(scenes[k][0], x))
+        t = scenes[i][1]
+        logits = torch.nn.functional.one_hot(t["semantic"].long(), 11).permute(2, 0, 1).float()
+        return {"semantic": t["semantic"], "logits": logits,
+                "boxes": t["boxes"], "labels": t["labels"], "scores": torch.ones(len(t["labels"]))}, None
+
+    def blurred(x):
+        p, _ = truth(x)
+        return {**p, "semantic": torch.roll(p["semantic"], 3, dims=-1), "boxes": p["boxes"] + 5.0}, None
+
+    for task in T.TASKS:
+        key = evaluate.METRICS[task][0]
+        good = evaluate.evaluate_task(task, truth, scenes, limit=6, per_scene=True)
+        bad = evaluate.evaluate_task(task, blurred, scenes, limit=6, per_scene=True)
+        assert len(good["scenes"]) == 6
+        assert evaluate.task_scores(task, bad["scenes"])[key] == pytest.approx(bad[key])
+        same = evaluate.task_bootstrap(task, good["scenes"], good["scenes"], draws=5)
+        assert same["ratio_pct"] == pytest.approx(100.0) and same["ci95_pct"] == pytest.approx([100.0, 100.0])
+        worse = evaluate.task_bootstrap(task, bad["scenes"], good["scenes"], draws=20)
+        assert worse["ratio_pct"] < 100.0 and worse["ci95_pct"][1] < 100.0
+        assert worse["ci95_pct"][0] <= worse["ratio_pct"] <= worse["ci95_pct"][1]
+    with pytest.raises(ValueError, match="same scenes"):
+        evaluate.task_bootstrap("segmentation", good["scenes"], good["scenes"][:3])
+
+
+@pytest.mark.skipif(not RESULTS.is_file(), reason="no shipped task results")
+def test_tasks_test_scores_the_shipped_models_on_unseen_scenes_and_ships(tmp_path, monkeypatch):
+    """``minist tasks --test --quick``: the shipped teacher, codecs and variable-rate task student on test scenes
+    (not the val scenes that chose the recipe), each student point with its paired interval; ``--ship`` copies."""
+    from minist.cli import main
+    monkeypatch.setattr(task_study, "data_dir", lambda: tmp_path / "data")
+    monkeypatch.setattr(task_study, "TEST_JPEG", (1,))
+    monkeypatch.setattr(task_study, "TEST_WEBP", (0,))
+    monkeypatch.setattr(task_study, "VARIABLE_BETAS", (0.005, 0.64))
+    monkeypatch.setattr(task_study, "TEST_DRAWS", {"detection": 3, "segmentation": 30})
+    (tmp_path / "data").mkdir()
+    assert main(["tasks", "--test", "--quick", "--tasks", "segmentation", "--out", str(tmp_path / "t"), "--ship"]) == 0
+    doc = json.loads((tmp_path / "data" / task_study.TEST_FILE).read_text())
+    assert doc["test_set"]["n"] == 20 and doc["test_set"]["sha256"] != TaskTrainConfig(val_length=20).val_scenes(
+        ).digest()
+    by = {(p["method"], p["value"]): p for p in doc["points"]}
+    assert set(by) == {("teacher", None), ("jpeg", 1), ("webp", 0), ("variable-rate", 0.005), ("variable-rate", 0.64)}
+    for key, p in by.items():
+        assert ("vs_teacher" in p) == (key[0] != "teacher")
+    v = by[("variable-rate", 0.005)]["vs_teacher"]
+    assert v["ci95_pct"][0] <= v["ratio_pct"] <= v["ci95_pct"][1]
+    assert by[("variable-rate", 0.005)]["kb_mean"] > by[("variable-rate", 0.64)]["kb_mean"]
+    assert main(["tasks", "--test", "--quick", "--tasks", "segmentation", "--out", str(tmp_path / "t")]) == 0  # resumes
