@@ -123,15 +123,21 @@ def variable_student(preset: str = "mini", with_meta: bool = False):
     return (model, meta) if with_meta else model
 
 
+def _shipped_json(name: str, what: str, make: str, preset: str = "mini") -> dict:
+    """A shipped result file of ``data/`` (the mini preset's: only it ships), or a FileNotFoundError that names
+    the command making it."""
+    _check(preset)
+    path = data_dir() / name
+    if preset != "mini" or not path.is_file():
+        raise FileNotFoundError(f"no shipped {what} for {preset!r} ({path.name}); make it with {make}")
+    return json.loads(path.read_text())
+
+
 def variable_results(preset: str = "mini") -> dict:
     """Per-β students and the variable-rate student side by side (``data/results_variable_<preset>.json``,
     made by ``minist bench variable --write``): ``{"grid": […], "fine": […], …}``."""
-    _check(preset)
-    path = data_dir() / VARIABLE_RESULTS_FILE.format(preset=preset)
-    if not path.is_file():
-        raise FileNotFoundError(f"no shipped variable-rate results ({path.name}); make them with "
-                                "`minist bench variable --write`")
-    return json.loads(path.read_text())
+    return _shipped_json(VARIABLE_RESULTS_FILE.format(preset=preset), "variable-rate results",
+                         "`minist bench variable --write`", preset)
 
 
 PHOTO_RESULTS_FILE = "results_imagenette.json"
@@ -141,11 +147,8 @@ def photo_results() -> dict:
     """The real-photo study (``data/results_imagenette.json``, made by ``minist photos all``): the teacher, JPEG,
     WebP and the students on the 3,925 official val photos of Imagenette, each point with its 95 % interval
     (``ci95``) and per-photo correctness (``correct_bits``); the same point fields as :func:`results`."""
-    path = data_dir() / PHOTO_RESULTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no shipped real-photo results ({path.name}); make them with `minist photos all` "
-                                "(needs ../shared/data/imagenette)")
-    return json.loads(path.read_text())
+    return _shipped_json(PHOTO_RESULTS_FILE, "real-photo results",
+                         "`minist photos all` (needs ../shared/data/imagenette)")
 
 
 TEST_RESULTS_FILE = "results_test_mini.json"
@@ -156,10 +159,7 @@ def test_results() -> dict:
     teacher, JPEG, WebP, the per-β students and the variable-rate student's anchors on 10,000 Fashion-on-Photos
     images that no choice saw, each point with its 95 % interval (``ci95``) and per-image correctness
     (``correct_bits``); the same point fields as :func:`results`. Every headline number comes from here."""
-    path = data_dir() / TEST_RESULTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no shipped test-split results ({path.name}); make them with `minist test-study`")
-    return json.loads(path.read_text())
+    return _shipped_json(TEST_RESULTS_FILE, "test-split results", "`minist test-study`")
 
 
 CEILING_FILE = "results_ceiling_mini.json"
@@ -170,10 +170,7 @@ def ceiling_results() -> dict:
     mini recipe at β 0.02 with one factor changed per arm, each on the 2,000 val images at real bytes, paired
     against the base arm and set against the shipped curves at equal bytes
     (:mod:`minist.experiments.ceiling`)."""
-    path = data_dir() / CEILING_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no shipped ceiling ablation ({path.name}); make it with `minist ceiling`")
-    return json.loads(path.read_text())
+    return _shipped_json(CEILING_FILE, "ceiling ablation", "`minist ceiling`")
 
 
 def variable_points(vres: dict) -> list[dict]:
@@ -255,19 +252,9 @@ def variable_task_student(task: str, preset: str = "mini", with_meta: bool = Fal
 def task_test_results(preset: str = "mini") -> dict:
     """The task study on the test split (``data/results_tasks_test_mini.json``, made by ``minist tasks --test``):
     the headline task numbers, each student point with its paired bootstrap interval ÷ the teacher."""
-    _check(preset)
-    path = data_dir() / TASK_TEST_RESULTS_FILE
-    if preset != "mini" or not path.is_file():
-        raise FileNotFoundError(f"no shipped task test results for {preset!r} ({path.name}); make them with "
-                                "`minist tasks --test --ship`")
-    return json.loads(path.read_text())
+    return _shipped_json(TASK_TEST_RESULTS_FILE, "task test results", "`minist tasks --test --ship`", preset)
 
 
 def task_results(preset: str = "mini") -> dict:
     """The shipped per-task RD results (``data/results_tasks_mini.json``, made by ``minist tasks``)."""
-    _check(preset)
-    path = data_dir() / TASK_RESULTS_FILE
-    if preset != "mini" or not path.is_file():
-        raise FileNotFoundError(f"no shipped task results for {preset!r} ({path.name}); make them with "
-                                "`minist tasks && minist tasks --ship`")
-    return json.loads(path.read_text())
+    return _shipped_json(TASK_RESULTS_FILE, "task results", "`minist tasks && minist tasks --ship`", preset)

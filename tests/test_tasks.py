@@ -384,3 +384,26 @@ def test_tasks_test_scores_the_shipped_models_on_unseen_scenes_and_ships(tmp_pat
     assert v["ci95_pct"][0] <= v["ratio_pct"] <= v["ci95_pct"][1]
     assert by[("variable-rate", 0.005)]["kb_mean"] > by[("variable-rate", 0.64)]["kb_mean"]
     assert main(["tasks", "--test", "--quick", "--tasks", "segmentation", "--out", str(tmp_path / "t")]) == 0  # resumes
+
+
+TEST_RESULTS = data_dir() / task_study.TEST_FILE
+
+
+@pytest.mark.skipif(not TEST_RESULTS.is_file(), reason="no shipped task test results")
+def test_the_shipped_task_headline_is_the_test_splits_and_the_readme_quotes_it():
+    """The task headline comes from test scenes (not the val scenes that chose the recipe), its intervals bracket
+    their ratios, and the README quotes the file's own numbers."""
+    from pathlib import Path
+    doc = pretrained.task_test_results()
+    assert doc["test_set"]["split"] == "test" and doc["test_set"]["n"] >= 2000
+    assert doc["test_set"]["sha256"] != pretrained.task_results()["val_set"]["sha256"]
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for task, (metric, _) in evaluate.METRICS.items():
+        pts = {(p["method"], p["value"]): p for p in doc["points"] if p["task"] == task}
+        teacher_score = pts[("teacher", None)][metric]
+        top = pts[("variable-rate", 0.005)]
+        v = top["vs_teacher"]
+        assert v["ratio_pct"] == pytest.approx(100 * top[metric] / teacher_score)
+        assert v["ci95_pct"][0] <= v["ratio_pct"] <= v["ci95_pct"][1]
+        assert f"{top[metric]:.2f}: {v['ratio_pct']:.1f} % [{v['ci95_pct'][0]:.1f}, {v['ci95_pct'][1]:.1f}]" in readme
+        assert {("jpeg", 1), ("webp", 0)} <= set(pts)                  # each codec's smallest setting
