@@ -278,10 +278,11 @@ def evaluate_task(task: str, predict, dataset, limit: int | None = None, progres
                           {"boxes": target["boxes"], "labels": target["labels"]}))
         else:
             seg = seg or SegmentationScore(pred["logits"].shape[0])     # one row/column per class of the model
-            before = seg.confusion.clone() if per_scene else None
-            seg.update(pred["semantic"], target["semantic"])
+            scene = SegmentationScore(seg.num_classes)
+            scene.update(pred["semantic"], target["semantic"])
+            seg.confusion += scene.confusion
             if per_scene:
-                pairs.append((i, seg.confusion - before))
+                pairs.append((i, scene.confusion))
     parts = distributed.gather((pairs, sizes, seg.confusion if seg else None))
     sizes = [b for p in parts for b in p[1]]
     scenes = [q[1:] if task == "detection" else q[1] for q in sorted((q for p in parts for q in p[0]),
