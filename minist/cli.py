@@ -317,8 +317,9 @@ def cmd_tasks(args) -> int:
         return 0
     args.out = args.out or ("runs/tasks-quick" if args.quick else "runs/tasks")   # never mix quick points in
     if not (args.collect or args.ship):
+        recipe = {} if args.stage2_epochs is None else {"stage2_epochs": args.stage2_epochs}
         task_study.run(tasks=names, betas=betas, out=args.out, quick=args.quick, variable=args.variable,
-                       shipped_teachers=args.shipped_teachers)
+                       shipped_teachers=args.shipped_teachers, **recipe)
     if args.ship:
         for path in task_study.ship(args.out, merge=args.merge):
             print(f"shipped → {path}")
@@ -566,6 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--merge", action="store_true", help="with --ship: keep the shipped points this run did not "
                    "measure (a new arm whose older runs are not on this machine)")
     k.add_argument("--collect", action="store_true", help="only merge the points into <out>/results_tasks_mini.json")
+    k.add_argument("--stage2-epochs", type=int, default=None, help="the task students' stage 2 (default: "
+                   "tasks.STUDENT_RECIPE's 4, and VARIABLE_STAGE2_EPOCHS = 16 for --variable)")
     k.add_argument("--test", action="store_true", help="score the shipped task models on the test split (2,000 "
                    "scenes no choice has seen; paired bootstrap ÷ teacher) into <out>/results_tasks_test_mini.json "
                    "(default out: runs/tasks-test); with --ship, copy it to data/")

@@ -407,3 +407,14 @@ def test_the_shipped_task_headline_is_the_test_splits_and_the_readme_quotes_it()
         assert v["ci95_pct"][0] <= v["ratio_pct"] <= v["ci95_pct"][1]
         assert f"{top[metric]:.2f}: {v['ratio_pct']:.1f} % [{v['ci95_pct'][0]:.1f}, {v['ci95_pct'][1]:.1f}]" in readme
         assert {("jpeg", 1), ("webp", 0)} <= set(pts)                  # each codec's smallest setting
+
+
+def test_tasks_cli_passes_the_stage2_budget_on(monkeypatch, tmp_path):
+    """``minist tasks --stage2-epochs N`` reaches the study's recipe; without it the study's defaults hold."""
+    from minist.cli import main
+    seen = []
+    monkeypatch.setattr(task_study, "run", lambda **kw: seen.append(kw))
+    monkeypatch.setattr(task_study, "collect", lambda out, dest=None, merge=False: dest)
+    assert main(["tasks", "--variable", "--betas", "", "--stage2-epochs", "8", "--out", str(tmp_path)]) == 0
+    assert main(["tasks", "--variable", "--betas", "", "--out", str(tmp_path)]) == 0
+    assert seen[0]["stage2_epochs"] == 8 and "stage2_epochs" not in seen[1]
