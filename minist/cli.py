@@ -310,14 +310,16 @@ def cmd_tasks(args) -> int:
     if args.test:        # the reporting set: shipped task models only, no training, no choice
         dest = task_study.test(tasks=names, out=args.out or ("runs/tasks-test-quick" if args.quick else
                                                              "runs/tasks-test"),
-                               n=20 if args.quick else task_study.TEST_SCENES)
+                               n=20 if args.quick else task_study.TEST_SCENES, teachers=args.teachers)
         print(f"wrote {dest}")
         if args.ship:
             print(f"shipped → {task_study.ship_test(dest.parent)}")
         return 0
     args.out = args.out or ("runs/tasks-quick" if args.quick else "runs/tasks")   # never mix quick points in
     if not (args.collect or args.ship):
-        recipe = {} if args.stage2_epochs is None else {"stage2_epochs": args.stage2_epochs}
+        recipe = {k: v for k, v in (("stage2_epochs", args.stage2_epochs), ("epochs", args.teacher_epochs))
+                  if v is not None}
+        recipe.update({"resume": True} if args.resume else {})
         task_study.run(tasks=names, betas=betas, out=args.out, quick=args.quick, variable=args.variable,
                        shipped_teachers=args.shipped_teachers, **recipe)
     if args.ship:
@@ -569,6 +571,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--collect", action="store_true", help="only merge the points into <out>/results_tasks_mini.json")
     k.add_argument("--stage2-epochs", type=int, default=None, help="the task students' stage 2 (default: "
                    "tasks.STUDENT_RECIPE's 4, and VARIABLE_STAGE2_EPOCHS = 16 for --variable)")
+    k.add_argument("--teacher-epochs", type=int, default=None, help="the task teachers' epochs (default: "
+                   "TaskTrainConfig's 5)")
+    k.add_argument("--resume", action="store_true", help="go on from the last finished epoch of an interrupted "
+                   "training in --out")
+    k.add_argument("--teachers", default=None, help="with --test: score against the task teachers of this run "
+                   "folder (task_teacher_mini_<task>.pt, e.g. a longer recipe's) instead of data/'s")
     k.add_argument("--test", action="store_true", help="score the shipped task models on the test split (2,000 "
                    "scenes no choice has seen; paired bootstrap ÷ teacher) into <out>/results_tasks_test_mini.json "
                    "(default out: runs/tasks-test); with --ship, copy it to data/")

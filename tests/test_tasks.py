@@ -386,6 +386,33 @@ def test_tasks_test_scores_the_shipped_models_on_unseen_scenes_and_ships(tmp_pat
     assert main(["tasks", "--test", "--quick", "--tasks", "segmentation", "--out", str(tmp_path / "t")]) == 0  # resumes
 
 
+@pytest.mark.skipif(not RESULTS.is_file(), reason="no shipped task results")
+def test_tasks_test_against_another_runs_teachers(tmp_path, monkeypatch):
+    """``--teachers DIR``: the ratios are to DIR's task teacher (here one that is not the shipped one), whose epochs
+    the teacher point records; a folder without that task's teacher is refused by name."""
+    from minist.cli import main
+    monkeypatch.setattr(task_study, "TEST_JPEG", ())
+    monkeypatch.setattr(task_study, "TEST_WEBP", ())
+    monkeypatch.setattr(task_study, "VARIABLE_BETAS", (0.005,))
+    monkeypatch.setattr(task_study, "TEST_DRAWS", {"detection": 3, "segmentation": 30})
+    with pytest.raises(FileNotFoundError, match="task_teacher_mini_segmentation.pt"):
+        task_study.test(tasks=("segmentation",), out=tmp_path / "none", n=4, teachers=tmp_path)
+    net, meta = pretrained.task_teacher("segmentation", with_meta=True)
+    with torch.no_grad():
+        for p in net.head.parameters():
+            p.mul_(0.5)              # another teacher: its scores and so every ratio differ from the shipped one's
+    meta["train"]["epochs"] = 21
+    save_task(tmp_path / task_study.TEACHER_FILE.format(task="segmentation"), net, meta)
+    assert main(["tasks", "--test", "--quick", "--tasks", "segmentation", "--out", str(tmp_path / "t"),
+                 "--teachers", str(tmp_path)]) == 0
+    assert main(["tasks", "--test", "--quick", "--tasks", "segmentation", "--out", str(tmp_path / "s")]) == 0
+    mine, shipped = ({(p["method"], p["value"]): p for p in json.loads((tmp_path / d / task_study.TEST_FILE)
+                                                                      .read_text())["points"]} for d in ("t", "s"))
+    assert mine[("teacher", None)]["epochs"] == 21 and shipped[("teacher", None)]["epochs"] == 5
+    assert mine[("teacher", None)]["miou"] != shipped[("teacher", None)]["miou"]
+    assert mine[("variable-rate", 0.005)]["miou"] == shipped[("variable-rate", 0.005)]["miou"]
+
+
 TEST_RESULTS = data_dir() / task_study.TEST_FILE
 
 
@@ -417,4 +444,6 @@ def test_tasks_cli_passes_the_stage2_budget_on(monkeypatch, tmp_path):
     monkeypatch.setattr(task_study, "collect", lambda out, dest=None, merge=False: dest)
     assert main(["tasks", "--variable", "--betas", "", "--stage2-epochs", "8", "--out", str(tmp_path)]) == 0
     assert main(["tasks", "--variable", "--betas", "", "--out", str(tmp_path)]) == 0
+    assert main(["tasks", "--betas", "", "--teacher-epochs", "21", "--resume", "--out", str(tmp_path)]) == 0
     assert seen[0]["stage2_epochs"] == 8 and "stage2_epochs" not in seen[1]
+    assert not {"epochs", "resume"} & set(seen[0]) and seen[2]["epochs"] == 21 and seen[2]["resume"] is True

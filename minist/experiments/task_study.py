@@ -226,18 +226,26 @@ def _scored(out: Path, task: str, name: str, predict, scenes, n: int, progress: 
 
 
 def test(tasks=T.TASKS, out: str | Path = "runs/tasks-test", n: int = TEST_SCENES, draws: dict | None = None,
-         progress: bool = False) -> Path:
+         progress: bool = False, teachers: str | Path | None = None) -> Path:
     """Score the shipped task teachers, JPEG/WebP + teacher and the shipped task students on the variable-rate
     bitstream (at :data:`VARIABLE_BETAS`) on ``n`` test scenes, batch 1, real bytes; the points of
     :data:`TEST_INTERVALS` with a paired bootstrap interval (over scenes) of their metric ÷ the teacher's. One JSON
     per point under ``out/points``, the scenes' records under ``out/scenes`` (resumable); writes ``out/``
-    :data:`TEST_FILE` (:func:`ship_test` copies it to ``data/``)."""
+    :data:`TEST_FILE` (:func:`ship_test` copies it to ``data/``). ``teachers``: a run folder whose task teachers
+    (:data:`TEACHER_FILE`) replace the shipped ones, e.g. a longer recipe's: every ratio is then to them."""
     out, draws = Path(out), {**TEST_DRAWS, **(draws or {})}
     scenes = test_scenes(n)          # the test split's first n scenes (rendering only those)
     hw = tuple(scenes[0][0].shape[-2:])
     for task in tasks:
         T._check_task(task)
-        tnet = pretrained.task_teacher(task)
+        if teachers is None:
+            tnet, tmeta = pretrained.task_teacher(task, with_meta=True)
+        else:
+            tpath = Path(teachers) / TEACHER_FILE.format(task=task)
+            if not tpath.is_file():
+                raise FileNotFoundError(f"no {tpath.name} in {teachers}: train it with `minist tasks --tasks {task} "
+                                        f"--betas '' --out {teachers}` first")
+            tnet, tmeta = load_task_teacher(tpath, pretrained.teacher("mini"))
         teacher = teacher_predictor(tnet)
         base = _scored(out, task, f"{task}-teacher", teacher, scenes, n, progress)
         arms = [(f"{task}-teacher", "teacher", None, teacher)]
@@ -254,8 +262,10 @@ def test(tasks=T.TASKS, out: str | Path = "runs/tasks-test", n: int = TEST_SCENE
             wanted = TEST_INTERVALS[task] is None or name.removeprefix(f"{task}-") in TEST_INTERVALS[task]
             extra = {"vs_teacher": task_bootstrap(task, rec["scenes"], base["scenes"], draws[task])} \
                 if method != "teacher" and wanted else {}
+            about = {"epochs": tmeta["train"]["epochs"], "checkpoint": "shipped" if teachers is None else
+                     TEACHER_FILE.format(task=task)} if method == "teacher" else {}
             _write(out, name, _point(task, method, "quality" if method in ("jpeg", "webp") else
-                                     None if method == "teacher" else "beta", value, res, hw, **extra))
+                                     None if method == "teacher" else "beta", value, res, hw, **extra, **about))
             print(f"{name}: " + ", ".join(f"{k} {res[k]:.2f}" for k in METRICS[task])
                   + (f" ({extra['vs_teacher']['ratio_pct']:.1f} % of the teacher, 95 % "
                      f"[{extra['vs_teacher']['ci95_pct'][0]:.1f}, {extra['vs_teacher']['ci95_pct'][1]:.1f}])"
