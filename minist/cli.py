@@ -310,7 +310,8 @@ def cmd_tasks(args) -> int:
     if args.test:        # the reporting set: shipped task models only, no training, no choice
         dest = task_study.test(tasks=names, out=args.out or ("runs/tasks-test-quick" if args.quick else
                                                              "runs/tasks-test"),
-                               n=20 if args.quick else task_study.TEST_SCENES, teachers=args.teachers)
+                               n=20 if args.quick else task_study.TEST_SCENES, teachers=args.teachers,
+                               students=args.students)
         print(f"wrote {dest}")
         if args.ship:
             print(f"shipped → {task_study.ship_test(dest.parent)}")
@@ -577,6 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "training in --out")
     k.add_argument("--teachers", default=None, help="with --test: score against the task teachers of this run "
                    "folder (task_teacher_mini_<task>.pt, e.g. a longer recipe's) instead of data/'s")
+    k.add_argument("--students", default=None, help="with --test: score the variable-rate task students of this run "
+                   "folder (task_student_mini_<task>_variable.pt) instead of data/'s")
     k.add_argument("--test", action="store_true", help="score the shipped task models on the test split (2,000 "
                    "scenes no choice has seen; paired bootstrap ÷ teacher) into <out>/results_tasks_test_mini.json "
                    "(default out: runs/tasks-test); with --ship, copy it to data/")

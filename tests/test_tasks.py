@@ -389,7 +389,8 @@ def test_tasks_test_scores_the_shipped_models_on_unseen_scenes_and_ships(tmp_pat
 @pytest.mark.skipif(not RESULTS.is_file(), reason="no shipped task results")
 def test_tasks_test_against_another_runs_teachers(tmp_path, monkeypatch):
     """``--teachers DIR``: the ratios are to DIR's task teacher (here one that is not the shipped one), whose epochs
-    the teacher point records; a folder without that task's teacher is refused by name."""
+    the teacher point records; ``--students DIR`` scores DIR's variable-rate task student; a folder without the
+    model asked for is refused by name."""
     from minist.cli import main
     monkeypatch.setattr(task_study, "TEST_JPEG", ())
     monkeypatch.setattr(task_study, "TEST_WEBP", ())
@@ -411,6 +412,20 @@ def test_tasks_test_against_another_runs_teachers(tmp_path, monkeypatch):
     assert mine[("teacher", None)]["epochs"] == 21 and shipped[("teacher", None)]["epochs"] == 5
     assert mine[("teacher", None)]["miou"] != shipped[("teacher", None)]["miou"]
     assert mine[("variable-rate", 0.005)]["miou"] == shipped[("variable-rate", 0.005)]["miou"]
+    # --students DIR: DIR's variable-rate task student is scored instead of the shipped one; none there is refused
+    with pytest.raises(FileNotFoundError, match="task_student_mini_segmentation_variable.pt"):
+        task_study.test(tasks=("segmentation",), out=tmp_path / "t", n=4, students=tmp_path / "t")
+    snet, smeta = pretrained.variable_task_student("segmentation", with_meta=True)
+    with torch.no_grad():
+        for p in snet.head.parameters():
+            p.mul_(0.5)
+    save_task(tmp_path / task_study.VARIABLE_FILE.format(task="segmentation"), snet, smeta)
+    assert main(["tasks", "--test", "--quick", "--tasks", "segmentation", "--out", str(tmp_path / "u"),
+                 "--students", str(tmp_path)]) == 0
+    other = {(p["method"], p["value"]): p for p in json.loads((tmp_path / "u" / task_study.TEST_FILE).read_text())
+             ["points"]}
+    assert other[("teacher", None)]["miou"] == shipped[("teacher", None)]["miou"]
+    assert other[("variable-rate", 0.005)]["miou"] != shipped[("variable-rate", 0.005)]["miou"]
 
 
 TEST_RESULTS = data_dir() / task_study.TEST_FILE

@@ -225,14 +225,24 @@ def _scored(out: Path, task: str, name: str, predict, scenes, n: int, progress: 
     return rec
 
 
+def _run_model(folder: str | Path, fname: str, task: str, what: str) -> Path:
+    """``folder``/``fname``, or a clear error naming the command that makes it."""
+    path = Path(folder) / fname
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path.name} in {folder}: train the {what} with `minist tasks --tasks {task} "
+                                f"--betas ''{' --variable' if what != 'task teacher' else ''} --out {folder}` first")
+    return path
+
+
 def test(tasks=T.TASKS, out: str | Path = "runs/tasks-test", n: int = TEST_SCENES, draws: dict | None = None,
-         progress: bool = False, teachers: str | Path | None = None) -> Path:
+         progress: bool = False, teachers: str | Path | None = None, students: str | Path | None = None) -> Path:
     """Score the shipped task teachers, JPEG/WebP + teacher and the shipped task students on the variable-rate
     bitstream (at :data:`VARIABLE_BETAS`) on ``n`` test scenes, batch 1, real bytes; the points of
     :data:`TEST_INTERVALS` with a paired bootstrap interval (over scenes) of their metric ÷ the teacher's. One JSON
     per point under ``out/points``, the scenes' records under ``out/scenes`` (resumable); writes ``out/``
     :data:`TEST_FILE` (:func:`ship_test` copies it to ``data/``). ``teachers``: a run folder whose task teachers
-    (:data:`TEACHER_FILE`) replace the shipped ones, e.g. a longer recipe's: every ratio is then to them."""
+    (:data:`TEACHER_FILE`) replace the shipped ones, e.g. a longer recipe's: every ratio is then to them.
+    ``students``: a run folder whose variable-rate task students (:data:`VARIABLE_FILE`) replace the shipped ones."""
     out, draws = Path(out), {**TEST_DRAWS, **(draws or {})}
     scenes = test_scenes(n)          # the test split's first n scenes (rendering only those)
     hw = tuple(scenes[0][0].shape[-2:])
@@ -241,17 +251,16 @@ def test(tasks=T.TASKS, out: str | Path = "runs/tasks-test", n: int = TEST_SCENE
         if teachers is None:
             tnet, tmeta = pretrained.task_teacher(task, with_meta=True)
         else:
-            tpath = Path(teachers) / TEACHER_FILE.format(task=task)
-            if not tpath.is_file():
-                raise FileNotFoundError(f"no {tpath.name} in {teachers}: train it with `minist tasks --tasks {task} "
-                                        f"--betas '' --out {teachers}` first")
-            tnet, tmeta = load_task_teacher(tpath, pretrained.teacher("mini"))
+            tnet, tmeta = load_task_teacher(_run_model(teachers, TEACHER_FILE.format(task=task), task, "task teacher"),
+                                            pretrained.teacher("mini"))
         teacher = teacher_predictor(tnet)
         base = _scored(out, task, f"{task}-teacher", teacher, scenes, n, progress)
         arms = [(f"{task}-teacher", "teacher", None, teacher)]
         arms += [(f"{task}-{fmt}-{q}", fmt, q, teacher_predictor(tnet, fmt, q))
                  for fmt, grid in (("jpeg", TEST_JPEG), ("webp", TEST_WEBP)) for q in grid]
-        snet = pretrained.variable_task_student(task)
+        snet = pretrained.variable_task_student(task) if students is None else load_task_student(
+            _run_model(students, VARIABLE_FILE.format(task=task), task, "variable-rate task student"), tnet,
+            pretrained.variable_student("mini"))[0]
         arms += [(f"{task}-variable-rate-{b:g}", "variable-rate", b, student_predictor(snet, beta=b))
                  for b in VARIABLE_BETAS]
         for name, method, value, predict in arms:
