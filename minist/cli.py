@@ -573,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--stage2-epochs", type=int, default=None, help="the task students' stage 2 (default: "
                    "tasks.STUDENT_RECIPE's 4, and VARIABLE_STAGE2_EPOCHS = 16 for --variable)")
     k.add_argument("--teacher-epochs", type=int, default=None, help="the task teachers' epochs (default: "
-                   "task_study.TEACHER_EPOCHS = 21)")
+                   "TaskTrainConfig.epochs = 21)")
     k.add_argument("--resume", action="store_true", help="go on from the last finished epoch of an interrupted "
                    "training in --out")
     k.add_argument("--teachers", default=None, help="with --test: score against the task teachers of this run "

@@ -241,7 +241,9 @@ class TaskTrainConfig:
     task: str = "detection"
     num_classes: int = 11            # 0 = background + the 10 Fashion-MNIST classes
     beta: float | None = None        # None: the task teacher; else the shipped classification student's β
-    epochs: int = 5                  # task teacher
+    # task teacher (FPN + head): the students continue from it, so a short teacher flatters every student ÷ teacher
+    # ratio: 5 → 21 epochs gave 53.2 → 62.7 mAP and 49.3 → 52.8 mIoU on the 500 val scenes
+    epochs: int = 21
     stage1_epochs: int = 1           # task student: feature distillation of the decoder
     stage2_epochs: int = 2           # task student: task loss on decoder + FPN + head
     batch_size: int = 32

@@ -38,10 +38,6 @@ BETAS = (0.005, 0.08, 0.32)   # the default β (1.0 KB), a low rate (0.24 KB) an
 # the shipped task students' budgets (CPU-sized: detection's stage 2 runs at ≈22 scenes/s on one core, the
 # segmenter's at ≈50). Against 1 + 2 epochs these gained 1.8–3.1 mAP and 1.3–2.6 mIoU; stage 1's feature
 # distillation barely moves after its first epoch, so detection keeps one.
-# the task teachers' FPN + head: 21 epochs, the variable-rate task students' 5 + 16 (the students continue from the
-# teacher's FPN and head, so a 5-epoch teacher made their ratios to it look better than a trained one allows: 53.2 →
-# 62.7 mAP and 49.3 → 52.8 mIoU on the 500 val scenes, `minist tasks --teacher-epochs 21`)
-TEACHER_EPOCHS = 21
 STUDENT_RECIPE = {"detection": dict(stage1_epochs=1, stage2_epochs=4),
                   "segmentation": dict(stage1_epochs=3, stage2_epochs=4)}
 # the task students on the variable-rate bitstream learn every β of the grid at once and take 4× the stage-2 budget:
@@ -106,8 +102,7 @@ def run(tasks=T.TASKS, betas=BETAS, out: str | Path = "runs/tasks", quick: bool 
     limit = 20 if quick else None
     for task in tasks:
         T._check_task(task)
-        base = TaskTrainConfig(task=task, out=str(out), **{"epochs": TEACHER_EPOCHS, **STUDENT_RECIPE[task], **recipe,
-                                                            **small})
+        base = TaskTrainConfig(task=task, out=str(out), **{**STUDENT_RECIPE[task], **recipe, **small})
         val = base.val_scenes()
         hw = tuple(val[0][0].shape[-2:])
         tpath = out / TEACHER_FILE.format(task=task)
@@ -230,12 +225,11 @@ def _scored(out: Path, task: str, name: str, predict, scenes, n: int, progress: 
     return rec
 
 
-def _run_model(folder: str | Path, fname: str, task: str, what: str) -> Path:
-    """``folder``/``fname``, or a clear error naming the command that makes it."""
+def _run_model(folder: str | Path, fname: str, flags: str) -> Path:
+    """``folder``/``fname``, or a clear error naming the ``minist tasks`` command (``flags``) that makes it."""
     path = Path(folder) / fname
     if not path.is_file():
-        raise FileNotFoundError(f"no {path.name} in {folder}: train the {what} with `minist tasks --tasks {task} "
-                                f"--betas ''{' --variable' if what != 'task teacher' else ''} --out {folder}` first")
+        raise FileNotFoundError(f"no {path.name} in {folder}: make it with `minist tasks {flags} --out {folder}` first")
     return path
 
 
@@ -256,15 +250,15 @@ def test(tasks=T.TASKS, out: str | Path = "runs/tasks-test", n: int = TEST_SCENE
         if teachers is None:
             tnet, tmeta = pretrained.task_teacher(task, with_meta=True)
         else:
-            tnet, tmeta = load_task_teacher(_run_model(teachers, TEACHER_FILE.format(task=task), task, "task teacher"),
-                                            pretrained.teacher("mini"))
+            tpath = _run_model(teachers, TEACHER_FILE.format(task=task), f"--tasks {task} --betas ''")
+            tnet, tmeta = load_task_teacher(tpath, pretrained.teacher("mini"))
         teacher = teacher_predictor(tnet)
         base = _scored(out, task, f"{task}-teacher", teacher, scenes, n, progress)
         arms = [(f"{task}-teacher", "teacher", None, teacher)]
         arms += [(f"{task}-{fmt}-{q}", fmt, q, teacher_predictor(tnet, fmt, q))
                  for fmt, grid in (("jpeg", TEST_JPEG), ("webp", TEST_WEBP)) for q in grid]
         snet = pretrained.variable_task_student(task) if students is None else load_task_student(
-            _run_model(students, VARIABLE_FILE.format(task=task), task, "variable-rate task student"), tnet,
+            _run_model(students, VARIABLE_FILE.format(task=task), f"--tasks {task} --betas '' --variable"), tnet,
             pretrained.variable_student("mini"))[0]
         arms += [(f"{task}-variable-rate-{b:g}", "variable-rate", b, student_predictor(snet, beta=b))
                  for b in VARIABLE_BETAS]
