@@ -246,6 +246,9 @@ class TaskTrainConfig:
     epochs: int = 21
     stage1_epochs: int = 1           # task student: feature distillation of the decoder
     stage2_epochs: int = 2           # task student: task loss on decoder + FPN + head
+    # task student: + γ × the FPN levels' error to the task teacher's in stage 2 (None: the task loss alone; None,
+    # not 0, so the checkpoints of runs made before the option resume: a recipe drops its None fields)
+    stage2_distill: float | None = None
     batch_size: int = 32
     lr: float = 2e-3                 # AdamW, warm-up + cosine
     stage1_lr: float = 1e-3

@@ -5,6 +5,8 @@ Stage 1:      L = Σ_batch [ Σ_j w_j ‖S_j − T_j‖²  +  β · bits ]      
               mean 1 per image, background down to a floor; :func:`saliency_weights`; not in the paper)
 Stage 2:      L = α · CE(s, y) + (1 − α) · τ² · KL(softmax(t/τ) ‖ softmax(s/τ))
 End-to-end:   L = mean_batch [ CE(s, y) + β · bits ]                    (Singh et al., ICIP 2020)
+Task stage 2: L = task loss + γ · Σ_l ‖P_l − P*_l‖² / ‖P*_l‖²   (P: the FPN levels the head reads, P*: the task
+              teacher's on the same scenes; γ = 0 is the plain recipe; :func:`pyramid_distillation`; not in the paper)
 
 ``bits`` is one image's Σ −log2 p(ẑ). **β is the price of one bit of one image, in units of that image's loss:
 larger β → fewer bits.** CompressAI's image codecs use λ the other way round, L = R + λ·D, so there larger λ →
@@ -40,6 +42,15 @@ def feature_distillation(student: dict, teacher: dict, weights: dict | None = No
         return sum(w * F.mse_loss(student[k], teacher[k].detach(), reduction="sum") for k, w in weights.items())
     return sum(w * (F.mse_loss(student[k], teacher[k].detach(), reduction="none")
                     * on_grid(spatial, student[k].shape[-2:])).sum() for k, w in weights.items())
+
+
+def pyramid_distillation(student: dict, teacher: dict) -> torch.Tensor:
+    """Σ_l ‖S_l − T_l‖² / ‖T_l‖² over the levels of two feature pyramids (the error relative to the teacher's own
+    energy, so levels of any scale count alike, and γ = 1 weighs it like one more task-loss term)."""
+    if list(student) != list(teacher):
+        raise KeyError(f"the pyramids' levels differ: student {list(student)}, teacher {list(teacher)}")
+    return sum(F.mse_loss(s, teacher[k].detach(), reduction="sum") / teacher[k].detach().pow(2).sum().clamp_min(1e-12)
+               for k, s in student.items())
 
 
 def on_grid(weights: torch.Tensor, size) -> torch.Tensor:

@@ -41,6 +41,7 @@ from .losses import (
     end_to_end_loss,
     feature_distillation,
     kd_loss,
+    pyramid_distillation,
     saliency_weights,
     stage1_loss,
 )
@@ -507,8 +508,10 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
     """Train a task student on ``student``'s frozen encoder + prior; returns ``(net, meta)``.
 
     Stage 1 trains the decoder by feature distillation from the task teacher's ``layer1`` … ``layer4`` (no rate
-    term: the bits are fixed); stage 2 trains decoder + FPN + head with the task loss. ``meta["payload_digest"]``
-    holds the SHA-256 of the first val images' payloads before and after: they must be equal.
+    term: the bits are fixed); stage 2 trains decoder + FPN + head with the task loss, plus ``cfg.stage2_distill``
+    × the FPN levels' relative error to the task teacher's on the same scenes (:func:`pyramid_distillation`).
+    ``meta["payload_digest"]`` holds the SHA-256 of the first val images' payloads before and after: they must
+    be equal.
     """
     T._check_task(cfg.task)
     set_seed(cfg.seed)
@@ -534,8 +537,27 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
                    train_set, forward=_Features(net.backbone), name=f"{name}-stage1")
     for m in heads:
         m.requires_grad_(True)
-    h2 = _fit_task(net, [decoder] + net.trainable(), lambda m, x, y: m(x, y), cfg, cfg.stage2_epochs, cfg.lr / 4,
-                   f"{tag} stage 2", progress, train_set, name=f"{name}-stage2")
+    seen = {}                                # the student's FPN levels of the step, for the pyramid imitation
+
+    def stage2(model, images, targets):      # the task loss, + γ × the FPN levels' error to the teacher's
+        losses = model(images, targets)
+        if not cfg.stage2_distill:
+            return losses
+        with torch.no_grad():
+            target = task_teacher.backbone(torch.stack(images))
+        return {**losses, "pyramid": cfg.stage2_distill * pyramid_distillation(seen["levels"], target)}
+
+    if cfg.stage2_distill and net.backbone.fpn is None:
+        raise ValueError("stage2_distill imitates the task teacher's FPN levels, and this task net has no FPN "
+                         "(the paper preset's DeepLabv3): leave stage2_distill unset")
+    hook = (net.backbone.fpn.register_forward_hook(lambda _m, _x, out: seen.update(levels=out))
+            if cfg.stage2_distill else None)
+    try:
+        h2 = _fit_task(net, [decoder] + net.trainable(), stage2, cfg, cfg.stage2_epochs, cfg.lr / 4,
+                       f"{tag} stage 2", progress, train_set, name=f"{name}-stage2")
+    finally:
+        if hook is not None:
+            hook.remove()
     after = payload_digest(net, val)
     if after != before:
         raise RuntimeError("the shared encoder's payloads changed during task training: the encoder or the "

@@ -113,6 +113,36 @@ def test_task_student_training_keeps_payloads_bit_identical(task, teacher, stude
         load_task_student(path, T.build_task_teacher(other_task, teacher), student)
 
 
+def test_pyramid_distillation_is_relative_and_stage2_uses_it(teacher, student, scenes, tmp_path, monkeypatch):
+    from minist import losses, recipes
+    t = {"0": torch.rand(2, 4, 8, 8) * 10, "1": torch.rand(2, 4, 4, 4) / 10}
+    assert losses.pyramid_distillation(t, t).item() == 0
+    # zero features miss each level by its whole energy: 1 per level, whatever the level's scale
+    assert losses.pyramid_distillation({k: torch.zeros_like(v) for k, v in t.items()}, t).item() == pytest.approx(2)
+    with pytest.raises(KeyError, match="levels differ"):
+        losses.pyramid_distillation({"0": t["0"]}, t)
+    # stage 2 adds γ × the student's FPN levels' error to the task teacher's, seen on the step's own scenes
+    cfg = TaskTrainConfig(task="segmentation", beta=0.32, out=str(tmp_path), **SMALL)
+    tnet, _ = train_task_teacher(cfg, teacher, progress=False)
+    calls = []
+
+    def spy(s, t):
+        calls.append((list(s), [v.shape for v in s.values()], [v.shape for v in t.values()]))
+        return losses.pyramid_distillation(s, t)
+    monkeypatch.setattr(recipes, "pyramid_distillation", spy)
+    plain = TaskTrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "plain")})
+    snet, _ = train_task_student(plain, tnet, student, progress=False, val_set=scenes)
+    assert calls == []                                           # None: the task loss alone
+    kd = TaskTrainConfig(**{**cfg.__dict__, "out": str(tmp_path / "kd"), "stage2_distill": 1.0})
+    knet, meta = train_task_student(kd, tnet, student, progress=False, val_set=scenes)
+    assert len(calls) == SMALL["max_steps"] and calls[0][0] == ["0", "1", "2", "3"]
+    assert calls[0][1] == calls[0][2]                            # the student's levels against the teacher's
+    assert not knet.backbone.fpn._forward_hooks                  # the hook is gone after training
+    assert meta["payload_digest"]["before"] == meta["payload_digest"]["after"]
+    a, b = snet.backbone.fpn.state_dict(), knet.backbone.fpn.state_dict()
+    assert not all(torch.equal(a[k], b[k]) for k in a)           # the extra term changed what was learned
+
+
 def test_segmentation_score_matches_torchmetrics():
     from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
     g = torch.Generator().manual_seed(0)
@@ -454,7 +484,8 @@ def test_the_shipped_task_headline_is_the_test_splits_and_the_readme_quotes_it()
 
 
 def test_tasks_cli_passes_the_stage2_budget_on(monkeypatch, tmp_path):
-    """``minist tasks --stage2-epochs N`` reaches the study's recipe; without it the study's defaults hold."""
+    """``minist tasks --stage2-epochs N`` (and ``--stage2-distill``) reach the study's recipe; without them the
+    study's defaults hold."""
     from minist.cli import main
     seen = []
     monkeypatch.setattr(task_study, "run", lambda **kw: seen.append(kw))
@@ -462,5 +493,7 @@ def test_tasks_cli_passes_the_stage2_budget_on(monkeypatch, tmp_path):
     assert main(["tasks", "--variable", "--betas", "", "--stage2-epochs", "8", "--out", str(tmp_path)]) == 0
     assert main(["tasks", "--variable", "--betas", "", "--out", str(tmp_path)]) == 0
     assert main(["tasks", "--betas", "", "--teacher-epochs", "21", "--resume", "--out", str(tmp_path)]) == 0
+    assert main(["tasks", "--variable", "--betas", "", "--stage2-distill", "0.5", "--out", str(tmp_path)]) == 0
     assert seen[0]["stage2_epochs"] == 8 and "stage2_epochs" not in seen[1]
+    assert seen[3]["stage2_distill"] == 0.5 and not any("stage2_distill" in kw for kw in seen[:3])
     assert not {"epochs", "resume"} & set(seen[0]) and seen[2]["epochs"] == 21 and seen[2]["resume"] is True
