@@ -6,7 +6,7 @@ Stage 1:      L = Σ_batch [ Σ_j w_j ‖S_j − T_j‖²  +  β · bits ]      
 Stage 2:      L = α · CE(s, y) + (1 − α) · τ² · KL(softmax(t/τ) ‖ softmax(s/τ))
 End-to-end:   L = mean_batch [ CE(s, y) + β · bits ]                    (Singh et al., ICIP 2020)
 Task stage 2: L = task loss + γ · Σ_l ‖P_l − P*_l‖² / ‖P*_l‖²   (P: the FPN levels the head reads, P*: the task
-              teacher's on the same scenes; γ = 0 is the plain recipe; :func:`pyramid_distillation`; not in the paper)
+              teacher's on the same scenes; γ unset is the plain recipe; :func:`pyramid_distillation`; not in the paper)
 
 ``bits`` is one image's Σ −log2 p(ẑ). **β is the price of one bit of one image, in units of that image's loss:
 larger β → fewer bits.** CompressAI's image codecs use λ the other way round, L = R + λ·D, so there larger λ →

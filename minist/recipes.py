@@ -514,6 +514,11 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
     be equal.
     """
     T._check_task(cfg.task)
+    if cfg.stage2_distill is not None and not cfg.stage2_distill >= 0:
+        raise ValueError(f"stage2_distill (γ) must be ≥ 0 or unset, not {cfg.stage2_distill}")
+    if cfg.stage2_distill and task_teacher.backbone.fpn is None:     # before any training, not after stage 1
+        raise ValueError("stage2_distill imitates the task teacher's FPN levels, and this task net has no FPN "
+                         "(the paper preset's DeepLabv3): leave stage2_distill unset")
     set_seed(cfg.seed)
     device = get_device(cfg.device)
     val = val_set if val_set is not None else cfg.val_scenes()
@@ -547,9 +552,6 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
             target = task_teacher.backbone(torch.stack(images))
         return {**losses, "pyramid": cfg.stage2_distill * pyramid_distillation(seen["levels"], target)}
 
-    if cfg.stage2_distill and net.backbone.fpn is None:
-        raise ValueError("stage2_distill imitates the task teacher's FPN levels, and this task net has no FPN "
-                         "(the paper preset's DeepLabv3): leave stage2_distill unset")
     hook = (net.backbone.fpn.register_forward_hook(lambda _m, _x, out: seen.update(levels=out))
             if cfg.stage2_distill else None)
     try:

@@ -141,6 +141,9 @@ def test_pyramid_distillation_is_relative_and_stage2_uses_it(teacher, student, s
     assert meta["payload_digest"]["before"] == meta["payload_digest"]["after"]
     a, b = snet.backbone.fpn.state_dict(), knet.backbone.fpn.state_dict()
     assert not all(torch.equal(a[k], b[k]) for k in a)           # the extra term changed what was learned
+    with pytest.raises(ValueError, match="must be ≥ 0"):
+        train_task_student(TaskTrainConfig(**{**cfg.__dict__, "stage2_distill": -1.0}), tnet, student, progress=False,
+                           val_set=scenes)
 
 
 def test_segmentation_score_matches_torchmetrics():
