@@ -49,8 +49,9 @@ def pyramid_distillation(student: dict, teacher: dict) -> torch.Tensor:
     energy, so levels of any scale count alike, and γ = 1 weighs it like one more task-loss term)."""
     if list(student) != list(teacher):
         raise KeyError(f"the pyramids' levels differ: student {list(student)}, teacher {list(teacher)}")
-    return sum(F.mse_loss(s, teacher[k].detach(), reduction="sum") / teacher[k].detach().pow(2).sum().clamp_min(1e-12)
-               for k, s in student.items())
+    # feature_distillation with each level weighted by 1 / its energy
+    return feature_distillation(student, teacher, {k: 1 / t.detach().pow(2).sum().clamp_min(1e-12)
+                                                   for k, t in teacher.items()})
 
 
 def on_grid(weights: torch.Tensor, size) -> torch.Tensor:
