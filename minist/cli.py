@@ -319,7 +319,8 @@ def cmd_tasks(args) -> int:
     args.out = args.out or ("runs/tasks-quick" if args.quick else "runs/tasks")   # never mix quick points in
     if not (args.collect or args.ship):
         recipe = {k: v for k, v in (("stage2_epochs", args.stage2_epochs), ("epochs", args.teacher_epochs),
-                                    ("stage2_distill", args.stage2_distill)) if v is not None}
+                                    ("stage2_distill", args.stage2_distill), ("stage2_tune", args.stage2_tune))
+                  if v is not None}
         recipe.update({"resume": True} if args.resume else {})
         task_study.run(tasks=names, betas=betas, out=args.out, quick=args.quick, variable=args.variable,
                        shipped_teachers=args.shipped_teachers, **recipe)
@@ -574,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "tasks.STUDENT_RECIPE's 4, and VARIABLE_STAGE2_EPOCHS = 32 for --variable)")
     k.add_argument("--stage2-distill", type=float, default=None, metavar="GAMMA", help="the task students' stage 2 "
                    "adds GAMMA × the FPN levels' relative error to the task teacher's (default: the task loss alone)")
+    k.add_argument("--stage2-tune", default=None, metavar="LAYERS", help="the task students' stage 2 also trains "
+                   "these backbone stages, comma-separated, e.g. layer2,layer3,layer4 (default: none; frozen as the "
+                   "task teacher's)")
     k.add_argument("--teacher-epochs", type=int, default=None, help="the task teachers' epochs (default: "
                    "TaskTrainConfig.epochs = 21)")
     k.add_argument("--resume", action="store_true", help="go on from the last finished epoch of an interrupted "

@@ -249,6 +249,9 @@ class TaskTrainConfig:
     # task student: + γ × the FPN levels' error to the task teacher's in stage 2 (None: the task loss alone; None,
     # not 0, so the checkpoints of runs made before the option resume: a recipe drops its None fields)
     stage2_distill: float | None = None
+    # task student: backbone stages stage 2 also trains, comma-separated ("layer2,layer3,layer4"; None: none, the
+    # task teacher's stay frozen). The paper retrains the whole task network after the decoder
+    stage2_tune: str | None = None
     batch_size: int = 32
     lr: float = 2e-3                 # AdamW, warm-up + cosine
     stage1_lr: float = 1e-3
@@ -269,6 +272,10 @@ class TaskTrainConfig:
     def data_config(self) -> FashionOnPhotosConfig:
         return FashionOnPhotosConfig(size=self.image_size, seed=self.data_seed, train_length=self.train_length,
                                      val_length=self.val_length)
+
+    def tuned(self) -> tuple[str, ...]:
+        """:attr:`stage2_tune` as stage names ("" or None: none)."""
+        return tuple(n.strip() for n in (self.stage2_tune or "").split(",") if n.strip())
 
     @classmethod
     def preset_config(cls, preset: str = "mini", **overrides) -> TaskTrainConfig:

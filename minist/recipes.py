@@ -462,9 +462,14 @@ class _Features(torch.nn.Module):
         return self.backbone.features(x)
 
 
+TASK_STAGE2_FIELDS = ("stage2_epochs", "stage2_distill", "stage2_tune")    # a task student's stage 1 reads none
+
+
 def _fit_task(net, modules, loss_of_batch, cfg: TaskTrainConfig, epochs: int, lr: float, tag: str, progress: bool,
-              train_set=None, forward: torch.nn.Module | None = None, name: str = "fit") -> list[dict]:
-    """AdamW + warm-up/cosine over ``epochs`` of fresh scenes (or ``train_set``) on the engine; the history."""
+              train_set=None, forward: torch.nn.Module | None = None, name: str = "fit",
+              ignore: tuple[str, ...] = ()) -> list[dict]:
+    """AdamW + warm-up/cosine over ``epochs`` of fresh scenes (or ``train_set``) on the engine; the history.
+    ``ignore``: config fields this fit does not read (a resumed run may differ in them)."""
     device = next(net.parameters()).device
     train = train_set if train_set is not None else FashionOnPhotos("train", "detection", cfg.data_config())
     if len(train) < cfg.batch_size:
@@ -474,7 +479,7 @@ def _fit_task(net, modules, loss_of_batch, cfg: TaskTrainConfig, epochs: int, lr
     opt = torch.optim.AdamW([p for m in modules for p in m.parameters() if p.requires_grad], lr=lr,
                             weight_decay=cfg.weight_decay)
     engine = Engine(net, opt, warmup_cosine(opt, max(1, total // 20), total), out=cfg.out, name=name,
-                    config=asdict(cfg), max_steps=total, progress=progress)
+                    config=asdict(cfg), max_steps=total, progress=progress, ignore=ignore)
     # under torchrun: DDP around what the loss calls (the task losses are batch means: no loss scaling)
     model = distributed.wrap(forward or net, find_unused=True)
     loader = loaders(train, cfg.batch_size, cfg.seed, cfg.workers, collate=collate_detection,
@@ -508,8 +513,9 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
     """Train a task student on ``student``'s frozen encoder + prior; returns ``(net, meta)``.
 
     Stage 1 trains the decoder by feature distillation from the task teacher's ``layer1`` … ``layer4`` (no rate
-    term: the bits are fixed); stage 2 trains decoder + FPN + head with the task loss, plus ``cfg.stage2_distill``
-    × the FPN levels' relative error to the task teacher's on the same scenes (:func:`pyramid_distillation`).
+    term: the bits are fixed); stage 2 trains decoder + FPN + head (+ the backbone stages ``cfg.stage2_tune``
+    names) with the task loss, plus ``cfg.stage2_distill`` × the FPN levels' relative error to the task teacher's
+    on the same scenes (:func:`pyramid_distillation`).
     ``meta["payload_digest"]`` holds the SHA-256 of the first val images' payloads before and after: they must
     be equal.
     """
@@ -519,12 +525,13 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
     if cfg.stage2_distill and task_teacher.backbone.fpn is None:     # before any training, not after stage 1
         raise ValueError("stage2_distill imitates the task teacher's FPN levels, and this task net has no FPN "
                          "(the paper preset's DeepLabv3): leave stage2_distill unset")
+    net = T.build_task_student(task_teacher, student, cfg.tuned())     # checks the tuned stages' names first
     set_seed(cfg.seed)
     device = get_device(cfg.device)
     val = val_set if val_set is not None else cfg.val_scenes()
     before = payload_digest(student, val)
     task_teacher = task_teacher.to(device).eval()
-    net = T.build_task_student(task_teacher, student).to(device)
+    net = net.to(device)
     decoder = net.backbone.front.decoder
 
     def stage1(features, images, _targets):  # decoder ≈ the teacher's layer1, judged through layer2 … layer4 too
@@ -539,7 +546,7 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
     for m in heads:                          # stage 1 trains the decoder alone
         m.requires_grad_(False)
     h1 = _fit_task(net, [decoder], stage1, cfg, cfg.stage1_epochs, cfg.stage1_lr, f"{tag} stage 1", progress,
-                   train_set, forward=_Features(net.backbone), name=f"{name}-stage1")
+                   train_set, forward=_Features(net.backbone), name=f"{name}-stage1", ignore=TASK_STAGE2_FIELDS)
     for m in heads:
         m.requires_grad_(True)
     seen = {}                                # the student's FPN levels of the step, for the pyramid imitation

@@ -146,6 +146,36 @@ def test_pyramid_distillation_is_relative_and_stage2_uses_it(teacher, student, s
                            val_set=scenes)
 
 
+def test_stage2_tune_trains_the_named_backbone_stages_and_they_ship(teacher, student, scenes, tmp_path):
+    """``stage2_tune`` adds backbone stages to stage 2 (the paper retrains the task network after the decoder);
+    the others stay the task teacher's; the checkpoint holds the tuned stages and loads back to the same net."""
+    cfg = TaskTrainConfig(task="segmentation", beta=0.32, out=str(tmp_path), **SMALL)
+    tnet, _ = train_task_teacher(cfg, teacher, progress=False)
+    with pytest.raises(ValueError, match="distinct names"):
+        train_task_student(TaskTrainConfig(**{**cfg.__dict__, "stage2_tune": "layer1"}), tnet, student,
+                           progress=False, val_set=scenes)
+    assert not (tmp_path / "segmentation-student-beta0.32-stage1-last.pt").exists()   # refused before training
+    tuned = TaskTrainConfig(**{**cfg.__dict__, "stage2_tune": "layer3, layer2"})
+    snet, meta = train_task_student(tuned, tnet, student, progress=False, val_set=scenes)
+    assert snet.tuned == ("layer2", "layer3")                    # the backbone's order
+    assert meta["payload_digest"]["before"] == meta["payload_digest"]["after"]
+    same = [torch.equal(getattr(snet.backbone, n).state_dict()[k], v)
+            for n in ("layer2", "layer3", "layer4") for k, v in getattr(tnet.backbone, n).state_dict().items()]
+    per = len(same) // 3
+    assert not all(same[:per]) and not all(same[per:2 * per]) and all(same[2 * per:])
+    path = save_task(tmp_path / "s.pt", snet, meta, half=False)
+    assert {k.split(".")[0] for k in torch.load(path, weights_only=True)["state_dict"]} == {
+        "layer2", "layer3", "decoder", "fpn", "head"}
+    back, _ = load_task_student(path, tnet, student)
+    assert back.tuned == snet.tuned
+    with torch.no_grad():
+        assert torch.equal(back([scenes[0][0]])[0]["logits"], snet.eval()([scenes[0][0]])[0]["logits"])
+    # stage 1 reads no stage 2 field: a finished stage 1 resumes under another stage 2 recipe; stage 2 does not
+    again = TaskTrainConfig(**{**cfg.__dict__, "stage2_tune": "layer4", "stage2_epochs": 3, "resume": True})
+    with pytest.raises(ValueError, match="stage2-last.pt was made with a different training config"):
+        train_task_student(again, tnet, student, progress=False, val_set=scenes)
+
+
 def test_segmentation_score_matches_torchmetrics():
     from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
     g = torch.Generator().manual_seed(0)
@@ -487,8 +517,8 @@ def test_the_shipped_task_headline_is_the_test_splits_and_the_readme_quotes_it()
 
 
 def test_tasks_cli_passes_the_stage2_budget_on(monkeypatch, tmp_path):
-    """``minist tasks --stage2-epochs N`` (and ``--stage2-distill``) reach the study's recipe; without them the
-    study's defaults hold."""
+    """``minist tasks --stage2-epochs N`` (and ``--stage2-distill``, ``--stage2-tune``) reach the study's recipe;
+    without them the study's defaults hold."""
     from minist.cli import main
     seen = []
     monkeypatch.setattr(task_study, "run", lambda **kw: seen.append(kw))
@@ -497,6 +527,8 @@ def test_tasks_cli_passes_the_stage2_budget_on(monkeypatch, tmp_path):
     assert main(["tasks", "--variable", "--betas", "", "--out", str(tmp_path)]) == 0
     assert main(["tasks", "--betas", "", "--teacher-epochs", "21", "--resume", "--out", str(tmp_path)]) == 0
     assert main(["tasks", "--variable", "--betas", "", "--stage2-distill", "0.5", "--out", str(tmp_path)]) == 0
+    assert main(["tasks", "--variable", "--betas", "", "--stage2-tune", "layer2", "--out", str(tmp_path)]) == 0
     assert seen[0]["stage2_epochs"] == 8 and "stage2_epochs" not in seen[1]
     assert seen[3]["stage2_distill"] == 0.5 and not any("stage2_distill" in kw for kw in seen[:3])
+    assert seen[4]["stage2_tune"] == "layer2" and not any("stage2_tune" in kw for kw in seen[:4])
     assert not {"epochs", "resume"} & set(seen[0]) and seen[2]["epochs"] == 21 and seen[2]["resume"] is True

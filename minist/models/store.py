@@ -109,7 +109,7 @@ def load_student(path, teacher: Teacher | None = None) -> tuple[EntropicStudent,
 # ---- task networks (notebook 04) ---------------------------------------------------------------------------
 def _parts(net) -> dict:
     """The modules a task checkpoint holds: what task training changed (never the shared encoder/prior)."""
-    parts = {"fpn": net.backbone.fpn, "head": net.head}
+    parts = {**{n: getattr(net.backbone, n) for n in net.tuned}, "fpn": net.backbone.fpn, "head": net.head}
     if isinstance(net.backbone.front, T.StudentFront):
         parts["decoder"] = net.backbone.front.decoder
     return parts
@@ -122,8 +122,8 @@ def retrained_parameters(net) -> int:
 def save_task(path, net, meta: dict, half: bool = True) -> Path:
     sd = {f"{name}.{k}": v for name, m in _parts(net).items() for k, v in m.state_dict().items()}
     kind = "task-student" if "decoder" in _parts(net) else "task-teacher"
-    return checkpoint.save(path, kind=kind, config={"task": net.task, "num_classes": net.num_classes},
-                           state_dict=sd, meta=meta, half=half)
+    config = {"task": net.task, "num_classes": net.num_classes, **({"tuned": list(net.tuned)} if net.tuned else {})}
+    return checkpoint.save(path, kind=kind, config=config, state_dict=sd, meta=meta, half=half)
 
 
 def _load_parts(net, ck: dict, path) -> None:
@@ -147,7 +147,7 @@ def load_task_student(path, task_teacher, student):
     ck = checkpoint.load(path, kind="task-student")
     if ck["config"]["task"] != task_teacher.task:
         raise ValueError(f"{path} is a {ck['config']['task']} student, the task teacher does {task_teacher.task}")
-    net = T.build_task_student(task_teacher, student)
+    net = T.build_task_student(task_teacher, student, tuple(ck["config"].get("tuned", ())))
     _load_parts(net, ck, path)
     return net.eval(), ck["meta"]
 

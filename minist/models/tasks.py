@@ -168,6 +168,7 @@ class TaskNet(nn.Module):
     def __init__(self, backbone: Pyramid, num_classes: int):
         super().__init__()
         self.backbone, self.num_classes = backbone, num_classes
+        self.tuned: tuple[str, ...] = ()     # backbone stages (of layer2 … layer4) task training updates too
 
     def forward(self, images, targets=None):
         images = torch.stack(list(images)) if isinstance(images, (list, tuple)) else images
@@ -178,8 +179,9 @@ class TaskNet(nn.Module):
         raise NotImplementedError
 
     def trainable(self) -> list[nn.Module]:
-        """What task training updates (the frozen backbone excluded)."""
-        return [m for m in (self.backbone.fpn, self.head) if m is not None]
+        """What task training updates: the :attr:`tuned` backbone stages (none by default), FPN and head."""
+        return [getattr(self.backbone, n) for n in self.tuned] + [m for m in (self.backbone.fpn, self.head)
+                                                                    if m is not None]
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -328,10 +330,14 @@ def build_paper_task_teacher(task: str, image_size: int = 512, weights: bool = T
     return net.train(False)
 
 
-def build_task_student(task_teacher: TaskNet, student) -> TaskNet:
+def build_task_student(task_teacher: TaskNet, student, tuned: tuple[str, ...] = ()) -> TaskNet:
     """A task student: the classification ``student``'s encoder + prior (shared, frozen), a decoder (trainable,
-    starting from the student's), the task teacher's ``layer2`` … ``layer4`` (frozen), FPN and head (trainable,
-    starting from the task teacher's)."""
+    starting from the student's), the task teacher's ``layer2`` … ``layer4`` (frozen, but for the ``tuned`` ones:
+    the paper retrains "the task network after the decoder"), FPN and head (trainable, starting from the task
+    teacher's)."""
+    bad = [n for n in tuned if n not in LEVELS[1:]]
+    if bad or len(set(tuned)) != len(tuned):
+        raise ValueError(f"tuned backbone stages must be distinct names of {LEVELS[1:]}, not {tuple(tuned)}")
     if not student.codec.ready():
         raise RuntimeError("the classification student must have its coding tables (student.update())")
     width = task_teacher.backbone.layer2[0].conv1.in_channels
@@ -340,6 +346,7 @@ def build_task_student(task_teacher: TaskNet, student) -> TaskNet:
                          f"teacher's layer2 takes {width}: use a student of the same preset")
     net = copy.deepcopy(task_teacher)
     net.backbone.front = StudentFront(student)
+    net.tuned = tuple(n for n in LEVELS[1:] if n in tuned)      # in the backbone's order
     return net.train(False)
 
 
