@@ -25,6 +25,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def _names(csv: str | None) -> tuple[str, ...]:
+    """ "layer2, layer3" → ("layer2", "layer3"); "" or None → ()."""
+    return tuple(n.strip() for n in (csv or "").split(",") if n.strip())
+
+
 def _preset(cls, presets: dict, preset: str, overrides: dict):
     if preset not in presets:
         what = {"TeacherConfig": "teacher", "BottleneckConfig": "bottleneck"}.get(cls.__name__, cls.__name__)
@@ -244,6 +249,10 @@ class TaskTrainConfig:
     # task teacher (FPN + head): the students continue from it, so a short teacher flatters every student ÷ teacher
     # ratio: 5 → 21 epochs gave 53.2 → 62.7 mAP and 49.3 → 52.8 mIoU on the 500 val scenes
     epochs: int = 21
+    # task teacher: backbone stages it trains too, comma-separated (None: none, the classification teacher's stay
+    # frozen). A student whose stage 2 tunes stages its teacher kept frozen is compared with a weaker network than
+    # itself: give the teacher the same stages
+    teacher_tune: str | None = None
     stage1_epochs: int = 1           # task student: feature distillation of the decoder
     stage2_epochs: int = 2           # task student: task loss on decoder + FPN + head
     # task student: + γ × the FPN levels' error to the task teacher's in stage 2 (None: the task loss alone; None,
@@ -275,7 +284,11 @@ class TaskTrainConfig:
 
     def tuned(self) -> tuple[str, ...]:
         """:attr:`stage2_tune` as stage names ("" or None: none)."""
-        return tuple(n.strip() for n in (self.stage2_tune or "").split(",") if n.strip())
+        return _names(self.stage2_tune)
+
+    def teacher_tuned(self) -> tuple[str, ...]:
+        """:attr:`teacher_tune` as stage names ("" or None: none)."""
+        return _names(self.teacher_tune)
 
     @classmethod
     def preset_config(cls, preset: str = "mini", **overrides) -> TaskTrainConfig:

@@ -495,14 +495,16 @@ def _fit_task(net, modules, loss_of_batch, cfg: TaskTrainConfig, epochs: int, lr
 
 
 def train_task_teacher(cfg: TaskTrainConfig, teacher, progress: bool = True, train_set=None):
-    """Train FPN + head of a task teacher on the frozen classification ``teacher``; returns ``(net, meta)``.
+    """Train FPN + head (+ the backbone stages ``cfg.teacher_tune``) of a task teacher on the classification
+    ``teacher``'s frozen backbone; returns ``(net, meta)``.
 
     ``train_set`` replaces Fashion-on-Photos with any dataset of ``(image, target)`` in the docs/design.md §7
     format (e.g. ``minist.data.load("pennfudan", root=...)``; set ``num_classes`` and ``image_size``).
     """
     T._check_task(cfg.task)
     set_seed(cfg.seed)
-    net = T.build_task_teacher(cfg.task, teacher, cfg.num_classes, cfg.image_size).to(get_device(cfg.device))
+    net = T.build_task_teacher(cfg.task, teacher, cfg.num_classes, cfg.image_size).tune(cfg.teacher_tuned())
+    net = net.to(get_device(cfg.device))
     history = _fit_task(net, net.trainable(), lambda m, x, y: m(x, y), cfg, cfg.epochs, cfg.lr,
                         f"{cfg.task} teacher", progress, train_set, name=f"{cfg.task}-teacher")
     return net.eval(), {"train": asdict(cfg), "history": history}

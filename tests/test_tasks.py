@@ -176,6 +176,34 @@ def test_stage2_tune_trains_the_named_backbone_stages_and_they_ship(teacher, stu
         train_task_student(again, tnet, student, progress=False, val_set=scenes)
 
 
+def test_teacher_tune_trains_the_teachers_stages_they_ship_and_a_student_starts_from_them(teacher, student, scenes,
+                                                                                          tmp_path):
+    """``teacher_tune`` gives the task teacher what ``stage2_tune`` gives its students: the named backbone stages
+    train (the others stay the classification teacher's), ship in its checkpoint and load back; a student copies
+    them as trained and keeps them frozen unless its own stage 2 names them."""
+    cfg = TaskTrainConfig(task="segmentation", beta=0.32, out=str(tmp_path), **SMALL)
+    with pytest.raises(ValueError, match="distinct names"):
+        train_task_teacher(TaskTrainConfig(**{**cfg.__dict__, "teacher_tune": "layer4,layer4"}), teacher,
+                           progress=False)
+    tnet, meta = train_task_teacher(TaskTrainConfig(**{**cfg.__dict__, "teacher_tune": "layer4"}), teacher,
+                                    progress=False)
+    assert tnet.tuned == ("layer4",) and meta["train"]["teacher_tune"] == "layer4"
+    frozen = T.build_task_teacher("segmentation", teacher)
+    for n in ("layer2", "layer3", "layer4"):
+        same = all(torch.equal(v, frozen.backbone.state_dict()[f"{n}.{k}"])
+                   for k, v in getattr(tnet.backbone, n).state_dict().items())
+        assert same == (n != "layer4"), n
+    path = save_task(tmp_path / "t.pt", tnet, meta, half=False)
+    back, _ = load_task_teacher(path, teacher)
+    assert back.tuned == ("layer4",) and back.trainable()[0] is back.backbone.layer4
+    assert not any(p.requires_grad for p in back.backbone.layer3.parameters())
+    with torch.no_grad():
+        assert torch.equal(back([scenes[0][0]])[0]["logits"], tnet.eval()([scenes[0][0]])[0]["logits"])
+    snet, _ = train_task_student(cfg, back, student, progress=False, val_set=scenes)      # its stage 2 tunes none
+    assert snet.tuned == () and all(torch.equal(v, back.backbone.layer4.state_dict()[k])
+                                    for k, v in snet.backbone.layer4.state_dict().items())
+
+
 def test_segmentation_score_matches_torchmetrics():
     from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
     g = torch.Generator().manual_seed(0)
@@ -517,8 +545,8 @@ def test_the_shipped_task_headline_is_the_test_splits_and_the_readme_quotes_it()
 
 
 def test_tasks_cli_passes_the_stage2_budget_on(monkeypatch, tmp_path):
-    """``minist tasks --stage2-epochs N`` (and ``--stage2-distill``, ``--stage2-tune``) reach the study's recipe;
-    without them the study's defaults hold."""
+    """``minist tasks --stage2-epochs N`` (and ``--stage2-distill``, ``--stage2-tune``, ``--teacher-tune``) reach the
+    study's recipe; without them the study's defaults hold."""
     from minist.cli import main
     seen = []
     monkeypatch.setattr(task_study, "run", lambda **kw: seen.append(kw))
@@ -528,7 +556,9 @@ def test_tasks_cli_passes_the_stage2_budget_on(monkeypatch, tmp_path):
     assert main(["tasks", "--betas", "", "--teacher-epochs", "21", "--resume", "--out", str(tmp_path)]) == 0
     assert main(["tasks", "--variable", "--betas", "", "--stage2-distill", "0.5", "--out", str(tmp_path)]) == 0
     assert main(["tasks", "--variable", "--betas", "", "--stage2-tune", "layer2", "--out", str(tmp_path)]) == 0
+    assert main(["tasks", "--betas", "", "--teacher-tune", "layer3,layer4", "--out", str(tmp_path)]) == 0
     assert seen[0]["stage2_epochs"] == 8 and "stage2_epochs" not in seen[1]
     assert seen[3]["stage2_distill"] == 0.5 and not any("stage2_distill" in kw for kw in seen[:3])
     assert seen[4]["stage2_tune"] == "layer2" and not any("stage2_tune" in kw for kw in seen[:4])
+    assert seen[5]["teacher_tune"] == "layer3,layer4" and not any("teacher_tune" in kw for kw in seen[:5])
     assert not {"epochs", "resume"} & set(seen[0]) and seen[2]["epochs"] == 21 and seen[2]["resume"] is True

@@ -120,7 +120,7 @@ def run(tasks=T.TASKS, betas=BETAS, out: str | Path = "runs/tasks", quick: bool 
         if not shipped_teachers and not _done(out, f"{task}-teacher"):
             res = evaluate_task(task, teacher_predictor(tnet), val, limit, progress)
             _write(out, f"{task}-teacher", _point(task, "teacher", None, None, res, hw,
-                                                  train_seconds=tmeta.get("train_seconds")))
+                                                  train_seconds=tmeta.get("train_seconds"), tuned=list(tnet.tuned)))
         codecs = baselines and not shipped_teachers
         for fmt, grid in (("jpeg", JPEG_QUALITIES), ("webp", WEBP_QUALITIES)) if codecs else ():
             for q in (grid[:2] if quick else grid):

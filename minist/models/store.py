@@ -139,6 +139,7 @@ def _load_parts(net, ck: dict, path) -> None:
 def load_task_teacher(path, teacher):
     ck = checkpoint.load(path, kind="task-teacher")
     net = T.build_task_teacher(ck["config"]["task"], teacher, ck["config"]["num_classes"])
+    net.tune(tuple(ck["config"].get("tuned", ())))       # a teacher that tuned backbone stages holds them
     _load_parts(net, ck, path)
     return net.eval(), ck["meta"]
 

@@ -178,6 +178,14 @@ class TaskNet(nn.Module):
         """Everything after ``layer1``: what the server runs on the decoder's output."""
         raise NotImplementedError
 
+    def tune(self, stages) -> TaskNet:
+        """Task training updates these backbone stages too (names of ``layer2`` … ``layer4``, any order; () none);
+        the other stages are frozen."""
+        self.tuned = _check_stages(stages)
+        for n in LEVELS[1:]:
+            getattr(self.backbone, n).requires_grad_(n in self.tuned)
+        return self
+
     def trainable(self) -> list[nn.Module]:
         """What task training updates: the :attr:`tuned` backbone stages (none by default), FPN and head."""
         return [getattr(self.backbone, n) for n in self.tuned] + [m for m in (self.backbone.fpn, self.head)
@@ -335,9 +343,7 @@ def build_task_student(task_teacher: TaskNet, student, tuned: tuple[str, ...] = 
     starting from the student's), the task teacher's ``layer2`` … ``layer4`` (frozen, but for the ``tuned`` ones:
     the paper retrains "the task network after the decoder"), FPN and head (trainable, starting from the task
     teacher's)."""
-    bad = [n for n in tuned if n not in LEVELS[1:]]
-    if bad or len(set(tuned)) != len(tuned):
-        raise ValueError(f"tuned backbone stages must be distinct names of {LEVELS[1:]}, not {tuple(tuned)}")
+    _check_stages(tuned)
     if not student.codec.ready():
         raise RuntimeError("the classification student must have its coding tables (student.update())")
     width = task_teacher.backbone.layer2[0].conv1.in_channels
@@ -346,8 +352,16 @@ def build_task_student(task_teacher: TaskNet, student, tuned: tuple[str, ...] = 
                          f"teacher's layer2 takes {width}: use a student of the same preset")
     net = copy.deepcopy(task_teacher)
     net.backbone.front = StudentFront(student)
-    net.tuned = tuple(n for n in LEVELS[1:] if n in tuned)      # in the backbone's order
+    net.tune(tuned)          # the teacher's own tuned stages are copied as trained, and frozen unless named again
     return net.train(False)
+
+
+def _check_stages(stages) -> tuple[str, ...]:
+    """Backbone stage names that task training may tune, in the backbone's order."""
+    bad = [n for n in stages if n not in LEVELS[1:]]
+    if bad or len(set(stages)) != len(stages):
+        raise ValueError(f"tuned backbone stages must be distinct names of {LEVELS[1:]}, not {tuple(stages)}")
+    return tuple(n for n in LEVELS[1:] if n in stages)
 
 
 def _check_task(task: str) -> None:
