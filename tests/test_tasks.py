@@ -199,9 +199,13 @@ def test_teacher_tune_trains_the_teachers_stages_they_ship_and_a_student_starts_
     assert not any(p.requires_grad for p in back.backbone.layer3.parameters())
     with torch.no_grad():
         assert torch.equal(back([scenes[0][0]])[0]["logits"], tnet.eval()([scenes[0][0]])[0]["logits"])
-    snet, _ = train_task_student(cfg, back, student, progress=False, val_set=scenes)      # its stage 2 tunes none
+    snet, smeta = train_task_student(cfg, back, student, progress=False, val_set=scenes)   # its stage 2 tunes none
     assert snet.tuned == () and all(torch.equal(v, back.backbone.layer4.state_dict()[k])
                                     for k, v in snet.backbone.layer4.state_dict().items())
+    spath = save_task(tmp_path / "s.pt", snet, smeta, half=False)
+    with pytest.raises(ValueError, match="trained from a task teacher that tuned layer4; this one kept"):
+        load_task_student(spath, frozen, student)          # its layer4 is the tuned teacher's: refused, not garbage
+    assert load_task_student(spath, back, student)[0].tuned == ()
 
 
 def test_segmentation_score_matches_torchmetrics():

@@ -122,7 +122,8 @@ def retrained_parameters(net) -> int:
 def save_task(path, net, meta: dict, half: bool = True) -> Path:
     sd = {f"{name}.{k}": v for name, m in _parts(net).items() for k, v in m.state_dict().items()}
     kind = "task-student" if "decoder" in _parts(net) else "task-teacher"
-    config = {"task": net.task, "num_classes": net.num_classes, **({"tuned": list(net.tuned)} if net.tuned else {})}
+    config = {"task": net.task, "num_classes": net.num_classes, **({"tuned": list(net.tuned)} if net.tuned else {}),
+              **({"teacher_tuned": list(net.teacher_tuned)} if net.teacher_tuned else {})}
     return checkpoint.save(path, kind=kind, config=config, state_dict=sd, meta=meta, half=half)
 
 
@@ -144,11 +145,22 @@ def load_task_teacher(path, teacher):
     return net.eval(), ck["meta"]
 
 
+def _backbone(stages) -> str:
+    return f"tuned {', '.join(sorted(stages))}" if stages else "kept the classification backbone frozen"
+
+
 def load_task_student(path, task_teacher, student):
     ck = checkpoint.load(path, kind="task-student")
     if ck["config"]["task"] != task_teacher.task:
         raise ValueError(f"{path} is a {ck['config']['task']} student, the task teacher does {task_teacher.task}")
-    net = T.build_task_student(task_teacher, student, tuple(ck["config"].get("tuned", ())))
+    held = tuple(ck["config"].get("tuned", ()))
+    # the backbone stages it does not hold are its task teacher's: they must be the ones it trained on
+    took = set(ck["config"].get("teacher_tuned", ())) - set(held)
+    given = set(task_teacher.tuned) - set(held)
+    if took != given:
+        raise ValueError(f"{path} was trained from a task teacher that {_backbone(took)}; this one "
+                         f"{_backbone(given)}: load it with the task teacher it was trained from")
+    net = T.build_task_student(task_teacher, student, held)
     _load_parts(net, ck, path)
     return net.eval(), ck["meta"]
 

@@ -169,6 +169,7 @@ class TaskNet(nn.Module):
         super().__init__()
         self.backbone, self.num_classes = backbone, num_classes
         self.tuned: tuple[str, ...] = ()     # backbone stages (of layer2 … layer4) task training updates too
+        self.teacher_tuned: tuple[str, ...] = ()   # a task student's: the stages its task teacher had tuned
 
     def forward(self, images, targets=None):
         images = torch.stack(list(images)) if isinstance(images, (list, tuple)) else images
@@ -353,6 +354,7 @@ def build_task_student(task_teacher: TaskNet, student, tuned: tuple[str, ...] = 
     net = copy.deepcopy(task_teacher)
     net.backbone.front = StudentFront(student)
     net.tune(tuned)          # the teacher's own tuned stages are copied as trained, and frozen unless named again
+    net.teacher_tuned = task_teacher.tuned     # those it does not tune again, it needs as that teacher left them
     return net.train(False)
 
 
