@@ -173,9 +173,10 @@ def test_a_damaged_shipped_file_is_named(tmp_path):
 
 def test_shipped_sums_list_every_checkpoint_and_match():
     from minist.utils import data_dir
-    sums = dict(ln.split("  ")[::-1] for ln in (data_dir() / "SHA256SUMS").read_text().splitlines())
-    assert set(sums) == {p.name for p in data_dir().glob("*.pt")}
-    assert sums["student_mini_beta0.02.pt"] == checkpoint.file_sha256(data_dir() / "student_mini_beta0.02.pt")
+    for folder in {data_dir()} | {p.parent for p in data_dir().rglob("*.pt")}:     # data/ and data/tuned/
+        sums = dict(ln.split("  ")[::-1] for ln in (folder / "SHA256SUMS").read_text().splitlines() if ln)
+        assert set(sums) == {p.name for p in folder.glob("*.pt")}, folder
+        assert all(checkpoint.file_sha256(folder / name) == sha for name, sha in sums.items()), folder
 
 
 def test_stale_temporaries_of_dead_writers_are_removed(tmp_path):

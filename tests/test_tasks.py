@@ -566,3 +566,30 @@ def test_tasks_cli_passes_the_stage2_budget_on(monkeypatch, tmp_path):
     assert seen[4]["stage2_tune"] == "layer2" and not any("stage2_tune" in kw for kw in seen[:4])
     assert seen[5]["teacher_tune"] == "layer3,layer4" and not any("teacher_tune" in kw for kw in seen[:5])
     assert not {"epochs", "resume"} & set(seen[0]) and seen[2]["epochs"] == 21 and seen[2]["resume"] is True
+
+
+TUNED = data_dir() / "tuned"       # the fair reference of the task ratio: teachers and students that tune layer2–4
+
+
+@pytest.mark.parametrize("task", T.TASKS)
+def test_the_tuned_pair_loads_as_trained_and_serves_the_shipped_bitstream(task, teacher):
+    """``data/tuned``: a task teacher that retrained layer2–4 with FPN and head, and the task student on the
+    variable-rate bitstream trained from it. Both hold layer2–4; the student's task training left the shared
+    payloads as they were (the shipped frozen-teacher student's digest); a student trained from the frozen task
+    teacher is refused by the tuned one."""
+    tpath, spath = TUNED / task_study.TEACHER_FILE.format(task=task), TUNED / task_study.VARIABLE_FILE.format(task=task)
+    if not (tpath.is_file() and spath.is_file()):
+        pytest.skip(f"no tuned {task} pair in {TUNED}")
+    tnet, tmeta = load_task_teacher(tpath, teacher)
+    stages = ("layer2", "layer3", "layer4")
+    assert tnet.tuned == stages and tmeta["train"]["teacher_tune"] == ",".join(stages)
+    student = pretrained.variable_student()
+    snet, smeta = load_task_student(spath, tnet, student)
+    assert snet.tuned == stages and smeta["train"]["teacher_tune"] == ",".join(stages)
+    _, shipped = pretrained.variable_task_student(task, with_meta=True)
+    assert smeta["payload_digest"]["before"] == smeta["payload_digest"]["after"] == shipped["payload_digest"]["after"]
+    with pytest.raises(ValueError, match="kept the classification backbone frozen; this one tuned"):
+        load_task_student(data_dir() / task_study.VARIABLE_FILE.format(task=task), tnet, student)
+    scenes = TaskTrainConfig().val_scenes()
+    res = evaluate.evaluate_task(task, evaluate.student_predictor(snet, beta=0.005), scenes, limit=8)
+    assert 0.3 < sum(res["sizes"]) / 8 / 1024 < 0.6          # 0.42 KB a scene at the grid's top
