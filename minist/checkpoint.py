@@ -157,8 +157,8 @@ SHIPPED_SUMS = "SHA256SUMS"
 
 
 def _how_to_restore(path: Path) -> str:
-    return (f"Restore it (`git checkout -- data/{path.name}` for a shipped file) or re-create it with the command "
-            f"in data/README.md.")
+    return (f"Restore it (`git checkout -- {path}` for a file shipped in data/) or re-create it with the command in "
+            f"data/README.md.")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
