@@ -320,7 +320,7 @@ def cmd_tasks(args) -> int:
     if not (args.collect or args.ship):
         recipe = {k: v for k, v in (("stage2_epochs", args.stage2_epochs), ("epochs", args.teacher_epochs),
                                     ("stage2_distill", args.stage2_distill), ("stage2_tune", args.stage2_tune),
-                                    ("teacher_tune", args.teacher_tune))
+                                    ("teacher_tune", args.teacher_tune), ("refine_blocks", args.refine_blocks))
                   if v is not None}
         recipe.update({"resume": True} if args.resume else {})
         task_study.run(tasks=names, betas=betas, out=args.out, quick=args.quick, variable=args.variable,
@@ -579,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--stage2-tune", default=None, metavar="LAYERS", help="the task students' stage 2 also trains "
                    "these backbone stages, comma-separated, e.g. layer2,layer3,layer4 (default: none; frozen as the "
                    "task teacher's)")
+    k.add_argument("--refine-blocks", type=int, default=None, metavar="N", help="the task students get N residual "
+                   "3×3 blocks after the decoder, on the server (the bitstream is unchanged; default: none)")
     k.add_argument("--teacher-tune", default=None, metavar="LAYERS", help="the task teachers also train these "
                    "backbone stages (default: none; the classification teacher's stay frozen): give the teacher what "
                    "--stage2-tune gives its students")

@@ -261,6 +261,9 @@ class TaskTrainConfig:
     # task student: backbone stages stage 2 also trains, comma-separated ("layer2,layer3,layer4"; None: none, the
     # task teacher's stay frozen). The paper retrains the whole task network after the decoder
     stage2_tune: str | None = None
+    # task student: residual 3×3 blocks after the decoder, on the server (the bitstream is unchanged; None: none,
+    # so older runs resume)
+    refine_blocks: int | None = None
     batch_size: int = 32
     lr: float = 2e-3                 # AdamW, warm-up + cosine
     stage1_lr: float = 1e-3

@@ -527,14 +527,14 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
     if cfg.stage2_distill and task_teacher.backbone.fpn is None:     # before any training, not after stage 1
         raise ValueError("stage2_distill imitates the task teacher's FPN levels, and this task net has no FPN "
                          "(the paper preset's DeepLabv3): leave stage2_distill unset")
-    net = T.build_task_student(task_teacher, student, cfg.tuned())     # checks the tuned stages' names first
+    net = T.build_task_student(task_teacher, student, cfg.tuned(), cfg.refine_blocks or 0)   # checks names first
     set_seed(cfg.seed)
     device = get_device(cfg.device)
     val = val_set if val_set is not None else cfg.val_scenes()
     before = payload_digest(student, val)
     task_teacher = task_teacher.to(device).eval()
     net = net.to(device)
-    decoder = net.backbone.front.decoder
+    decoder = net.backbone.front.server_side()      # the decoder (+ its refine blocks)
 
     def stage1(features, images, _targets):  # decoder ≈ the teacher's layer1, judged through layer2 … layer4 too
         x = torch.stack(images)
@@ -547,7 +547,7 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
     heads = net.trainable()
     for m in heads:                          # stage 1 trains the decoder alone
         m.requires_grad_(False)
-    h1 = _fit_task(net, [decoder], stage1, cfg, cfg.stage1_epochs, cfg.stage1_lr, f"{tag} stage 1", progress,
+    h1 = _fit_task(net, decoder, stage1, cfg, cfg.stage1_epochs, cfg.stage1_lr, f"{tag} stage 1", progress,
                    train_set, forward=_Features(net.backbone), name=f"{name}-stage1", ignore=TASK_STAGE2_FIELDS)
     for m in heads:
         m.requires_grad_(True)
@@ -564,7 +564,7 @@ def train_task_student(cfg: TaskTrainConfig, task_teacher, student, progress: bo
     hook = (net.backbone.fpn.register_forward_hook(lambda _m, _x, out: seen.update(levels=out))
             if cfg.stage2_distill else None)
     try:
-        h2 = _fit_task(net, [decoder] + net.trainable(), stage2, cfg, cfg.stage2_epochs, cfg.lr / 4,
+        h2 = _fit_task(net, decoder + net.trainable(), stage2, cfg, cfg.stage2_epochs, cfg.lr / 4,
                        f"{tag} stage 2", progress, train_set, name=f"{name}-stage2")
     finally:
         if hook is not None:

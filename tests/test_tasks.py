@@ -113,6 +113,39 @@ def test_task_student_training_keeps_payloads_bit_identical(task, teacher, stude
         load_task_student(path, T.build_task_teacher(other_task, teacher), student)
 
 
+def test_refine_blocks_start_as_the_decoder_train_ship_and_serve_the_same_bytes(teacher, student, scenes, tmp_path):
+    """``refine_blocks``: residual 3×3 blocks after a task student's decoder, on the server. A new block is the
+    identity; training updates them (stage 1 and 2) and leaves the payloads alone; the checkpoint holds them and
+    says how many, and the bytes path (TaskServer) runs them."""
+    tnet = T.build_task_teacher("segmentation", teacher)
+    plain, refined = T.build_task_student(tnet, student), T.build_task_student(tnet, student, refine=2)
+    x = scenes[0][0]
+    with torch.no_grad():
+        assert torch.equal(plain.backbone.front(x[None]), refined.backbone.front(x[None]))
+    with pytest.raises(ValueError, match="residual blocks"):
+        T.build_task_student(tnet, student, refine=-1)
+    cfg = TaskTrainConfig(task="segmentation", beta=0.32, out=str(tmp_path), refine_blocks=2, **SMALL)
+    snet, meta = train_task_student(cfg, tnet, student, progress=False, val_set=scenes)
+    assert meta["payload_digest"]["before"] == meta["payload_digest"]["after"]
+    trained = snet.backbone.front.refine
+    assert len(trained) == 2 and any(b.body[-1].weight.abs().sum() > 0 for b in trained)   # no longer the identity
+    path = save_task(tmp_path / "r.pt", snet, meta, half=False)
+    ck = torch.load(path, weights_only=True)
+    assert ck["config"]["refine"] == 2 and {k.split(".")[0] for k in ck["state_dict"]} == {"decoder", "refine", "fpn",
+                                                                                          "head"}
+    back, _ = load_task_student(path, tnet, student)
+    device_part, _ = student.split()
+    with torch.no_grad():
+        direct = back([x])[0]["semantic"]
+        assert torch.equal(direct, snet([x])[0]["semantic"])
+    assert torch.equal(T.TaskServer(back)(device_part(x.unsqueeze(0)))["semantic"], direct)
+    # a checkpoint whose config lost the blocks does not load without them
+    del ck["config"]["refine"]
+    torch.save(ck, tmp_path / "lost.pt")
+    with pytest.raises(ValueError, match="refine"):
+        load_task_student(tmp_path / "lost.pt", tnet, student)
+
+
 def test_pyramid_distillation_is_relative_and_stage2_uses_it(teacher, student, scenes, tmp_path, monkeypatch):
     from minist import losses, recipes
     t = {"0": torch.rand(2, 4, 8, 8) * 10, "1": torch.rand(2, 4, 4, 4) / 10}

@@ -112,6 +112,8 @@ def _parts(net) -> dict:
     parts = {**{n: getattr(net.backbone, n) for n in net.tuned}, "fpn": net.backbone.fpn, "head": net.head}
     if isinstance(net.backbone.front, T.StudentFront):
         parts["decoder"] = net.backbone.front.decoder
+        if len(net.backbone.front.refine):
+            parts["refine"] = net.backbone.front.refine
     return parts
 
 
@@ -123,12 +125,17 @@ def save_task(path, net, meta: dict, half: bool = True) -> Path:
     sd = {f"{name}.{k}": v for name, m in _parts(net).items() for k, v in m.state_dict().items()}
     kind = "task-student" if "decoder" in _parts(net) else "task-teacher"
     config = {"task": net.task, "num_classes": net.num_classes, **({"tuned": list(net.tuned)} if net.tuned else {}),
-              **({"teacher_tuned": list(net.teacher_tuned)} if net.teacher_tuned else {})}
+              **({"teacher_tuned": list(net.teacher_tuned)} if net.teacher_tuned else {}),
+              **({"refine": len(net.backbone.front.refine)} if "refine" in _parts(net) else {})}
     return checkpoint.save(path, kind=kind, config=config, state_dict=sd, meta=meta, half=half)
 
 
 def _load_parts(net, ck: dict, path) -> None:
     sd = _floats(ck["state_dict"])
+    extra = sorted({k.split(".")[0] for k in sd} - set(_parts(net)))
+    if extra:        # e.g. refine blocks its config does not declare: loading without them would be silent garbage
+        raise ValueError(f"{path}: holds {', '.join(extra)} that this model has no place for: its config and its "
+                         f"weights disagree; remake the checkpoint")
     for name, m in _parts(net).items():
         part = {k[len(name) + 1:]: v for k, v in sd.items() if k.startswith(name + ".")}
         try:
@@ -160,7 +167,7 @@ def load_task_student(path, task_teacher, student):
     if took != given:
         raise ValueError(f"{path} was trained from a task teacher that {_backbone(took)}; this one "
                          f"{_backbone(given)}: load it with the task teacher it was trained from")
-    net = T.build_task_student(task_teacher, student, held)
+    net = T.build_task_student(task_teacher, student, held, ck["config"].get("refine", 0))
     _load_parts(net, ck, path)
     return net.eval(), ck["meta"]
 

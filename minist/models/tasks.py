@@ -75,21 +75,53 @@ class TeacherFront(nn.Module):
         return self.layer1(self.stem((x - self.mean) / self.std))
 
 
-class StudentFront(nn.Module):
-    """The student's front: image → encoder → round (as the bytes carry it) → decoder ≈ ``layer1``.
+class RefineBlock(nn.Module):
+    """A residual 3×3 block on the decoded ``layer1`` features: ``h + BN(conv(ReLU(BN(conv(h)))))``.
 
-    ``encoder`` and ``codec`` are the classification student's *own* modules
-    (shared, frozen, always in eval mode); the decoder is this task's.
+    The classification student's decoder is three 2×2 convolutions: each decoded feature sees a 4×4 patch of the
+    latent. A task whose first pyramid level is the decoder's output (detection's stride-4 boxes) may want more
+    context there; these blocks give it on the server, the bitstream unchanged. The last BatchNorm's scale starts
+    at 0, so a new block is the identity and training starts from the decoder as it was.
     """
 
-    def __init__(self, student):
+    def __init__(self, channels: int):
         super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                                  nn.ReLU(inplace=True), nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(channels))
+        nn.init.zeros_(self.body[-1].weight)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.body(h)
+
+
+class StudentFront(nn.Module):
+    """The student's front: image → encoder → round (as the bytes carry it) → decoder (→ ``refine``) ≈ ``layer1``.
+
+    ``encoder`` and ``codec`` are the classification student's *own* modules
+    (shared, frozen, always in eval mode); the decoder is this task's, and so are the ``refine`` residual blocks
+    after it (:class:`RefineBlock`; none by default).
+    """
+
+    def __init__(self, student, refine: int = 0):
+        super().__init__()
+        if not (isinstance(refine, int) and refine >= 0):
+            raise ValueError(f"refine is a number of residual blocks after the decoder (0, 1, 2, …), not {refine!r}")
         self.register_buffer("mean", student.mean.clone(), persistent=False)
         self.register_buffer("std", student.std.clone(), persistent=False)
         self.encoder, self.codec = student.encoder, student.codec
         self.decoder = copy.deepcopy(student.decoder)
+        self.refine = nn.Sequential(*(RefineBlock(student.config.target_channels) for _ in range(refine)))
         self.encoder.requires_grad_(False)
         self.codec.requires_grad_(False)
+
+    def server_side(self) -> list[nn.Module]:
+        """The front's modules that run on the server and that task training updates: decoder (+ refine)."""
+        return [self.decoder] + ([self.refine] if len(self.refine) else [])
+
+    def decode(self, z_hat: torch.Tensor) -> torch.Tensor:
+        """ẑ (what the bytes carry) → features in place of the teacher's ``layer1``."""
+        return self.refine(self.decoder(z_hat))
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -109,7 +141,7 @@ class StudentFront(nn.Module):
         variable-rate student's task decoder learns every β the bitstream can carry."""
         if beta is None and self.training:
             beta = self.codec.grid.sample(x.shape[0]).to(x.device)
-        return self.decoder(self.latent(x, beta))
+        return self.decode(self.latent(x, beta))
 
 
 class Pyramid(nn.Module):
@@ -339,11 +371,11 @@ def build_paper_task_teacher(task: str, image_size: int = 512, weights: bool = T
     return net.train(False)
 
 
-def build_task_student(task_teacher: TaskNet, student, tuned: tuple[str, ...] = ()) -> TaskNet:
+def build_task_student(task_teacher: TaskNet, student, tuned: tuple[str, ...] = (), refine: int = 0) -> TaskNet:
     """A task student: the classification ``student``'s encoder + prior (shared, frozen), a decoder (trainable,
-    starting from the student's), the task teacher's ``layer2`` … ``layer4`` (frozen, but for the ``tuned`` ones:
-    the paper retrains "the task network after the decoder"), FPN and head (trainable, starting from the task
-    teacher's)."""
+    starting from the student's) and ``refine`` residual blocks after it (:class:`RefineBlock`, trainable), the task
+    teacher's ``layer2`` … ``layer4`` (frozen, but for the ``tuned`` ones: the paper retrains "the task network after
+    the decoder"), FPN and head (trainable, starting from the task teacher's)."""
     _check_stages(tuned)
     if not student.codec.ready():
         raise RuntimeError("the classification student must have its coding tables (student.update())")
@@ -352,7 +384,7 @@ def build_task_student(task_teacher: TaskNet, student, tuned: tuple[str, ...] = 
         raise ValueError(f"the student's decoder outputs {student.config.target_channels} channels, the task "
                          f"teacher's layer2 takes {width}: use a student of the same preset")
     net = copy.deepcopy(task_teacher)
-    net.backbone.front = StudentFront(student)
+    net.backbone.front = StudentFront(student, refine)
     net.tune(tuned)          # the teacher's own tuned stages are copied as trained, and frozen unless named again
     net.teacher_tuned = task_teacher.tuned     # those it does not tune again, it needs as that teacher left them
     return net.train(False)
@@ -379,12 +411,12 @@ class TaskServer(nn.Module):
         front = net.backbone.front
         if not isinstance(front, StudentFront):
             raise TypeError("TaskServer needs a task student (its front is the shared encoder + prior)")
-        self.net, self.codec, self.decoder = net, front.codec, front.decoder
+        self.net, self.codec, self.front = net, front.codec, front
         self.eval()
 
     @torch.no_grad()
     def forward(self, data: bytes) -> dict:
         z_hat = self.codec.decode(data)
-        h = self.decoder(z_hat)
+        h = self.front.decode(z_hat)
         size = (4 * (z_hat.shape[-2] + 1), 4 * (z_hat.shape[-1] + 1))
         return self.net.from_layer1(h, size)[0]
