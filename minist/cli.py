@@ -573,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "measure (a new arm whose older runs are not on this machine)")
     k.add_argument("--collect", action="store_true", help="only merge the points into <out>/results_tasks_mini.json")
     k.add_argument("--stage2-epochs", type=int, default=None, help="the task students' stage 2 (default: "
-                   "tasks.STUDENT_RECIPE's 4, and VARIABLE_STAGE2_EPOCHS = 32 for --variable)")
+                   "tasks.STUDENT_RECIPE's 4; task_study.VARIABLE_RECIPE's for --variable)")
     k.add_argument("--stage2-distill", type=float, default=None, metavar="GAMMA", help="the task students' stage 2 "
                    "adds GAMMA × the FPN levels' relative error to the task teacher's (default: the task loss alone)")
     k.add_argument("--stage2-tune", default=None, metavar="LAYERS", help="the task students' stage 2 also trains "
