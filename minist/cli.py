@@ -307,6 +307,12 @@ def cmd_sweep(args) -> int:
 def cmd_tasks(args) -> int:
     names = tuple(t for t in args.tasks.split(",") if t)
     betas = tuple(float(b) for b in args.betas.split(",") if b)
+    if args.diagnose:    # eval-only hybrids of the task teacher and student on the val scenes
+        for task in names:
+            dest = task_study.diagnose(task, teachers=args.teachers, students=args.students,
+                                       n=20 if args.quick else 500, out=args.out or "runs/tasks-diagnosis")
+            print(f"wrote {dest}")
+        return 0
     if args.test:        # the reporting set: shipped task models only, no training, no choice
         dest = task_study.test(tasks=names, out=args.out or ("runs/tasks-test-quick" if args.quick else
                                                              "runs/tasks-test"),
@@ -588,10 +594,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "TaskTrainConfig.epochs = 21)")
     k.add_argument("--resume", action="store_true", help="go on from the last finished epoch of an interrupted "
                    "training in --out")
-    k.add_argument("--teachers", default=None, help="with --test: score against the task teachers of this run "
-                   "folder (task_teacher_mini_<task>.pt, e.g. a longer recipe's) instead of data/'s")
-    k.add_argument("--students", default=None, help="with --test: score the variable-rate task students of this run "
-                   "folder (task_student_mini_<task>_variable.pt) instead of data/'s")
+    k.add_argument("--teachers", default=None, help="with --test or --diagnose: score against the task teachers of "
+                   "this run folder (task_teacher_mini_<task>.pt, e.g. a longer recipe's) instead of data/'s")
+    k.add_argument("--students", default=None, help="with --test or --diagnose: score the variable-rate task "
+                   "students of this run folder (task_student_mini_<task>_variable.pt) instead of data/'s")
+    k.add_argument("--diagnose", action="store_true", help="where the variable-rate task student loses: the task "
+                   "teacher and student and three hybrids (each one's network on the other's layer1; the teacher on a "
+                   "half-resolution layer1) on the 500 val scenes, detection with COCO's breakdown; with --teachers / "
+                   "--students for a run folder's models → <out>/diagnosis_<task>.json")
     k.add_argument("--test", action="store_true", help="score the shipped task models on the test split (2,000 "
                    "scenes no choice has seen; paired bootstrap ÷ teacher) into <out>/results_tasks_test_mini.json "
                    "(default out: runs/tasks-test); with --ship, copy it to data/")

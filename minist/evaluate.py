@@ -297,14 +297,19 @@ def evaluate_task(task: str, predict, dataset, limit: int | None = None, progres
     return {**scores, "n": n, "sizes": sizes, **({"scenes": scenes} if per_scene else {})}
 
 
-def task_scores(task: str, scenes) -> dict:
-    """The task's metrics from per-scene records (:func:`evaluate_task`'s ``scenes``), in their order."""
+DETECTION_DETAIL = ("map_75", "map_small", "map_medium", "mar_100")   # COCO's breakdown (no object here is large)
+
+
+def task_scores(task: str, scenes, detail: bool = False) -> dict:
+    """The task's metrics from per-scene records (:func:`evaluate_task`'s ``scenes``), in their order.
+    ``detail``: detection adds :data:`DETECTION_DETAIL` (mAP at IoU .75, by object size, recall at 100)."""
     if task == "detection":
         metric = _detection_metric()
         for pred, target in scenes:
             metric.update([pred], [target])
         m = metric.compute()
-        return {"map": 100.0 * float(m["map"]), "map_50": 100.0 * float(m["map_50"])}
+        keys = ("map", "map_50") + (DETECTION_DETAIL if detail else ())
+        return {k: 100.0 * float(m[k]) for k in keys}
     seg = SegmentationScore(len(scenes[0]))
     seg.confusion = torch.stack(list(scenes)).sum(0)
     return seg.compute()

@@ -601,6 +601,29 @@ def test_tasks_cli_passes_the_stage2_budget_on(monkeypatch, tmp_path):
     assert not {"epochs", "resume"} & set(seen[0]) and seen[2]["epochs"] == 21 and seen[2]["resume"] is True
 
 
+def test_diagnosis_arms_are_the_models_and_their_hybrids(tmp_path, monkeypatch):
+    """``minist tasks --diagnose``: the teacher arm scores what the teacher scores; the half-resolution map keeps
+    a smooth map and flattens a checkerboard; the file records every arm with COCO's breakdown."""
+    flat, board = torch.ones(1, 2, 8, 8), (torch.arange(8)[:, None] + torch.arange(8)).remainder(2).float()
+    assert torch.allclose(task_study._half_resolution(flat), flat)
+    assert torch.allclose(task_study._half_resolution(board[None, None]), torch.full((1, 1, 8, 8), 0.5))
+    path = task_study.diagnose("detection", n=4, out=tmp_path)
+    doc = json.loads(path.read_text())
+    assert doc["val_scenes"] == 4 and len(doc["arms"]) == 5
+    assert all({"map", "map_50", "map_75", "map_small"} <= set(a) for a in doc["arms"].values())
+    val = TaskTrainConfig().val_scenes()
+    direct = evaluate.evaluate_task("detection", evaluate.teacher_predictor(pretrained.task_teacher("detection")),
+                                    val, limit=4)
+    assert doc["arms"]["teacher"]["map"] == pytest.approx(direct["map"])
+    with pytest.raises(FileNotFoundError, match="minist tasks"):
+        task_study.diagnose("segmentation", students=tmp_path, n=2, out=tmp_path)
+    from minist.cli import main
+    seen = []
+    monkeypatch.setattr(task_study, "diagnose", lambda task, **kw: seen.append((task, kw)) or path)
+    assert main(["tasks", "--diagnose", "--tasks", "detection", "--students", "runs/x", "--out", str(tmp_path)]) == 0
+    assert seen == [("detection", dict(teachers=None, students="runs/x", n=500, out=str(tmp_path)))]
+
+
 TUNED = data_dir() / "tuned"       # the fair reference of the task ratio: teachers and students that tune layer2–4
 
 

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .. import checkpoint, pretrained
 from ..config import TaskTrainConfig
@@ -303,4 +304,60 @@ def ship_test(out: str | Path = "runs/tasks-test") -> Path:
     return checkpoint.atomic_copy(src, data_dir() / TEST_FILE)
 
 
-__all__ = ["run", "collect", "ship", "test", "ship_test", "test_scenes", "BETAS"]
+# ---- where a task student loses: eval-only hybrids of its teacher and itself ---------------------------------------
+DIAGNOSIS_FILE = "diagnosis_{task}.json"
+
+
+def _half_resolution(h: torch.Tensor) -> torch.Tensor:
+    """Features average-pooled 2 × 2 and upsampled back: the same map without its finest detail."""
+    return F.interpolate(F.avg_pool2d(h, 2), size=h.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def diagnosis_arms(tnet, snet, beta: float = 0.005) -> dict:
+    """``{arm: predict(x) → (prediction, None)}``: the task teacher and student on one scene, and three hybrids.
+
+    * ``student tail, teacher's layer1``: the student's network after the decoder on the teacher's exact
+      ``layer1``: what its tail makes of features the bytes did not have to carry;
+    * ``teacher tail, student's layer1``: the teacher's network on the student's decoded ``layer1`` at ``beta``:
+      what stage 2 had to adapt to;
+    * ``teacher, layer1 at half resolution``: the teacher on its own ``layer1`` without its finest detail
+      (:func:`_half_resolution`): how much the task needs what a stride-4 map holds at stride 4."""
+    def arm(net, front):
+        return lambda x: (net.from_layer1(front(x[None]), tuple(x.shape[-2:]))[0], None)
+    teacher_l1, student_l1 = tnet.backbone.front, (lambda x: snet.backbone.front(x, beta=beta))
+    return {"teacher": arm(tnet, teacher_l1), f"student, β {beta:g}": arm(snet, student_l1),
+            "student tail, teacher's layer1": arm(snet, teacher_l1),
+            "teacher tail, student's layer1": arm(tnet, student_l1),
+            "teacher, layer1 at half resolution": arm(tnet, lambda x: _half_resolution(teacher_l1(x)))}
+
+
+@torch.no_grad()
+def diagnose(task: str = "detection", teachers: str | Path | None = None, students: str | Path | None = None,
+             n: int = 500, beta: float = 0.005, out: str | Path = "runs/tasks-diagnosis",
+             progress: bool = False) -> Path:
+    """Score :func:`diagnosis_arms` for the task teacher and the variable-rate task student (``data/``'s, or those
+    of the run folders ``teachers`` / ``students``) on the first ``n`` **val** scenes: a diagnosis on the set that
+    chose the recipe, not a headline. Detection adds COCO's breakdown (mAP@.75, by object size, recall). Writes
+    ``out/`` :data:`DIAGNOSIS_FILE`; the features are computed in process (the student's ``layer1`` is what the
+    server decodes from the bytes at ``beta``)."""
+    T._check_task(task)
+    teacher = pretrained.teacher("mini")
+    tnet = (pretrained.task_teacher(task) if teachers is None else load_task_teacher(
+        _run_model(teachers, TEACHER_FILE.format(task=task), f"--tasks {task} --betas ''"), teacher)[0]).eval()
+    snet = (pretrained.variable_task_student(task) if students is None else load_task_student(
+        _run_model(students, VARIABLE_FILE.format(task=task), f"--tasks {task} --betas '' --variable"), tnet,
+        pretrained.variable_student("mini"))[0]).eval()
+    val = TaskTrainConfig(task=task).val_scenes()
+    rows = {}
+    for name, predict in diagnosis_arms(tnet, snet, beta).items():
+        res = evaluate_task(task, predict, val, n, progress, per_scene=task == "detection")
+        rows[name] = task_scores(task, res["scenes"], detail=True) if task == "detection" else {
+            k: res[k] for k in METRICS[task]}
+        print(f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in rows[name].items()), flush=True)
+    doc = {"task": task, "val_scenes": min(n, len(val)), "beta": beta, "arms": rows,
+           "teachers": "shipped" if teachers is None else str(teachers),
+           "students": "shipped" if students is None else str(students), "made_by": "minist tasks --diagnose"}
+    return checkpoint.write_json(Path(out) / DIAGNOSIS_FILE.format(task=task), doc)
+
+
+__all__ = ["run", "collect", "ship", "test", "ship_test", "test_scenes", "diagnose", "BETAS"]
