@@ -173,7 +173,7 @@ def test_a_damaged_shipped_file_is_named(tmp_path):
 
 def test_shipped_sums_list_every_checkpoint_and_match():
     from minist.utils import data_dir
-    for folder in {data_dir()} | {p.parent for p in data_dir().rglob("*.pt")}:     # data/ and data/tuned/
+    for folder in {data_dir()} | {p.parent for p in data_dir().rglob("*.pt")}:     # data/ and any folder under it
         sums = dict(ln.split("  ")[::-1] for ln in (folder / "SHA256SUMS").read_text().splitlines() if ln)
         assert set(sums) == {p.name for p in folder.glob("*.pt")}, folder
         for name in sums:

@@ -624,28 +624,26 @@ def test_diagnosis_arms_are_the_models_and_their_hybrids(tmp_path, monkeypatch):
     assert seen == [("detection", dict(teachers=None, students="runs/x", n=500, out=str(tmp_path)))]
 
 
-TUNED = data_dir() / "tuned"       # the fair reference of the task ratio: teachers and students that tune layer2–4
-
-
 @pytest.mark.parametrize("task", T.TASKS)
-def test_the_tuned_pair_loads_as_trained_and_serves_the_shipped_bitstream(task, teacher):
-    """``data/tuned``: a task teacher that retrained layer2–4 with FPN and head, and the task student on the
-    variable-rate bitstream trained from it. Both hold layer2–4; the student's task training left the shared
-    payloads as they were (the shipped frozen-teacher student's digest); a student trained from the frozen task
-    teacher is refused by the tuned one."""
-    tpath, spath = TUNED / task_study.TEACHER_FILE.format(task=task), TUNED / task_study.VARIABLE_FILE.format(task=task)
-    if not (tpath.is_file() and spath.is_file()):
-        pytest.skip(f"no tuned {task} pair in {TUNED}")
-    tnet, tmeta = load_task_teacher(tpath, teacher)
+def test_the_shipped_task_models_train_what_their_teachers_train_and_serve_the_shared_bitstream(task, teacher):
+    """The shipped task teachers retrain layer2–4 with FPN and head (the fair reference for a student that retrains
+    the task network after the decoder); the variable-rate task students retrain them again, the per-β ones keep
+    them as their teacher left them. Task training left the shared payloads as they were, and a student is refused
+    by a task teacher that did not train the stages it was trained on."""
     stages = ("layer2", "layer3", "layer4")
+    tnet, tmeta = pretrained.task_teacher(task, with_meta=True)
     assert tnet.tuned == stages and tmeta["train"]["teacher_tune"] == ",".join(stages)
-    student = pretrained.variable_student()
-    snet, smeta = load_task_student(spath, tnet, student)
-    assert snet.tuned == stages and smeta["train"]["teacher_tune"] == ",".join(stages)
-    _, shipped = pretrained.variable_task_student(task, with_meta=True)
-    assert smeta["payload_digest"]["before"] == smeta["payload_digest"]["after"] == shipped["payload_digest"]["after"]
-    with pytest.raises(ValueError, match="kept the classification backbone frozen; this one tuned"):
-        load_task_student(data_dir() / task_study.VARIABLE_FILE.format(task=task), tnet, student)
+    snet, smeta = pretrained.variable_task_student(task, with_meta=True)
+    assert snet.tuned == stages and snet.teacher_tuned == stages
+    assert smeta["train"]["stage2_tune"] == task_study.VARIABLE_RECIPE[task]["stage2_tune"]
+    assert smeta["train"]["stage2_epochs"] == task_study.VARIABLE_RECIPE[task]["stage2_epochs"]
     scenes = TaskTrainConfig().val_scenes()
+    digest = evaluate.payload_digest(pretrained.variable_student(), scenes)
+    assert smeta["payload_digest"]["before"] == smeta["payload_digest"]["after"] == digest
+    per_beta = pretrained.task_student(task, beta=0.08)
+    assert per_beta.tuned == () and per_beta.teacher_tuned == stages
+    with pytest.raises(ValueError, match="tuned layer2, layer3, layer4; this one kept the classification backbone"):
+        load_task_student(data_dir() / task_study.STUDENT_FILE.format(task=task, beta=0.08),
+                          T.build_task_teacher(task, teacher), pretrained.student("mini", beta=0.08))
     res = evaluate.evaluate_task(task, evaluate.student_predictor(snet, beta=0.005), scenes, limit=8)
     assert 0.3 < sum(res["sizes"]) / 8 / 1024 < 0.6          # 0.42 KB a scene at the grid's top
