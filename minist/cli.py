@@ -588,8 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--refine-blocks", type=int, default=None, metavar="N", help="the task students get N residual "
                    "3×3 blocks after the decoder, on the server (the bitstream is unchanged; default: none)")
     k.add_argument("--teacher-tune", default=None, metavar="LAYERS", help="the task teachers also train these "
-                   "backbone stages (default: none; the classification teacher's stay frozen): give the teacher what "
-                   "--stage2-tune gives its students")
+                   "backbone stages (default: TaskTrainConfig.teacher_tune, layer2,layer3,layer4, what the "
+                   "variable-rate task students retrain; '' keeps the classification teacher's frozen)")
     k.add_argument("--teacher-epochs", type=int, default=None, help="the task teachers' epochs (default: "
                    "TaskTrainConfig.epochs = 21)")
     k.add_argument("--resume", action="store_true", help="go on from the last finished epoch of an interrupted "

@@ -75,8 +75,7 @@ def _point(task: str, method: str, knob: str | None, value, res: dict, hw, **ext
 def _recipe(train: dict) -> dict:
     """The settings of a task student's training that a reader of the results needs."""
     keys = ("stage1_epochs", "stage2_epochs", "stage2_distill", "stage2_tune", "teacher_tune", "refine_blocks",
-            "train_length",
-            "batch_size", "stage1_lr", "max_steps")
+            "train_length", "batch_size", "stage1_lr", "max_steps")
     return {**{k: train[k] for k in keys if k in train}, "stage2_lr": train["lr"] / 4}   # stage 2 runs at lr / 4
 
 

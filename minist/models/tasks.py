@@ -25,10 +25,12 @@ feeds the first pyramid level, ``layer2`` … ``layer4`` the others.
   torchvision's BasicBlock (the mini teacher's block) does not support; the FPN's
   top-down path brings ``layer4``'s context to stride 4 instead.
 
-For the mini preset the backbone (``stem`` … ``layer4``) is the shipped
-classification teacher's, frozen: the task teacher trains its FPN and head
-only, and the task student keeps those ``layer2`` … ``layer4`` too, so a task
-student is its decoder + FPN + head (≈0.5 M parameters, 1 MB in fp16).
+For the mini preset the backbone (``stem`` … ``layer4``) starts as the shipped
+classification teacher's; the task teacher retrains ``layer2`` … ``layer4`` with
+its FPN and head (``TaskTrainConfig.teacher_tune``; ``stem`` and ``layer1``, the
+device's side of the split, stay frozen). A per-β task student keeps those stages
+as its teacher left them and trains decoder + FPN + head (≈0.2–0.4 M parameters);
+the variable-rate ones retrain the stages too (``stage2_tune``, ≈3 M).
 """
 
 from __future__ import annotations
