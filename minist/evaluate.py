@@ -256,13 +256,14 @@ def _detection_metric():
 
 @torch.no_grad()
 def evaluate_task(task: str, predict, dataset, limit: int | None = None, progress: bool = False,
-                  per_scene: bool = False) -> dict:
+                  per_scene: bool = False, detail: bool = False) -> dict:
     """Score ``predict(x) → (prediction dict, bytes sent or None)`` on multi-object scenes, batch 1.
 
     Detection: torchmetrics' ``MeanAveragePrecision`` (COCO mAP@[.5:.95], mAP@.5). Segmentation:
     mIoU and pixel accuracy from a confusion matrix. Returns the metrics and the byte sizes; ``per_scene`` adds
     ``scenes``, one record per scene in order (detection: ``(prediction, target)``; segmentation: the scene's
-    confusion matrix), for a bootstrap over scenes (:func:`task_bootstrap`).
+    confusion matrix), for a bootstrap over scenes (:func:`task_bootstrap`). ``detail``: detection adds
+    :data:`DETECTION_DETAIL` (:func:`task_scores`).
     """
     T._check_task(task)
     n = len(dataset) if limit is None else min(limit, len(dataset))
@@ -288,7 +289,7 @@ def evaluate_task(task: str, predict, dataset, limit: int | None = None, progres
     scenes = [q[1:] if task == "detection" else q[1] for q in sorted((q for p in parts for q in p[0]),
                                                                       key=lambda q: q[0])]
     if task == "detection":
-        scores = task_scores(task, scenes)   # in scene order, as one process would (COCO breaks ties by order)
+        scores = task_scores(task, scenes, detail)   # in scene order, as one process would (COCO breaks ties by order)
     else:
         confusions = [p[2] for p in parts if p[2] is not None]
         seg = SegmentationScore(len(confusions[0]))

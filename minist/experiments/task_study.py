@@ -22,6 +22,7 @@ from .. import checkpoint, pretrained
 from ..config import TaskTrainConfig
 from ..data.synth import cached
 from ..evaluate import (
+    DETECTION_DETAIL,
     METRICS,
     evaluate_task,
     size_stats,
@@ -243,6 +244,20 @@ def _run_model(folder: str | Path, fname: str, flags: str) -> Path:
     return path
 
 
+def _task_pair(task: str, teachers: str | Path | None, students: str | Path | None):
+    """``(task teacher, its meta, variable-rate task student)``: ``data/``'s, or those of the run folders
+    ``teachers`` / ``students`` (a missing file is refused with the command that makes it)."""
+    if teachers is None:
+        tnet, tmeta = pretrained.task_teacher(task, with_meta=True)
+    else:
+        tpath = _run_model(teachers, TEACHER_FILE.format(task=task), f"--tasks {task} --betas ''")
+        tnet, tmeta = load_task_teacher(tpath, pretrained.teacher("mini"))
+    snet = pretrained.variable_task_student(task) if students is None else load_task_student(
+        _run_model(students, VARIABLE_FILE.format(task=task), f"--tasks {task} --betas '' --variable"), tnet,
+        pretrained.variable_student("mini"))[0]
+    return tnet, tmeta, snet
+
+
 def test(tasks=T.TASKS, out: str | Path = "runs/tasks-test", n: int = TEST_SCENES, draws: dict | None = None,
          progress: bool = False, teachers: str | Path | None = None, students: str | Path | None = None) -> Path:
     """Score the shipped task teachers, JPEG/WebP + teacher and the shipped task students on the variable-rate
@@ -257,19 +272,12 @@ def test(tasks=T.TASKS, out: str | Path = "runs/tasks-test", n: int = TEST_SCENE
     hw = tuple(scenes[0][0].shape[-2:])
     for task in tasks:
         T._check_task(task)
-        if teachers is None:
-            tnet, tmeta = pretrained.task_teacher(task, with_meta=True)
-        else:
-            tpath = _run_model(teachers, TEACHER_FILE.format(task=task), f"--tasks {task} --betas ''")
-            tnet, tmeta = load_task_teacher(tpath, pretrained.teacher("mini"))
+        tnet, tmeta, snet = _task_pair(task, teachers, students)
         teacher = teacher_predictor(tnet)
         base = _scored(out, task, f"{task}-teacher", teacher, scenes, n, progress)
         arms = [(f"{task}-teacher", "teacher", None, teacher)]
         arms += [(f"{task}-{fmt}-{q}", fmt, q, teacher_predictor(tnet, fmt, q))
                  for fmt, grid in (("jpeg", TEST_JPEG), ("webp", TEST_WEBP)) for q in grid]
-        snet = pretrained.variable_task_student(task) if students is None else load_task_student(
-            _run_model(students, VARIABLE_FILE.format(task=task), f"--tasks {task} --betas '' --variable"), tnet,
-            pretrained.variable_student("mini"))[0]
         arms += [(f"{task}-variable-rate-{b:g}", "variable-rate", b, student_predictor(snet, beta=b))
                  for b in VARIABLE_BETAS]
         for name, method, value, predict in arms:
@@ -342,18 +350,12 @@ def diagnose(task: str = "detection", teachers: str | Path | None = None, studen
     ``out/`` :data:`DIAGNOSIS_FILE`; the features are computed in process (the student's ``layer1`` is what the
     server decodes from the bytes at ``beta``)."""
     T._check_task(task)
-    teacher = pretrained.teacher("mini")
-    tnet = (pretrained.task_teacher(task) if teachers is None else load_task_teacher(
-        _run_model(teachers, TEACHER_FILE.format(task=task), f"--tasks {task} --betas ''"), teacher)[0]).eval()
-    snet = (pretrained.variable_task_student(task) if students is None else load_task_student(
-        _run_model(students, VARIABLE_FILE.format(task=task), f"--tasks {task} --betas '' --variable"), tnet,
-        pretrained.variable_student("mini"))[0]).eval()
+    tnet, _, snet = _task_pair(task, teachers, students)
     val = TaskTrainConfig(task=task).val_scenes()
     rows = {}
-    for name, predict in diagnosis_arms(tnet, snet, beta).items():
-        res = evaluate_task(task, predict, val, n, progress, per_scene=task == "detection")
-        rows[name] = task_scores(task, res["scenes"], detail=True) if task == "detection" else {
-            k: res[k] for k in METRICS[task]}
+    for name, predict in diagnosis_arms(tnet.eval(), snet.eval(), beta).items():
+        res = evaluate_task(task, predict, val, n, progress, detail=True)
+        rows[name] = {k: res[k] for k in METRICS[task] + (DETECTION_DETAIL if task == "detection" else ())}
         print(f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in rows[name].items()), flush=True)
     doc = {"task": task, "val_scenes": min(n, len(val)), "beta": beta, "arms": rows,
            "teachers": "shipped" if teachers is None else str(teachers),
