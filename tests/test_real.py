@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 import minist.data as mdata
+from minist import checkpoint
 from minist.data import real
 
 
@@ -172,6 +174,16 @@ def test_shared_imagenette_splits_hold_out_training_photos(tmp_path, monkeypatch
     assert train.augment and not test.augment
     torch.manual_seed(0)
     assert not all(torch.equal(train[0][0], train[0][0]) for _ in range(5))   # a fresh random crop each time
+    # the fine-tune's stream: a random crop of the test photos' resize (146/128 × size), flipped or not
+    tuned = imagenette.load("train", root, size=32, crop="test-like")
+    resized = v2.functional.resize(tuned.images[0], [round(32 * imagenette.EVAL_RESIZE / 128)] * 2, antialias=True)
+    windows = [resized[:, i:i + 32, j:j + 32].float() / 255 for i in range(5) for j in range(5)]
+    for _ in range(5):
+        x = tuned[0][0]
+        assert x.shape == (3, 32, 32)
+        assert any(torch.equal(x, w) or torch.equal(x, w.flip(-1)) for w in windows)
+    with pytest.raises(ValueError, match="unknown training crop 'centre'.*test-like"):
+        imagenette.load("train", root, size=32, crop="centre")
     d = test.digest()
     again = mdata.load("imagenette-shared", split="test", root=root, size=32)     # from the cache
     assert again.digest() == d and len(list((tmp_path / "cache" / "imagenette").iterdir())) == 3
@@ -196,11 +208,20 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
     (tmp_path / "data" / "SHA256SUMS").write_text("")
     monkeypatch.setattr(photos, "JPEG_QUALITIES", (1, 50))
     monkeypatch.setattr(photos, "WEBP_QUALITIES", (0,))
+    monkeypatch.setattr(photos, "FIXRES_RECIPE", {**photos.FIXRES_RECIPE, "epochs": 1, "batch_size": 8})
     root, out = _tiny_imagenette(tmp_path / "imagenette"), tmp_path / "runs"
+    (out / "teacher-fixres").mkdir(parents=True)            # a fine-tune that never finished is not shipped
+    with pytest.raises(FileNotFoundError, match="teacher-fixres is unfinished"):
+        photos.ship_teacher(root, out)
     t = photos.run_teacher(root, out, progress=False, epochs=1, batch_size=8, warmup_epochs=0)
     assert t["test"]["n"] == 8 and t["test"]["ci95"][0] <= t["test"]["accuracy"] <= t["test"]["ci95"][1]
+    # the teacher is the long run, then its fine-tune at the test resolution, which records the run it continues
+    assert t["train"]["init"] == str(out / "teacher" / "teacher.pt") and t["parent"]["train"]["epochs"] == 1
+    assert t["choice"]["accuracy"] == t["history"][-1]["val_accuracy"]
+    assert photos.trained_teacher_file(out) == out / "teacher-fixres" / "teacher.pt"
     photos.ship_teacher(root, out)
-    assert (tmp_path / "data" / photos.TEACHER_FILE).is_file()
+    shipped = checkpoint.load(tmp_path / "data" / photos.TEACHER_FILE)["meta"]
+    assert shipped["stored"] == "fp16" and shipped["train"]["init"] == t["train"]["init"]
     f = photos.run_fixres(root, out, mode="bn-fc", epochs=1, batch_size=4, progress=False)   # the diagnostic
     assert len(f["choice"]) == 2 and f["test"]["n"] == 8 and f["trainable"] < 10_000
     assert (out / "fixres-bn-fc" / "teacher.pt").is_file() and (out / "fixres-bn-fc" / "scores.json").is_file()

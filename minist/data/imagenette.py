@@ -3,7 +3,8 @@
 Three splits, kept apart so that no number is measured on the set it was chosen with (docs/design.md §9):
 
 * ``"train"``: the official training photos less the hold-out, as an augmented stream (random-resized
-  crop + flip, drawn per image and per epoch);
+  crop + flip, drawn per image and per epoch; ``crop="test-like"``: the test photos' resize and a random crop of
+  ``size`` + flip, for fine-tuning at the test resolution);
 * ``"choice"``: every ``HOLDOUT_EVERY``-th training photo of each class (file names sorted), for every choice:
   epochs, β, recipe, checkpoint;
 * ``"test"``: the 3,925 official val photos, used for no choice; every reported number is measured here.
@@ -33,6 +34,7 @@ EVAL_RESIZE = 146           # choice/test: resize to this, centre crop ``size`` 
 LAYOUT_VERSION = 1          # bump when a change alters any stored pixel
 SPLITS = ("train", "choice", "test")
 EXTENSIONS = (".jpg", ".jpeg", ".png")
+CROPS = ("random-resized", "test-like")     # the training stream's augmentation
 
 
 def default_root() -> Path | None:
@@ -108,14 +110,19 @@ def _stored(root: Path, split: str, size: int, progress: bool) -> tuple[torch.Te
 
 
 class PhotoSet(torch.utils.data.Dataset):
-    """uint8 photos served as floats in [0, 1]: fixed (``augment=False``) or random-resized crops + flips."""
+    """uint8 photos served as floats in [0, 1]: fixed (``augment=False``) or augmented + flipped:
+    random-resized crops (``crop="random-resized"``), or the test photos' resize with a random crop in place of the
+    centre one (``crop="test-like"``: objects at the size the test photos show them; Touvron et al.'s FixRes)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, size: int, augment: bool, name: str,
-                 classes=None, min_scale: float = 0.25):
+                 classes=None, min_scale: float = 0.25, crop: str = "random-resized"):
+        if crop not in CROPS:
+            raise ValueError(f"unknown training crop {crop!r}; choose one of {CROPS}")
         self.images, self.targets, self.size, self.augment, self.name = images, labels, size, augment, name
         self.classes = classes
-        self.crop = v2.Compose([v2.RandomResizedCrop(size, scale=(min_scale, 1.0), antialias=True),
-                                v2.RandomHorizontalFlip()])
+        first = (v2.RandomResizedCrop(size, scale=(min_scale, 1.0), antialias=True) if crop == "random-resized" else
+                 v2.Compose([v2.Resize(round(size * EVAL_RESIZE / 128), antialias=True), v2.RandomCrop(size)]))
+        self.crop = v2.Compose([first, v2.RandomHorizontalFlip()])
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -137,12 +144,13 @@ class PhotoSet(torch.utils.data.Dataset):
 
 
 def load(split: str = "test", root=None, size: int = 128, augment: bool | None = None,
-         progress: bool = False) -> PhotoSet:
-    """One split of the shared Imagenette (module docstring). ``augment`` defaults to True for ``train`` only."""
+         progress: bool = False, crop: str = "random-resized") -> PhotoSet:
+    """One split of the shared Imagenette (module docstring). ``augment`` defaults to True for ``train`` only;
+    ``crop`` is the augmented stream's crop (:data:`CROPS`)."""
     if split not in SPLITS:
         raise ValueError(f"unknown Imagenette split {split!r}; choose one of {SPLITS} (the official val photos "
                          "are 'test'; 'choice' is the hold-out of training photos for choosing)")
     root = resolve_root(root)
     images, labels, classes = _stored(root, split, size, progress)
     return PhotoSet(images, labels, size, split == "train" if augment is None else augment,
-                    f"imagenette/{split}", classes)
+                    f"imagenette/{split}", classes, crop=crop)

@@ -4,7 +4,8 @@ Parts, each resumable (run it again after an interruption; finished work is kept
 
 * ``teacher``: the mini teacher's architecture (ResNet-18's layout at a quarter of its widths, so the student's
   encoder stays 0.139 of its FLOPs), trained **from scratch** on the 8,994 training photos with random-resized
-  crops, flips, MixUp/CutMix and a long cosine schedule; chosen on the 475 ``choice`` photos;
+  crops, flips, MixUp/CutMix and a long cosine schedule, then fine-tuned at the test resolution
+  (:data:`FIXRES_RECIPE`); chosen on the 475 ``choice`` photos;
 * ``student --beta B``: an Entropic Student from that teacher (16 + 4 epochs, the mini recipe's schedule twice as
   long: :data:`STUDENT_RECIPE`) on the same augmented stream
   (teacher and student see the same view: Beyer et al.'s "consistent"); ``--stage1-epochs``, ``--mixup`` and
@@ -12,7 +13,8 @@ Parts, each resumable (run it again after an interruption; finished work is kept
 * ``codecs``: JPEG (q 1 … 90) and WebP (q 0 … 90) + the teacher on the test photos, real bytes;
 * ``collect``: every finished point → ``data/results_imagenette.json`` (relative paths only, 95 % intervals);
 * ``all``: every part in order (the teacher shipped when trained, the students at ``BETAS``), then ``collect``;
-* ``fixres``: a diagnostic: the shipped teacher fine-tuned at its test resolution (:func:`run_fixres`).
+* ``fixres``: a diagnostic: the shipped teacher fine-tuned at its test resolution (:func:`run_fixres`; the
+  recipe's own step is the end of ``teacher``).
 
     minist photos all                     # make photos; hours on a 2-core CPU, resumable: run it again
     minist photos teacher [--ship]        # or one part at a time
@@ -31,7 +33,6 @@ import time
 from pathlib import Path
 
 import torch
-from torchvision.transforms import v2
 
 from .. import checkpoint, pretrained, rd
 from ..config import StudentTrainConfig, TeacherConfig, TeacherTrainConfig
@@ -51,6 +52,10 @@ TRAIN_SIZE = 112            # the teacher trains on 112-px crops and is scored a
                             # random-resized crops enlarge objects, which a larger test size matches (FixRes)
 # the students' recipe: twice the mini recipe's length (16 + 4 epochs), chosen on the choice photos over 8 + 2
 # (83.79 against 82.95 % at β 0.02: the ablation, data/README.md); ``--tag short`` keeps the 8 + 2 arm
+# the teacher's last step: a fine-tune at the test resolution (Touvron et al.'s FixRes; ``crop="test-like"``),
+# every weight, a fresh cosine from a small rate; 3 epochs (6 gained nothing more on the choice photos: data/README.md)
+FIXRES_RECIPE = dict(epochs=3, batch_size=64, lr=0.004, weight_decay=5e-5, label_smoothing=0.1, warmup_epochs=0,
+                     mixup=0.0, workers=0)
 STUDENT_RECIPE = dict(stage1_epochs=16, stage2_epochs=4, workers=0)
 BETAS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16)
 JPEG_QUALITIES = (1, 5, 10, 20, 30, 50, 75, 90)
@@ -72,27 +77,45 @@ def teacher_config(out: Path, **overrides) -> TeacherTrainConfig:
     return TeacherTrainConfig(**{**TEACHER_RECIPE, "out": str(out / "teacher"), **overrides})
 
 
-def run_teacher(root=None, out: Path = OUT, progress: bool = True, **overrides) -> dict:
-    """Train (or resume) the real-photo teacher; score it on the choice and test photos."""
+def run_teacher(root=None, out: Path = OUT, progress: bool = True, fixres_epochs: int | None = None,
+                **overrides) -> dict:
+    """Train (or resume) the real-photo teacher: the long run on 112-px random-resized crops (``out/teacher``),
+    then :data:`FIXRES_RECIPE`'s fine-tune at the test resolution (``out/teacher-fixres``; ``fixres_epochs=0``
+    skips it); score the result on the choice and test photos."""
     train = imagenette.load("train", root, size=TRAIN_SIZE, progress=progress)
     choice = imagenette.load("choice", root, progress=progress)
     cfg = teacher_config(out, train_length=len(train), val_length=len(choice), **overrides)
     model, meta = train_teacher(cfg, resume=True, model_config=TeacherConfig.preset_config("mini"),
                                 progress=progress, train_set=train, val_set=choice)
+    fixres = {**FIXRES_RECIPE, **({} if fixres_epochs is None else {"epochs": fixres_epochs})}
+    if fixres["epochs"]:
+        tuned = imagenette.load("train", root, size=128, crop="test-like", progress=progress)
+        cfg = TeacherTrainConfig(**{**fixres, "out": str(out / "teacher-fixres"),
+                                    "init": str(Path(cfg.out) / "teacher.pt"),
+                                    "train_length": len(tuned), "val_length": len(choice)})
+        model, meta = train_teacher(cfg, resume=True, progress=progress, train_set=tuned, val_set=choice)
     test = imagenette.load("test", root, progress=progress)
     correct = round(evaluate_accuracy(model, test) * len(test) / 100)
     scores = {"choice": {"accuracy": meta["val_accuracy"], "n": len(choice), "sha256": choice.digest()},
               "test": _point("teacher", None, None, 100 * correct / len(test), len(test), sha256=test.digest()),
-              "train_seconds": meta["train_seconds"]}
+              "train_seconds": meta.get("total_train_seconds", meta["train_seconds"])}
     _write(Path(cfg.out) / "scores.json", scores)
     return {**meta, **scores}
+
+
+def trained_teacher_file(out: Path = OUT) -> Path:
+    """The run's finished teacher: the fine-tuned one where the run has that step, else the long run's."""
+    tuned = out / "teacher-fixres"
+    if tuned.is_dir() and not (tuned / "teacher.pt").is_file():
+        raise FileNotFoundError(f"{tuned} is unfinished: run `minist photos teacher` again to finish it")
+    return tuned / "teacher.pt" if tuned.is_dir() else out / "teacher" / "teacher.pt"
 
 
 def teacher_path(out: Path = OUT) -> Path:
     """The real-photo teacher every point is scored with: the shipped one (``data/teacher_imagenette.pt``), else
     the run's."""
     shipped = data_dir() / TEACHER_FILE
-    path = shipped if shipped.is_file() else out / "teacher" / "teacher.pt"
+    path = shipped if shipped.is_file() else trained_teacher_file(out)
     if not path.is_file():
         raise FileNotFoundError(f"no real-photo teacher ({shipped} or {path}): run `minist photos teacher` first")
     return path
@@ -121,7 +144,7 @@ def teacher_test_point(root=None, out: Path = OUT) -> dict:
 
 def ship_teacher(root=None, out: Path = OUT) -> Path:
     """The trained teacher in fp16 → ``data/teacher_imagenette.pt``, re-scored as stored on the choice photos."""
-    src = out / "teacher" / "teacher.pt"
+    src = trained_teacher_file(out)
     if not src.is_file():
         raise FileNotFoundError(f"{src} not found: run `minist photos teacher` first")
     dest = data_dir() / TEACHER_FILE
@@ -138,12 +161,12 @@ def run_fixres(root=None, out: Path = OUT, mode: str = "all", epochs: int = 3, l
     label smoothing 0.1. ``mode``: ``all`` (every weight) or ``bn-fc`` (BatchNorm affine + the classifier, 7,370
     parameters; the running statistics follow in both). Scored per epoch on the choice photos, once at the end on
     the test photos (95 % interval); ``out/fixres-<mode>/`` keeps the weights and the scores (≈6 min, one thread).
-    The shipped students stay bound to the shipped teacher's tail (its digest), so a fine-tuned teacher would need
-    every photo student distilled again: it is measured here, not shipped."""
+    It measures what the step does to a teacher already shipped (whose students are bound to its tail's digest, so
+    it ships nothing); the recipe's own step is the end of :func:`run_teacher`, on the run's teacher."""
     if mode not in ("all", "bn-fc"):
         raise ValueError(f"unknown fixres mode {mode!r}; choose 'all' or 'bn-fc'")
     torch.manual_seed(0)
-    train = imagenette.load("train", root, size=128, progress=progress)
+    train = imagenette.load("train", root, size=128, crop="test-like", progress=progress)
     choice, test = imagenette.load("choice", root, progress=progress), imagenette.load("test", root, progress=progress)
     model, _ = load_teacher(teacher_path(out))
     model = model.float()
@@ -151,7 +174,6 @@ def run_fixres(root=None, out: Path = OUT, mode: str = "all", epochs: int = 3, l
         for name, p in model.named_parameters():
             p.requires_grad_("bn" in name or "downsample.1" in name or name.startswith("head"))
     params = [p for p in model.parameters() if p.requires_grad]
-    aug = v2.Compose([v2.Resize(146, antialias=True), v2.RandomCrop(128), v2.RandomHorizontalFlip()])
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-5)
     steps = epochs * (len(train) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
@@ -164,7 +186,7 @@ def run_fixres(root=None, out: Path = OUT, mode: str = "all", epochs: int = 3, l
         perm = torch.randperm(len(train))
         for i in range(0, len(perm) - batch_size + 1, batch_size):
             idx = perm[i:i + batch_size]
-            x = torch.stack([aug(train.images[j]) for j in idx]).float() / 255
+            x = torch.stack([train[j][0] for j in idx])
             loss = loss_fn(model(x), train.targets[idx])
             opt.zero_grad()
             loss.backward()
@@ -308,6 +330,9 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default=None, help="the Imagenette folder (default ../shared/data/imagenette)")
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--epochs", type=int, default=None, help="teacher epochs (fixres: its epochs, default 3)")
+    p.add_argument("--fixres-epochs", type=int, default=None,
+                   help=f"teacher: epochs of the fine-tune at the test resolution (default {FIXRES_RECIPE['epochs']};"
+                        " 0 skips it)")
     p.add_argument("--fixres-mode", default="all", choices=("all", "bn-fc"),
                    help="fixres: fine-tune every weight, or BatchNorm + classifier only")
     p.add_argument("--lr", type=float, default=0.004, help="fixres: peak learning rate")
@@ -331,7 +356,7 @@ def main(argv=None) -> int:
             print(f"shipped {ship_teacher(args.data_root, out)}")
         elif args.part == "teacher":
             over = {} if args.epochs is None else {"epochs": args.epochs}
-            r = run_teacher(args.data_root, out, **over)
+            r = run_teacher(args.data_root, out, fixres_epochs=args.fixres_epochs, **over)
             print(f"teacher: choice {r['choice']['accuracy']:.2f} % ({r['choice']['n']}), test "
                   f"{r['test']['accuracy']:.2f} % [{r['test']['ci95'][0]:.2f}, {r['test']['ci95'][1]:.2f}] "
                   f"({r['test']['n']}); {r['train_seconds'] / 60:.0f} min of training, "
