@@ -22,6 +22,7 @@ METHOD_COLORS = {
     "variable-rate student": "#a50f15", "variable-rate, stage 1 only": "#fc9272",
     "ablation: 8 + 2 epochs": "#08519c", "ablation: 8 + 2 epochs, stage 1 only": "#9ecae1",
     "ablation: MixUp α = 1": "#54278f", "ablation: MixUp α = 1, stage 1 only": "#bcbddc",
+    "ablation: 32 + 8 epochs": "#00441b", "ablation: 32 + 8 epochs, stage 1 only": "#74c476",
 }
 
 # the ``method`` keys of the shipped results (``minist.pretrained.results``) → legend names
@@ -33,14 +34,16 @@ METHOD_LABELS = {
     "end-to-end": "end-to-end (Singh)", "factorized": "factorized prior + teacher",
     "hyperprior": "hyperprior + teacher", "jpeg": "JPEG", "webp": "WebP",
     "variable-rate": "variable-rate student", "variable-rate-stage1-only": "variable-rate, stage 1 only",
-    # the real-photo ablation's arms at β 0.02 (``minist photos student --tag …``)
+    # the real-photo ablation's arms (``minist photos student --tag …``)
     "entropic-short": "ablation: 8 + 2 epochs", "stage1-only-short": "ablation: 8 + 2 epochs, stage 1 only",
     "entropic-mixup": "ablation: MixUp α = 1", "stage1-only-mixup": "ablation: MixUp α = 1, stage 1 only",
+    "entropic-long": "ablation: 32 + 8 epochs", "stage1-only-long": "ablation: 32 + 8 epochs, stage 1 only",
 }
 # methods that compress the teacher's features (solid lines); the others compress the input (dashed)
 FEATURE_METHODS = ("entropic", "stage1-only", "paper-loss", "task-aware", "crbq", "end-to-end", "variable-rate",
                    "variable-rate-stage1-only", "paper-loss-stage1-only", "task-aware-stage1-only",
-                   "entropic-short", "stage1-only-short", "entropic-mixup", "stage1-only-mixup")
+                   "entropic-short", "stage1-only-short", "entropic-mixup", "stage1-only-mixup", "entropic-long",
+                   "stage1-only-long")
 KNOB_SYMBOLS = {"beta": "β", "quality": "q", "lambda": "λ", "channels": "C"}
 
 

@@ -279,20 +279,16 @@ def _with_choice(points: list[dict], history: Path) -> list[dict]:
     return points
 
 
-ABLATION_BETA = 0.02
-
-
-def ablation(res: dict, beta: float = ABLATION_BETA) -> list[dict]:
-    """The real-photo ablation at one β: every per-β arm (the recipe, ``--tag`` arms) with its final and
-    stage-1-only points, on the choice photos (where arms are compared) and on the test photos (reported)."""
-    rows = []
-    for p in sorted(res["points"], key=lambda p: p["method"]):
-        if p.get("knob") != "beta" or p["value"] != beta or p["method"].startswith("variable-rate"):
-            continue
-        rows.append({"method": p["method"], "recipe": p.get("recipe", {}), "choice": p.get("choice"),
-                     "test": {k: p[k] for k in ("accuracy", "ci95", "kb_mean", "n")},
-                     "train_seconds": p.get("train_seconds")})
-    return rows
+def ablation(res: dict, beta: float | None = None) -> list[dict]:
+    """The real-photo ablation: at each β where an arm ran (``--tag``; or at ``beta``), every per-β arm with its
+    final and stage-1-only points, on the choice photos (where arms are compared) and on the test photos
+    (reported)."""
+    per_beta = [p for p in res["points"] if p.get("knob") == "beta" and not p["method"].startswith("variable-rate")]
+    betas = ({beta} if beta is not None else
+             {p["value"] for p in per_beta if p["method"] not in ("entropic", "stage1-only")})
+    return [{"method": p["method"], "beta": p["value"], "recipe": p.get("recipe", {}), "choice": p.get("choice"),
+             "test": {k: p[k] for k in ("accuracy", "ci95", "kb_mean", "n")}, "train_seconds": p.get("train_seconds")}
+            for p in sorted(per_beta, key=lambda p: (p["value"], p["method"])) if p["value"] in betas]
 
 
 def _key(point: dict) -> tuple:
