@@ -13,8 +13,8 @@ Parts, each resumable (run it again after an interruption; finished work is kept
 * ``codecs``: JPEG (q 1 … 90) and WebP (q 0 … 90) + the teacher on the test photos, real bytes;
 * ``collect``: every finished point → ``data/results_imagenette.json`` (relative paths only, 95 % intervals);
 * ``all``: every part in order (the teacher shipped when trained, the students at ``BETAS``), then ``collect``;
-* ``fixres``: a diagnostic: the shipped teacher fine-tuned at its test resolution (:func:`run_fixres`; the
-  recipe's own step is the end of ``teacher``).
+* ``fixres``: a diagnostic: the shipped teacher fine-tuned at its test resolution (:func:`run_fixres`;
+  ``teacher --fixres-epochs N`` runs that fine-tune on the run's own teacher, as its last step).
 
     minist photos all                     # make photos; hours on a 2-core CPU, resumable: run it again
     minist photos teacher [--ship]        # or one part at a time
@@ -106,7 +106,8 @@ def run_teacher(root=None, out: Path = OUT, progress: bool = True, fixres_epochs
 
 
 def trained_teacher_file(out: Path = OUT) -> Path:
-    """The run's finished teacher: the fine-tuned one where the run has that step, else the long run's."""
+    """The run's finished teacher: the fine-tuned one where the run has that step (``out/teacher-fixres``, from
+    ``--fixres-epochs``), else the long run's."""
     tuned = out / "teacher-fixres"
     if tuned.is_dir() and not (tuned / "teacher.pt").is_file():
         raise FileNotFoundError(f"{tuned} is unfinished: run `minist photos teacher` again to finish it")
@@ -164,7 +165,7 @@ def run_fixres(root=None, out: Path = OUT, mode: str = "all", epochs: int = 3, l
     parameters; the running statistics follow in both). Scored per epoch on the choice photos, once at the end on
     the test photos (95 % interval); ``out/fixres-<mode>/`` keeps the weights and the scores (≈6 min, one thread).
     It measures what the step does to a teacher already shipped (whose students are bound to its tail's digest, so
-    it ships nothing); the recipe's own step is the end of :func:`run_teacher`, on the run's teacher."""
+    it ships nothing); ``run_teacher(fixres_epochs=N)`` runs it on the run's own teacher, as its last step."""
     if mode not in ("all", "bn-fc"):
         raise ValueError(f"unknown fixres mode {mode!r}; choose 'all' or 'bn-fc'")
     torch.manual_seed(0)
