@@ -91,7 +91,8 @@ def run_teacher(root=None, out: Path = OUT, progress: bool = True, fixres_epochs
                                 progress=progress, train_set=train, val_set=choice)
     fixres = {**FIXRES_RECIPE, **({} if fixres_epochs is None else {"epochs": fixres_epochs})}
     if fixres["epochs"]:
-        tuned = imagenette.load("train", root, size=128, crop="test-like", progress=progress)
+        tuned = imagenette.PhotoSet(train.images, train.targets, 128, True, train.name, train.classes,
+                                    crop="test-like")      # the same stored photos, cropped as the test ones
         cfg = TeacherTrainConfig(**{**fixres, "out": str(out / "teacher-fixres"),
                                     "init": str(Path(cfg.out) / "teacher.pt"),
                                     "train_length": len(tuned), "val_length": len(choice)})
