@@ -201,6 +201,7 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
     result file holds relative names only and an interval for every point."""
     import json
 
+    from minist import rd
     from minist.experiments import photos
     monkeypatch.setenv("MINIST_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MINIST_DATA", str(tmp_path / "data"))
@@ -252,6 +253,25 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
     shutil.rmtree(out / "student-0.02")
     again = json.loads(photos.collect(out, root).read_text())
     assert sorted(map(photos._key, again["points"]), key=str) == sorted(map(photos._key, res["points"]), key=str)
+    # a new teacher's study replaces the old one, but the old ablation's arms stay, under their teacher
+    recipe = next(p for p in again["points"] if p["method"] == "entropic")
+    arm = {**recipe, "method": "entropic-short", "correct_bits": rd.pack_correct([True] * 8)}
+    dest = tmp_path / "data" / photos.RESULTS_FILE
+    dest.write_text(json.dumps({**again, "teacher_sha256": "0" * 64, "teacher_accuracy": 12.5,
+                                "points": again["points"] + [arm]}))
+    new = json.loads(photos.collect(out, root).read_text())
+    assert [e["teacher_sha256"] for e in new["earlier"]] == ["0" * 64]
+    assert sorted(p["method"] for p in new["earlier"][0]["points"]) == ["entropic", "entropic-short",
+                                                                         "stage1-only"]
+    assert not any(p["method"] == "entropic-short" for p in new["points"])
+    rows = photos.ablation(new)
+    assert [(r["method"], r["teacher"]) for r in rows] == [("entropic", 12.5), ("entropic-short", 12.5),
+                                                           ("stage1-only", 12.5)]
+    base = next(p for p in new["earlier"][0]["points"] if p["method"] == "entropic")
+    right = rd.unpack_correct(base["correct_bits"], 8).sum()
+    assert rows[1]["versus"]["difference_pt"] == pytest.approx(100 * (8 - right) / 8) and rows[0]["versus"] is None
+    # collecting again with the same (new) teacher keeps the earlier block as it is
+    assert json.loads(photos.collect(out, root).read_text())["earlier"] == new["earlier"]
 
 
 def test_the_shipped_real_photo_results_name_the_shipped_teacher(tmp_path):

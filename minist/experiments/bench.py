@@ -477,10 +477,14 @@ def photos_main(quick: bool = False) -> int:
         for a in arms:
             ch, te = a["choice"], a["test"]
             recipe = ", ".join(f"{k} {v}" for k, v in a["recipe"].items())
-            rows.append((f"β {a['beta']:g}: {METHOD_LABELS.get(a['method'], a['method'])} ({recipe})",
+            vs = a["versus"]
+            rows.append((f"teacher {a['teacher']:.2f} %, β {a['beta']:g}: "
+                         f"{METHOD_LABELS.get(a['method'], a['method'])} ({recipe})",
                          ("" if ch is None else f"choice {ch['accuracy']:.2f} % at {ch['kb_mean']:.3f} KB; ")
                          + f"test {te['accuracy']:.2f} % [{te['ci95'][0]:.2f}, {te['ci95'][1]:.2f}] at "
-                           f"{te['kb_mean']:.3f} KB"))
+                           f"{te['kb_mean']:.3f} KB"
+                         + ("" if vs is None else f"; vs the recipe {vs['difference_pt']:+.2f} pt, "
+                                                  f"p = {vs['p_value']:.2g}")))
         print()
         _print_table("the ablation: arms compared on the choice photos, reported on the test photos", rows)
     return 0

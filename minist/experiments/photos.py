@@ -286,13 +286,30 @@ def _with_choice(points: list[dict], history: Path) -> list[dict]:
 def ablation(res: dict, beta: float | None = None) -> list[dict]:
     """The real-photo ablation: at each β where an arm ran (``--tag``; or at ``beta``), every per-β arm with its
     final and stage-1-only points, on the choice photos (where arms are compared) and on the test photos
-    (reported)."""
-    per_beta = [p for p in res["points"] if p.get("knob") == "beta" and not p["method"].startswith("variable-rate")]
-    betas = ({beta} if beta is not None else
-             {p["value"] for p in per_beta if p["method"] not in ("entropic", "stage1-only")})
-    return [{"method": p["method"], "beta": p["value"], "recipe": p.get("recipe", {}), "choice": p.get("choice"),
-             "test": {k: p[k] for k in ("accuracy", "ci95", "kb_mean", "n")}, "train_seconds": p.get("train_seconds")}
-            for p in sorted(per_beta, key=lambda p: (p["value"], p["method"])) if p["value"] in betas]
+    (reported). Arms scored against an earlier teacher (``res["earlier"]``, kept by :func:`collect` when the
+    teacher changed) follow the current ones; each row names its teacher's test accuracy (``teacher``). An arm
+    (a tagged method) carries ``versus``: McNemar's paired test against the recipe's point of the same stage at the
+    same β (``difference_pt`` > 0: the arm is right more often)."""
+    rows = []
+    for block in [res] + list(res.get("earlier", [])):
+        per_beta = [p for p in block["points"] if p.get("knob") == "beta"
+                    and not p["method"].startswith("variable-rate")]
+        betas = ({beta} if beta is not None else
+                 {p["value"] for p in per_beta if p["method"] not in ("entropic", "stage1-only")})
+        base = {(p["method"], p["value"]): p for p in per_beta if p["method"] in ("entropic", "stage1-only")}
+        for p in sorted(per_beta, key=lambda p: (p["value"], p["method"])):
+            if p["value"] not in betas:
+                continue
+            ref = base.get(("stage1-only" if p["method"].startswith("stage1-only") else "entropic", p["value"]))
+            versus = None
+            if ref is not None and ref is not p and "correct_bits" in p and "correct_bits" in ref:
+                versus = rd.mcnemar(rd.unpack_correct(p["correct_bits"], p["n"]),
+                                    rd.unpack_correct(ref["correct_bits"], ref["n"]))
+            rows.append({"method": p["method"], "beta": p["value"], "recipe": p.get("recipe", {}),
+                         "choice": p.get("choice"), "test": {k: p[k] for k in ("accuracy", "ci95", "kb_mean", "n")},
+                         "train_seconds": p.get("train_seconds"), "teacher": block["teacher_accuracy"],
+                         "versus": versus})
+    return rows
 
 
 def _key(point: dict) -> tuple:
@@ -302,23 +319,34 @@ def _key(point: dict) -> tuple:
 def collect(out: Path = OUT, root=None) -> Path:
     """Every finished point of ``out`` → ``data/results_imagenette.json`` (no absolute paths). The shipped file's
     other points stay when they were scored on the same test photos with the same teacher (a run folder need not
-    hold every arm ever run); a point measured again replaces its old self."""
+    hold every arm ever run); a point measured again replaces its old self. When the teacher changed, the old study
+    goes, except its ablation arms (:func:`ablation`), kept under ``earlier`` with their teacher's accuracy."""
     test = teacher_test_point(root, out)
     points = [json.loads(p.read_text()) for p in sorted((out / "codecs").glob("*.json"))]
     for p in sorted(out.glob("*/points.json")):
         points += _with_choice(json.loads(p.read_text()), p.parent / "history.json")
-    shipped = data_dir() / RESULTS_FILE
+    shipped, earlier = data_dir() / RESULTS_FILE, []
     if shipped.is_file():
         prev = json.loads(shipped.read_text())
+        earlier = [e for e in prev.get("earlier", []) if e["teacher_sha256"] != test["teacher_sha256"]]
         if (prev.get("test_sha256"), prev.get("teacher_sha256")) == (test["sha256"], test["teacher_sha256"]):
             fresh = {_key(p) for p in points}
             points = [p for p in prev["points"] if _key(p) not in fresh] + points
+        elif prev.get("test_sha256") == test["sha256"] and (arms := ablation({**prev, "earlier": []})):
+            # a new teacher: its study replaces the old one, but the old ablation's arms (each with the recipe's
+            # points at its β) stay, labelled with their teacher, since no other record of them is shipped
+            keep = {(a["method"], a["beta"]) for a in arms}
+            earlier.append({k: prev[k] for k in ("teacher_accuracy", "teacher_ci95", "teacher_sha256",
+                                                  "teacher_train_seconds")}
+                           | {"points": [p for p in prev["points"] if (p["method"], p.get("value")) in keep]})
     res = {"dataset": "imagenette2 (../shared/data/imagenette): 8,994 train, 475 choice (held-out train), "
                       "3,925 test (official val)",
            "test_sha256": test["sha256"], "image_size": 128, "teacher_accuracy": test["accuracy"],
            "teacher_ci95": test["ci95"], "teacher_stored": test["stored"], "teacher_sha256": test["teacher_sha256"],
            "teacher_correct_bits": test["correct_bits"],
            "teacher_train_seconds": test["train_seconds"], "n": test["n"], "points": points}
+    if earlier:
+        res["earlier"] = earlier
     dest = data_dir() / RESULTS_FILE
     _write(dest, res)
     return dest
