@@ -249,6 +249,9 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
     assert not any("choice" in p for p in res["points"] if p["method"].startswith("variable-rate"))
     assert [a["method"] for a in photos.ablation(res, beta=0.02)] == ["entropic", "stage1-only"]
     assert photos.ablation(res) == []       # no arm (``--tag``) ran, so no β has an ablation
+    t = photos.train_time(res)               # the teacher + one per-β run + one variable-rate run
+    assert t["runs"] == 2 and t["total"] == pytest.approx(res["teacher_train_seconds"] + s["meta"]["train_seconds"]
+                                                          + v["meta"]["train_seconds"])
     # a later collect from a run folder without that arm keeps the shipped file's points (same photos, teacher)
     shutil.rmtree(out / "student-0.02")
     again = json.loads(photos.collect(out, root).read_text())

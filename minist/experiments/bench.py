@@ -470,6 +470,10 @@ def photos_main(quick: bool = False) -> int:
     for row in rd.bytes_to_reach(res, 1.0):
         rows.append((f"KB to reach teacher − 1 pt: {METHOD_LABELS.get(row['method'], row['method'])}",
                      _fmt_kb(row["kb"])))
+    t = photos.train_time(res)
+    rows.append(("training time (epochs' seconds summed, one thread each)",
+                 f"{t['total'] / 3600:.2f} h: teacher {t['teacher'] / 3600:.2f} h + {t['runs']} students "
+                 f"{t['students'] / 3600:.2f} h"))
     _print_table(f"real photos: {res['dataset']}; {res['n']} test photos, 128 px, real bytes", rows)
     arms = photos.ablation(res)
     if arms:

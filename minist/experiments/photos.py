@@ -312,6 +312,17 @@ def ablation(res: dict, beta: float | None = None) -> list[dict]:
     return rows
 
 
+def train_time(res: dict) -> dict:
+    """The study's training time as recorded (the sum of its epochs' seconds, evaluation left out): the teacher,
+    each of the recipe's students (per-β and variable-rate; one run each, however many points it scored), and the
+    total. The ablation's arms are not part of the recipe and are not counted."""
+    runs = {(p["method"], p["value"] if p["method"] == "entropic" else None): p["train_seconds"]
+            for p in res["points"] if p["method"] in ("entropic", "variable-rate") and "train_seconds" in p}
+    students = sum(runs.values())
+    return {"teacher": res["teacher_train_seconds"], "students": students, "runs": len(runs),
+            "total": res["teacher_train_seconds"] + students}
+
+
 def _key(point: dict) -> tuple:
     return point["method"], point.get("knob"), point.get("value")
 
