@@ -252,6 +252,18 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
     t = photos.train_time(res)               # the teacher + one per-β run + one variable-rate run
     assert t["runs"] == 2 and t["total"] == pytest.approx(res["teacher_train_seconds"] + s["meta"]["train_seconds"]
                                                           + v["meta"]["train_seconds"])
+    # an arm that differs in stage 2 alone (the paper's: the tail trains too) starts from that run's stage 1
+    with pytest.raises(FileNotFoundError, match="no finished stage 1"):
+        photos.run_student(0.02, root, out, progress=False, tag="tail", stage1_from=out / "codecs")
+    arm = photos.run_student(0.02, root, out, progress=False, tag="tail", stage1_from=out / "student-0.02",
+                             stage2_tail=True, stage1_epochs=1, stage2_epochs=1, stage1_batch_size=8,
+                             stage2_batch_size=8, mixup=0.2)
+    assert [p["method"] for p in arm["points"]] == ["entropic-tail", "stage1-only-tail"]
+    assert arm["points"][0]["recipe"]["stage2_tail"] and arm["meta"]["history"][0]["seconds"] == \
+        hist[0]["seconds"]                                                      # stage 1: the copied run's
+    assert {k: arm["points"][1][k] for k in ("accuracy", "kb_mean", "correct_bits")} == \
+        {k: per_beta["stage1-only"][k] for k in ("accuracy", "kb_mean", "correct_bits")}
+    shutil.rmtree(out / "student-0.02-tail")
     # a later collect from a run folder without that arm keeps the shipped file's points (same photos, teacher)
     shutil.rmtree(out / "student-0.02")
     again = json.loads(photos.collect(out, root).read_text())

@@ -214,14 +214,23 @@ def student_dir(out: Path, beta: float, tag: str = "", method: str = "entropic")
 
 
 def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress: bool = True,
-                **overrides) -> dict:
+                stage1_from: Path | None = None, **overrides) -> dict:
     """Train (or resume) one student from the real-photo teacher; its test point and its stage-1-only point at
     every rate of its grid (a per-β student: its β; ``method="variable-rate"``: one student, every anchor from
-    ``beta`` up)."""
+    ``beta`` up). ``stage1_from``: an arm that differs in stage 2 alone starts from that run folder's finished
+    stage 1 (its stage-1-only points are then that run's, measured again)."""
     tmodel, _ = teacher(out)
+    folder = student_dir(out, beta, tag, overrides.get("method", "entropic"))
+    if stage1_from is not None and not (folder / "stage1-last.pt").is_file():
+        src = Path(stage1_from) / "stage1-last.pt"
+        if not (Path(stage1_from) / "stage1.pt").is_file():
+            raise FileNotFoundError(f"{src.parent} has no finished stage 1 (stage1.pt): run that student first, "
+                                    f"or leave --stage1-from out")
+        if folder == Path(stage1_from):
+            raise ValueError(f"--stage1-from {stage1_from} is this arm's own folder: give the arm a --tag")
+        checkpoint.atomic_copy(src, folder / "stage1-last.pt")
     train = imagenette.load("train", root, progress=progress)            # 128-px random-resized crops + flips
     choice = imagenette.load("choice", root, progress=progress)
-    folder = student_dir(out, beta, tag, overrides.get("method", "entropic"))
     cfg = StudentTrainConfig(**{**STUDENT_RECIPE, "beta": beta, "train_length": len(train),
                                 "val_length": len(choice), "eval_length": len(choice), "out": str(folder),
                                 **overrides})
@@ -241,7 +250,8 @@ def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress
                              header_bytes=r["header_bytes"], correct_bits=r["correct_bits"],
                              recipe={k: v for k, v in cfg.__dict__.items() if k in ("stage1_epochs", "stage2_epochs",
                                                                                    "mixup", "channels",
-                                                                                   "rate_warmup_steps")},
+                                                                                   "rate_warmup_steps",
+                                                                                   "stage2_tail")},
                              train_seconds=meta["train_seconds"], image_size=list(hw)))
     _write(folder / "points.json", points)
     return {"points": points, "meta": meta}
@@ -383,6 +393,10 @@ def main(argv=None) -> int:
     p.add_argument("--rate-warmup-steps", type=int, default=None,
                    help="student stage 1: the rate's price rises linearly from 0 over these steps")
     p.add_argument("--tag", default="", help="an ablation arm's name (its own folder and method name)")
+    p.add_argument("--stage2-tail", action="store_true",
+                   help="student stage 2: fine-tune layer2 … head too (the paper's stage 2), not the decoder alone")
+    p.add_argument("--stage1-from", default=None,
+                   help="student: an arm that differs in stage 2 alone: start from this run folder's finished stage 1")
     p.add_argument("--method", default=None, choices=("entropic", "variable-rate"),
                    help="student: one β (entropic), or one student for every β from --beta up (variable-rate)")
     p.add_argument("--ship", action="store_true", help="teacher: copy the finished teacher into data/ (fp16)")
@@ -403,9 +417,10 @@ def main(argv=None) -> int:
         elif args.part == "student":
             over = {k: v for k, v in (("stage1_epochs", args.stage1_epochs), ("stage2_epochs", args.stage2_epochs),
                                       ("mixup", args.mixup), ("channels", args.channels), ("method", args.method),
-                                      ("rate_warmup_steps", args.rate_warmup_steps))
+                                      ("rate_warmup_steps", args.rate_warmup_steps),
+                                      ("stage2_tail", args.stage2_tail or None))
                     if v is not None}
-            r = run_student(args.beta, args.data_root, out, args.tag, **over)
+            r = run_student(args.beta, args.data_root, out, args.tag, stage1_from=args.stage1_from, **over)
             for q in r["points"]:
                 print(f"{q['method']} β {q['value']:g}: {q['accuracy']:.2f} % [{q['ci95'][0]:.2f}, {q['ci95'][1]:.2f}]"
                       f" at {q['kb_mean']:.3f} KB on {q['n']} test photos")
