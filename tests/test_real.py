@@ -255,9 +255,11 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
     # an arm that differs in stage 2 alone (the paper's: the tail trains too) starts from that run's stage 1
     with pytest.raises(FileNotFoundError, match="no finished stage 1"):
         photos.run_student(0.02, root, out, progress=False, tag="tail", stage1_from=out / "codecs")
+    with pytest.raises(ValueError, match=r"\['stage1_epochs'\] differ"):          # stage 1 is the copied run's
+        photos.run_student(0.02, root, out, progress=False, tag="tail", stage1_from=out / "student-0.02",
+                           stage1_epochs=2)
     arm = photos.run_student(0.02, root, out, progress=False, tag="tail", stage1_from=out / "student-0.02",
-                             stage2_tail=True, stage1_epochs=1, stage2_epochs=1, stage1_batch_size=8,
-                             stage2_batch_size=8, mixup=0.2)
+                             stage2_tail=True, stage2_epochs=1, stage2_batch_size=8)   # stage 1's settings inherited
     assert [p["method"] for p in arm["points"]] == ["entropic-tail", "stage1-only-tail"]
     assert arm["points"][0]["recipe"]["stage2_tail"] and arm["meta"]["history"][0]["seconds"] == \
         hist[0]["seconds"]                                                      # stage 1: the copied run's
