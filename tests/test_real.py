@@ -265,6 +265,10 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
         hist[0]["seconds"]                                                      # stage 1: the copied run's
     assert {k: arm["points"][1][k] for k in ("accuracy", "kb_mean", "correct_bits")} == \
         {k: per_beta["stage1-only"][k] for k in ("accuracy", "kb_mean", "correct_bits")}
+    # the ablation lists the arm's final point, and its shared stage 1 once (as the recipe's)
+    rows = photos.ablation({**res, "points": res["points"] + arm["points"]})
+    assert [r["method"] for r in rows] == ["entropic", "entropic-tail", "stage1-only"]
+    assert rows[1]["versus"] is not None and rows[0]["versus"] is None
     shutil.rmtree(out / "student-0.02-tail")
     # a later collect from a run folder without that arm keeps the shipped file's points (same photos, teacher)
     shutil.rmtree(out / "student-0.02")

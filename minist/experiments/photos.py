@@ -316,7 +316,8 @@ def ablation(res: dict, beta: float | None = None) -> list[dict]:
     (reported). Arms scored against an earlier teacher (``res["earlier"]``, kept by :func:`collect` when the
     teacher changed) follow the current ones; each row names its teacher's test accuracy (``teacher``). An arm
     (a tagged method) carries ``versus``: McNemar's paired test against the recipe's point of the same stage at the
-    same β (``difference_pt`` > 0: the arm is right more often)."""
+    same β (``difference_pt`` > 0: the arm is right more often). An arm's stage-1-only point that is the recipe's
+    own (the same answers and bytes: the arm shares its stage 1) is listed once, as the recipe's."""
     rows = []
     for block in [res] + list(res.get("earlier", [])):
         per_beta = [p for p in block["points"] if p.get("knob") == "beta"
@@ -328,6 +329,9 @@ def ablation(res: dict, beta: float | None = None) -> list[dict]:
             if p["value"] not in betas:
                 continue
             ref = base.get(("stage1-only" if p["method"].startswith("stage1-only") else "entropic", p["value"]))
+            if (ref is not None and ref is not p and p["method"].startswith("stage1-only")
+                    and (p.get("correct_bits"), p["kb_mean"]) == (ref.get("correct_bits"), ref["kb_mean"])):
+                continue        # an arm that differs in stage 2 alone (``--stage1-from``): its stage 1 is the recipe's
             versus = None
             if ref is not None and ref is not p and "correct_bits" in p and "correct_bits" in ref:
                 versus = rd.mcnemar(rd.unpack_correct(p["correct_bits"], p["n"]),
