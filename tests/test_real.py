@@ -232,11 +232,13 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
                            stage2_batch_size=8, mixup=0.2)
     assert [p["method"] for p in s["points"]] == ["entropic", "stage1-only"]
     assert all(p["n"] == 8 and p["kb_mean"] > 0 for p in s["points"])
+    assert all(p["rate_free"]["n"] == 8 and len(p["rate_free"]["correct_bits"]) > 0 for p in s["points"])
     v = photos.run_student(0.02, root, out, progress=False, method="variable-rate", rate_grid=(0.02, 1, 4),
                            stage1_epochs=1, stage2_epochs=1, stage1_batch_size=8, stage2_batch_size=8)
     assert [(p["method"], p["value"]) for p in v["points"]] == [("variable-rate", 0.02), ("variable-rate", 0.04),
                                                                 ("variable-rate-stage1-only", 0.02),
                                                                 ("variable-rate-stage1-only", 0.04)]
+    assert not any("rate_free" in p for p in v["points"])          # defined for a per-β student alone
     assert len(photos.run_codecs(root, out, progress=False)) == 3
     res = json.loads(photos.collect(out, root).read_text())
     assert len(res["points"]) == 9 and all(len(p["ci95"]) == 2 for p in res["points"])

@@ -237,6 +237,28 @@ def test_the_shipped_students_reproduce_their_recorded_results(beta):
     assert 0.98 < res["payload_to_estimate"] < 1.05
 
 
+def test_the_rate_free_ceiling_classifies_the_unrounded_latent_image_by_image():
+    """``rate_free_accuracy``: each image's answer is the tail's on the decoder's rebuilding of the encoder's own z
+    (neither rounded nor coded), in dataset order whatever the batch; bytes and rounding play no part, so a
+    student whose rounding is perturbed scores the same; a student with several rates is refused by name."""
+    from minist import rd
+    from minist.evaluate import rate_free_accuracy
+
+    val = mdata.load("fashion-on-photos", split="val", task="classification")
+    part = torch.utils.data.Subset(val, range(0, 2000, 50))
+    student = pretrained.student("mini", beta=0.08)
+    r = rate_free_accuracy(student, part, batch_size=7)
+    with torch.no_grad():
+        want = [student.tail(student.decoder(student.encode(x[None]))).argmax(1).item() == int(y) for x, y in part]
+    assert rd.unpack_correct(r["correct_bits"], r["n"]).tolist() == want and r["n"] == 40
+    assert r["accuracy"] == pytest.approx(100 * sum(want) / 40) and r["ci95"][0] <= r["accuracy"] <= r["ci95"][1]
+    with torch.no_grad():                                      # move every median: the rounded latent changes …
+        student.codec.quantiles.add_(0.37)
+    assert rate_free_accuracy(student, part)["correct_bits"] == r["correct_bits"]      # … the rate-free one does not
+    with pytest.raises(ValueError, match="per-β student"):
+        rate_free_accuracy(pretrained.variable_student("mini"), part)
+
+
 def test_the_training_time_rate_is_within_its_stated_tolerance_of_the_coded_bits():
     """Stage 1 prices ẑ = z + U(−½, ½); the bitstream codes round(z − median) + median. The noise adds entropy, so
     the training-time estimate overstates the real payload bits, more at low rate: for the shipped students
