@@ -459,14 +459,17 @@ def _time_ms_once(fn, arg) -> float:
 @benchmark("photos", in_all=False)
 def photos_main(quick: bool = False) -> int:
     """The shipped real-photo study (``data/results_imagenette.json``, made by ``minist photos all``) as a table:
-    every point with its 95 % interval on the 3,925 test photos, and the bytes each method needs for teacher − 1 pt."""
+    every point with its 95 % interval on the 3,925 test photos (a per-β student's with its rate-free ceiling where
+    it was measured), and the bytes each method needs for teacher − 1 pt."""
     res = pretrained.photo_results()
     rows = [(f"teacher (original pixels, {res['teacher_stored']})",
              f"{res['teacher_accuracy']:.2f} % [{res['teacher_ci95'][0]:.2f}, {res['teacher_ci95'][1]:.2f}]")]
     for p in sorted(res["points"], key=lambda p: (p["method"], p["kb_mean"])):
         rows.append((f"{METHOD_LABELS.get(p['method'], p['method'])} {p['knob']}={p['value']:g}",
                      f"{p['accuracy']:.2f} % [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] at {p['kb_mean']:.3f} KB "
-                     f"(p95 {p['bytes_p95']:.0f} B)"))
+                     f"(p95 {p['bytes_p95']:.0f} B)"
+                     + (f"; bytes free (latent unrounded) {p['rate_free']['accuracy']:.2f} %" if "rate_free" in p
+                        else "")))
     for row in rd.bytes_to_reach(res, 1.0):
         rows.append((f"KB to reach teacher − 1 pt: {METHOD_LABELS.get(row['method'], row['method'])}",
                      _fmt_kb(row["kb"])))
