@@ -114,3 +114,16 @@ def test_the_seed_spread_is_the_sd_of_the_base_recipes_runs_at_equal_bytes():
     assert spread["sd_pt"] == pytest.approx(0.6718, abs=1e-4) and spread["mean_pt"] == pytest.approx(0.355)
     assert "sd 0.67 pt" in ceiling.seed_text(spread)
     assert ceiling.seed_spread({"arms": doc["arms"][:1]}) is None
+
+
+def test_the_rounding_ablation_pairs_a_student_as_sent_with_itself_unrounded():
+    """``rounding_ablation``: its "as sent" accuracy is the student's at real bytes (rANS, batch 1) on the same
+    images, and its paired difference is the unrounded accuracy minus that one."""
+    from minist.config import mini_val_set
+    from minist.evaluate import evaluate_student
+
+    [row] = ceiling.rounding_ablation(betas=(0.08,), limit=40)
+    real = evaluate_student(pretrained.student("mini", beta=0.08), mini_val_set(40))
+    assert row["n"] == 40
+    assert row["sent"] == pytest.approx(real["accuracy"])
+    assert row["paired"]["difference_pt"] == pytest.approx(row["free"] - row["sent"])

@@ -402,7 +402,8 @@ def rd_main(quick: bool = False) -> int:
 @benchmark("ceiling", in_all=False)
 def ceiling_main(quick: bool = False) -> int:
     """The ceiling ablation that needs no training: each shipped student with its tail's BatchNorm statistics
-    re-estimated on decoded training images, against itself as shipped, on the val set (paired)."""
+    re-estimated on decoded training images, against itself as shipped, on the val set (paired); and each per-β
+    student with bytes free (its latent unrounded) against itself as sent."""
     rows = ceiling.bn_ablation(betas=(0.005,) if quick else (0.005, 0.08, 0.32),
                                variable_betas=(0.02,) if quick else (0.005, 0.02, 0.08, 0.32),
                                n_train=400 if quick else 2000, limit=200 if quick else None)
@@ -410,6 +411,13 @@ def ceiling_main(quick: bool = False) -> int:
                  f"({rows[0]['n']:,} val images, paired; {torch.get_num_threads()} thread(s))",
                  [(f"{METHOD_LABELS.get(r['method'], r['method'])}, β {r['beta']:g}",
                    f"{r['before']:.2f} % → {r['after']:.2f} %: {_pt(r['paired'])}") for r in rows])
+    rows = ceiling.rounding_ablation(betas=(0.005,) if quick else (0.005, 0.02, 0.08, 0.32),
+                                     limit=200 if quick else None)
+    teacher_val = pretrained.teacher("mini", with_meta=True)[1]["val_accuracy"]
+    _print_table(f"bytes free: each per-β student with its latent unrounded, against itself as sent "
+                 f"({rows[0]['n']:,} val images, paired; the teacher {teacher_val:.2f} %)",
+                 [(f"{METHOD_LABELS.get(r['method'], r['method'])}, β {r['beta']:g}",
+                   f"{r['sent']:.2f} % as sent → {r['free']:.2f} % unrounded: {_pt(r['paired'])}") for r in rows])
     try:
         doc = pretrained.ceiling_results()
     except FileNotFoundError as e:

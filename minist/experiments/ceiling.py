@@ -33,7 +33,7 @@ import torch
 from .. import checkpoint, pretrained, rd
 from ..config import StudentTrainConfig, mini_test_set, mini_val_set
 from ..data.synth import FashionOnPhotos
-from ..evaluate import evaluate_student
+from ..evaluate import evaluate_student, rate_free_accuracy
 from ..models.store import load_student
 from ..recipes import train_student
 from ..utils import data_dir
@@ -83,6 +83,23 @@ def bn_ablation(betas=(0.005, 0.08, 0.32), variable_betas=(0.005, 0.02, 0.08, 0.
         after = correct_on(recalibrate_tail(student, train, beta), val, beta)
         rows.append({"method": method, "beta": b, "before": 100 * before.mean(), "after": 100 * after.mean(),
                      "paired": rd.mcnemar(after, before), "n": len(val), "n_train": n_train})
+    return rows
+
+
+def rounding_ablation(betas=(0.005, 0.02, 0.08, 0.32), limit: int | None = None) -> list[dict]:
+    """Each shipped per-β student with bytes free (its latent unrounded: :func:`minist.evaluate.rate_free_accuracy`)
+    against itself as sent (rounded, the bitstream's answers), on the val set (or its first ``limit``), paired: how
+    much of the gap to the teacher is the rounding to the rate's bytes, and how much is the bottleneck's
+    rebuilding of ``layer1`` (what is left with bytes free)."""
+    val = mini_val_set(limit)
+    rows = []
+    for b in betas:
+        student = pretrained.student("mini", beta=b)
+        sent = correct_on(student, val)
+        r = rate_free_accuracy(student, val)
+        free = rd.unpack_correct(r["correct_bits"], r["n"])
+        rows.append({"method": "entropic", "beta": b, "sent": 100 * sent.mean(), "free": r["accuracy"],
+                     "paired": rd.mcnemar(free, sent), "n": len(val)})
     return rows
 
 
