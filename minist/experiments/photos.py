@@ -320,8 +320,9 @@ def ablation(res: dict, beta: float | None = None) -> list[dict]:
     (reported). Arms scored against an earlier teacher (``res["earlier"]``, kept by :func:`collect` when the
     teacher changed) follow the current ones; each row names its teacher's test accuracy (``teacher``). An arm
     (a tagged method) carries ``versus``: McNemar's paired test against the recipe's point of the same stage at the
-    same β (``difference_pt`` > 0: the arm is right more often). An arm's stage-1-only point that is the recipe's
-    own (the same answers and bytes: the arm shares its stage 1) is listed once, as the recipe's."""
+    same β (``difference_pt`` > 0: the arm is right more often); ``rate_free``: its accuracy with bytes free where it
+    was measured (:func:`minist.evaluate.rate_free_accuracy`), else None. An arm's stage-1-only point that is the
+    recipe's own (the same answers and bytes: the arm shares its stage 1) is listed once, as the recipe's."""
     rows = []
     for block in [res] + list(res.get("earlier", [])):
         per_beta = [p for p in block["points"] if p.get("knob") == "beta"
@@ -343,7 +344,7 @@ def ablation(res: dict, beta: float | None = None) -> list[dict]:
             rows.append({"method": p["method"], "beta": p["value"], "recipe": p.get("recipe", {}),
                          "choice": p.get("choice"), "test": {k: p[k] for k in ("accuracy", "ci95", "kb_mean", "n")},
                          "train_seconds": p.get("train_seconds"), "teacher": block["teacher_accuracy"],
-                         "versus": versus})
+                         "versus": versus, "rate_free": (p.get("rate_free") or {}).get("accuracy")})
     return rows
 
 
