@@ -485,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--out", default="build/notebooks")
     n.add_argument("--quick", action="store_true", help="set MINIST_QUICK=1 (what CI runs)")
     n.add_argument("--only", default="*.ipynb", help="glob of notebooks to run")
-    n.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    n.add_argument("--timeout", type=int, default=600,
+                   help="seconds a cell may run; a notebook that runs past it is run once more from the top")
     n.set_defaults(fn=cmd_notebooks)
 
     wb = sub.add_parser("web", help="build the β explorer as a static web page (the whole split in the browser)")

@@ -32,3 +32,26 @@ def test_the_site_loads_nothing_from_the_network_and_links_the_glossary(tmp_path
     assert WIDGET_NOTE in page and "widget-state" not in page
     text = index.read_text()
     assert "09_chapter.html" in text and "A chapter" in text and "glossary.html" in text
+
+
+def test_a_notebook_whose_cell_runs_past_the_timeout_runs_once_more_then_fails_by_name(tmp_path, capsys):
+    """``run_all``: a cell past the timeout gets its notebook one more run from the top (a kernel reply that never
+    comes, nbclient#312, costs one run, not an hour); a notebook that times out every run fails, named."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from minist.experiments.notebooks import run_all
+
+    src = tmp_path / "nb"
+    src.mkdir()
+    once = ("import pathlib, time\nm = pathlib.Path('ran-once')\nif not m.exists():\n    m.write_text('1')\n"
+            "    time.sleep(60)\nprint('finished')")
+    nbformat.write(new_notebook(cells=[new_code_cell(once)]), src / "a_once.ipynb")
+    nbformat.write(new_notebook(cells=[new_code_cell("import time\ntime.sleep(60)")]), src / "b_always.ipynb")
+    assert run_all(tmp_path / "out", src=src, timeout=4) == 1
+    said = capsys.readouterr().out
+    assert "a_once.ipynb: ok on run 2 (run 1 timed out)" in said
+    assert "b_always.ipynb: FAILED: a cell ran past 4 s in each of 2 runs" in said
+    assert "1 notebook(s) failed: b_always.ipynb" in said
+    done = nbformat.read(tmp_path / "out" / "a_once.ipynb", as_version=4)
+    assert done.cells[0].outputs[0]["text"] == "finished\n"
