@@ -199,20 +199,18 @@ def evaluate_student(student, dataset, progress: bool = False, limit: int | None
 
 
 @torch.no_grad()
-def rate_free_accuracy(student, dataset, batch_size: int = 100) -> dict:
-    """The same weights with bytes free: the decoder rebuilds ``layer1`` from the encoder's latent z itself, neither
-    rounded nor coded, and the tail classifies it. What the bottleneck's rebuilding alone leaves of the teacher; the
-    gap down to :func:`evaluate_student` at the same weights is what rounding to the rate's bytes costs. For a
-    student with one rate (a per-β student): a variable-rate student's decoder reads g'(β) · round(g(β) · z), so
-    its unrounded input would be g'(β) · g(β) · z, not z, and it is refused."""
-    if len(student.codec.grid.anchors) != 1:
-        raise ValueError(f"rate_free_accuracy: this student has {len(student.codec.grid.anchors)} rates; the "
-                         f"rate-free ceiling is defined for a per-β student (one rate), whose decoder reads z's units")
+def rate_free_accuracy(student, dataset, beta=None, batch_size: int = 100) -> dict:
+    """The same weights with bytes free: the decoder rebuilds ``layer1`` from the latent as the codec would hand it
+    over if it were sent exactly (``codec.unrounded(z, beta)``: z for a per-β student, g'(β) · g(β) · z for a
+    variable-rate one), and the tail classifies it. What the bottleneck's rebuilding alone leaves of the teacher; the
+    gap down to :func:`evaluate_student` at the same weights and ``beta`` is what rounding to the rate's bytes
+    costs."""
     student.eval()
     hits = []
     for x, y in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False):
         x = x.to(student.mean.device)
-        hits += (student.tail(student.decoder(student.encode(x))).argmax(1).cpu() == y).tolist()
+        z_free = student.codec.unrounded(student.encode(x), beta=beta)
+        hits += (student.tail(student.decoder(z_free)).argmax(1).cpu() == y).tolist()
     n = len(hits)
     return {"accuracy": 100.0 * sum(hits) / n, "ci95": list(rd.accuracy_interval(sum(hits), n)), "n": n,
             "correct_bits": rd.pack_correct(hits)}

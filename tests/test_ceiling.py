@@ -122,7 +122,7 @@ def test_the_rounding_ablation_pairs_a_student_as_sent_with_itself_unrounded():
     from minist.config import mini_val_set
     from minist.evaluate import evaluate_student
 
-    [row] = ceiling.rounding_ablation(betas=(0.08,), limit=40)
+    [row] = ceiling.rounding_ablation(betas=(0.08,), variable_betas=(), limit=40)
     real = evaluate_student(pretrained.student("mini", beta=0.08), mini_val_set(40))
     assert row["n"] == 40
     assert row["sent"] == pytest.approx(real["accuracy"])

@@ -238,7 +238,7 @@ def test_the_photo_study_end_to_end_on_a_tiny_folder(tmp_path, monkeypatch):
     assert [(p["method"], p["value"]) for p in v["points"]] == [("variable-rate", 0.02), ("variable-rate", 0.04),
                                                                 ("variable-rate-stage1-only", 0.02),
                                                                 ("variable-rate-stage1-only", 0.04)]
-    assert not any("rate_free" in p for p in v["points"])          # defined for a per-β student alone
+    assert all(p["rate_free"]["n"] == 8 for p in v["points"])      # at each anchor's β
     assert len(photos.run_codecs(root, out, progress=False)) == 3
     res = json.loads(photos.collect(out, root).read_text())
     assert len(res["points"]) == 9 and all(len(p["ci95"]) == 2 for p in res["points"])

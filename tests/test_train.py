@@ -238,9 +238,10 @@ def test_the_shipped_students_reproduce_their_recorded_results(beta):
 
 
 def test_the_rate_free_ceiling_classifies_the_unrounded_latent_image_by_image():
-    """``rate_free_accuracy``: each image's answer is the tail's on the decoder's rebuilding of the encoder's own z
-    (neither rounded nor coded), in dataset order whatever the batch; bytes and rounding play no part, so a
-    student whose rounding is perturbed scores the same; a student with several rates is refused by name."""
+    """``rate_free_accuracy``: each image's answer is the tail's on the decoder's rebuilding of the latent as the codec
+    hands it over unrounded, in dataset order whatever the batch; a student whose rounding is perturbed scores the
+    same. ``codec.unrounded`` is the server's ẑ without the rounding: within half a step of ẑ (a per-β codec: ½; the
+    variable-rate codec: ½ · g'(β) per channel), at each β of the grid, and a β off the grid is refused."""
     from minist import rd
     from minist.evaluate import rate_free_accuracy
 
@@ -252,11 +253,22 @@ def test_the_rate_free_ceiling_classifies_the_unrounded_latent_image_by_image():
         want = [student.tail(student.decoder(student.encode(x[None]))).argmax(1).item() == int(y) for x, y in part]
     assert rd.unpack_correct(r["correct_bits"], r["n"]).tolist() == want and r["n"] == 40
     assert r["accuracy"] == pytest.approx(100 * sum(want) / 40) and r["ci95"][0] <= r["accuracy"] <= r["ci95"][1]
-    with torch.no_grad():                                      # move every median: the rounded latent changes …
-        student.codec.quantiles.add_(0.37)
+    x = torch.stack([part[i][0] for i in range(8)])
+    variable = pretrained.variable_student("mini")
+    with torch.no_grad():
+        z = student.encode(x)
+        assert (student.codec(z, training=False)[0] - student.codec.unrounded(z)).abs().max() <= 0.5 + 1e-5
+        with pytest.raises(ValueError):
+            student.codec.unrounded(z, beta=0.32)                  # not this student's rate
+        zv = variable.encode(x)
+        for beta in (0.005, 0.32):
+            _, gi = variable.codec.gains(variable.codec.grid.indexes(8, beta))
+            gap = (variable.codec(zv, training=False, beta=beta)[0] - variable.codec.unrounded(zv, beta=beta)).abs()
+            assert (gap <= 0.5 * gi[:, :, None, None] + 1e-5).all()
+        assert not torch.allclose(variable.codec.unrounded(zv, beta=0.005), variable.codec.unrounded(zv, beta=0.32))
+        student.codec.quantiles.add_(0.37)                     # move every median: the rounded latent changes …
     assert rate_free_accuracy(student, part)["correct_bits"] == r["correct_bits"]      # … the rate-free one does not
-    with pytest.raises(ValueError, match="per-β student"):
-        rate_free_accuracy(pretrained.variable_student("mini"), part)
+    assert rate_free_accuracy(variable, part, beta=0.32)["n"] == 40
 
 
 def test_the_training_time_rate_is_within_its_stated_tolerance_of_the_coded_bits():

@@ -86,19 +86,23 @@ def bn_ablation(betas=(0.005, 0.08, 0.32), variable_betas=(0.005, 0.02, 0.08, 0.
     return rows
 
 
-def rounding_ablation(betas=(0.005, 0.02, 0.08, 0.32), limit: int | None = None) -> list[dict]:
-    """Each shipped per-β student with bytes free (its latent unrounded: :func:`minist.evaluate.rate_free_accuracy`)
-    against itself as sent (rounded, the bitstream's answers), on the val set (or its first ``limit``), paired: how
-    much of the gap to the teacher is the rounding to the rate's bytes, and how much is the bottleneck's
-    rebuilding of ``layer1`` (what is left with bytes free)."""
+def rounding_ablation(betas=(0.005, 0.02, 0.08, 0.32), variable_betas=(0.005, 0.02, 0.08, 0.32),
+                      limit: int | None = None) -> list[dict]:
+    """Each shipped student (per-β at ``betas``, the variable-rate one at ``variable_betas``) with bytes free (its
+    latent unrounded: :func:`minist.evaluate.rate_free_accuracy`) against itself as sent (rounded, the bitstream's
+    answers), on the val set (or its first ``limit``), paired: how much of the gap to the teacher is the rounding to
+    the rate's bytes, and how much is the bottleneck's rebuilding of ``layer1`` (what is left with bytes free)."""
     val = mini_val_set(limit)
+    arms = [("entropic", b, pretrained.student("mini", beta=b), None) for b in betas]
+    if variable_betas:
+        variable = pretrained.variable_student("mini")
+        arms += [("variable-rate", b, variable, b) for b in variable_betas]
     rows = []
-    for b in betas:
-        student = pretrained.student("mini", beta=b)
-        sent = correct_on(student, val)
-        r = rate_free_accuracy(student, val)
+    for method, b, student, beta in arms:
+        sent = correct_on(student, val, beta)
+        r = rate_free_accuracy(student, val, beta=beta)
         free = rd.unpack_correct(r["correct_bits"], r["n"])
-        rows.append({"method": "entropic", "beta": b, "sent": 100 * sent.mean(), "free": r["accuracy"],
+        rows.append({"method": method, "beta": b, "sent": 100 * sent.mean(), "free": r["accuracy"],
                      "paired": rd.mcnemar(free, sent), "n": len(val)})
     return rows
 

@@ -224,8 +224,8 @@ def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress
                 stage1_from: Path | None = None, **overrides) -> dict:
     """Train (or resume) one student from the real-photo teacher; its test point and its stage-1-only point at
     every rate of its grid (a per-β student: its β; ``method="variable-rate"``: one student, every anchor from
-    ``beta`` up; a per-β student's points also carry ``rate_free``: its accuracy with the latent unrounded, bytes
-    free: :func:`minist.evaluate.rate_free_accuracy`). ``stage1_from``: an arm that differs in stage 2 alone
+    ``beta`` up; every point also carries ``rate_free``: its accuracy with the latent unrounded, bytes free:
+    :func:`minist.evaluate.rate_free_accuracy`). ``stage1_from``: an arm that differs in stage 2 alone
     starts from that run folder's finished stage 1 (its stage-1-only points are then that run's, measured
     again)."""
     tmodel, _ = teacher(out)
@@ -264,8 +264,8 @@ def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress
         method = method.replace("entropic-stage1-only", "stage1-only")
         model.update(force=True)
         r = evaluate_student(model, test, progress=progress, beta=rate)
-        # a per-β student's ceiling with bytes free (its latent unrounded): what rebuilding layer1 alone costs
-        free = ({"rate_free": rate_free_accuracy(model, test)} if len(student.codec.grid.anchors) == 1 else {})
+        # the ceiling with bytes free (the latent unrounded): what rebuilding layer1 alone costs at this rate
+        free = rate_free_accuracy(model, test, beta=rate)
         points.append(_point(method if not tag else f"{method}-{tag}", "beta", rate, r["accuracy"], r["n"],
                              kb_mean=r["kb_mean"], bpp=r["bpp"], bytes_p95=r["bytes_p95"],
                              header_bytes=r["header_bytes"], correct_bits=r["correct_bits"],
@@ -273,7 +273,7 @@ def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress
                                                                                    "mixup", "channels",
                                                                                    "rate_warmup_steps",
                                                                                    "stage2_tail")},
-                             train_seconds=meta["train_seconds"], image_size=list(hw), **free))
+                             train_seconds=meta["train_seconds"], image_size=list(hw), rate_free=free))
     _write(folder / "points.json", points)
     return {"points": points, "meta": meta}
 

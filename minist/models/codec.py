@@ -6,6 +6,8 @@ per image; None: the grid's lowest β):
 * ``forward(z, training=None, beta=None) → (ẑ, likelihoods or None)``: what the decoder sees, and the prior's
   likelihoods the rate term prices;
 * ``estimate_bits(z, per_position=False, beta=None) → (B,)``: Σ −log2 p(ẑ) per image;
+* ``unrounded(z, beta=None) → ẑ``: what the decoder would read if the latent were sent exactly (no rounding, no
+  bytes): the rate-free ceiling's input (:func:`minist.evaluate.rate_free_accuracy`);
 * ``encode(z, beta=None) → bytes``: one latent (1, C, h, w) → one message (:mod:`minist.models.wire`);
 * ``decode(data, latent_sizes=None, trusted=False) → ẑ``: refuses bad bytes with ``PayloadError``;
 * ``grid``: the :class:`BetaGrid` of rates it codes at. A one-rate codec is a one-point grid (its β).
@@ -90,6 +92,11 @@ class FactorizedCodec(EntropyBottleneck):
         return super().forward(z, training)
 
     @torch.no_grad()
+    def unrounded(self, z: torch.Tensor, beta=None) -> torch.Tensor:
+        """The decoder's input with bytes free: z itself (ẑ is z rounded around the medians)."""
+        self.grid.indexes(z.shape[0], beta)            # refuses a β this codec was not trained for
+        return z
+
     def estimate_bits(self, z: torch.Tensor, per_position: bool = False, beta=None) -> torch.Tensor:
         """Σ −log2 p(ẑ) per image (B,), or per latent position (B, h, w)."""
         bits = -torch.log2(self(z, training=False, beta=beta)[1])

@@ -58,6 +58,11 @@ class Quantize8Codec(nn.Module):
         with torch.no_grad():
             return self.dequantize(*self.quantize(z)), None
 
+    def unrounded(self, z: torch.Tensor, beta=None) -> torch.Tensor:
+        """The decoder's input with bytes free: the float latent (as in training)."""
+        self.grid.indexes(z.shape[0], beta)
+        return z
+
     def estimate_bits(self, z: torch.Tensor, per_position: bool = False, beta=None) -> torch.Tensor:
         self.grid.indexes(z.shape[0], beta)
         bits = torch.full(z[:, 0].shape, 8.0 * z.shape[1])           # C values of 8 bits per latent position

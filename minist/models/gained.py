@@ -89,6 +89,12 @@ class GainedCodec(FactorizedCodec):
         lik = self._mass(u_hat, g)
         return u_hat * gi, lik
 
+    def unrounded(self, z: torch.Tensor, beta=None) -> torch.Tensor:
+        """The decoder's input with bytes free: g'(β) · g(β) · z, the server's ẑ = g'(β) · û with û = g(β) · z
+        unrounded."""
+        g, gi = (t[:, :, None, None] for t in self.gains(self.grid.indexes(z.shape[0], beta, self.log_gain.device)))
+        return z * g * gi
+
     def _mass(self, u_hat: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """P(û) = F_z((û + ½)/g) − F_z((û − ½)/g) per element, (B, C, h, w)."""
         b, c, h, w = u_hat.shape
