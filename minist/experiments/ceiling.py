@@ -68,17 +68,24 @@ def recalibrate_tail(student, images, beta=None, batch_size: int = 200):
     return s.eval()
 
 
+def _shipped(betas, variable_betas) -> list[tuple]:
+    """``(method, β, student, the β to run it at)`` for the shipped per-β students at ``betas`` and the variable-rate
+    student at ``variable_betas`` (loaded once)."""
+    arms = [("entropic", b, pretrained.student("mini", beta=b), None) for b in betas]
+    if variable_betas:
+        variable = pretrained.variable_student("mini")
+        arms += [("variable-rate", b, variable, b) for b in variable_betas]
+    return arms
+
+
 def bn_ablation(betas=(0.005, 0.08, 0.32), variable_betas=(0.005, 0.02, 0.08, 0.32), n_train: int = 4000,
                 limit: int | None = None) -> list[dict]:
     """Each shipped student as it is and with its tail's BatchNorm re-estimated on ``n_train`` decoded training
     images, on the val set (or its first ``limit``): accuracy both ways and the paired difference."""
     val = mini_val_set(limit)
     train = FashionOnPhotos("train", epoch=10_000, train_length=n_train)    # an epoch no student trained on
-    arms = [("entropic", b, pretrained.student("mini", beta=b), None) for b in betas]
-    variable = pretrained.variable_student("mini")
-    arms += [("variable-rate", b, variable, b) for b in variable_betas]
     rows = []
-    for method, b, student, beta in arms:
+    for method, b, student, beta in _shipped(betas, variable_betas):
         before = correct_on(student, val, beta)
         after = correct_on(recalibrate_tail(student, train, beta), val, beta)
         rows.append({"method": method, "beta": b, "before": 100 * before.mean(), "after": 100 * after.mean(),
@@ -93,12 +100,8 @@ def rounding_ablation(betas=(0.005, 0.02, 0.08, 0.32), variable_betas=(0.005, 0.
     answers), on the val set (or its first ``limit``), paired: how much of the gap to the teacher is the rounding to
     the rate's bytes, and how much is the bottleneck's rebuilding of ``layer1`` (what is left with bytes free)."""
     val = mini_val_set(limit)
-    arms = [("entropic", b, pretrained.student("mini", beta=b), None) for b in betas]
-    if variable_betas:
-        variable = pretrained.variable_student("mini")
-        arms += [("variable-rate", b, variable, b) for b in variable_betas]
     rows = []
-    for method, b, student, beta in arms:
+    for method, b, student, beta in _shipped(betas, variable_betas):
         sent = correct_on(student, val, beta)
         r = rate_free_accuracy(student, val, beta=beta)
         free = rd.unpack_correct(r["correct_bits"], r["n"])

@@ -91,12 +91,12 @@ class FactorizedCodec(EntropyBottleneck):
             self.grid.indexes(z.shape[0], beta)        # refuses a β this codec was not trained for
         return super().forward(z, training)
 
-    @torch.no_grad()
     def unrounded(self, z: torch.Tensor, beta=None) -> torch.Tensor:
         """The decoder's input with bytes free: z itself (ẑ is z rounded around the medians)."""
         self.grid.indexes(z.shape[0], beta)            # refuses a β this codec was not trained for
         return z
 
+    @torch.no_grad()
     def estimate_bits(self, z: torch.Tensor, per_position: bool = False, beta=None) -> torch.Tensor:
         """Σ −log2 p(ẑ) per image (B,), or per latent position (B, h, w)."""
         bits = -torch.log2(self(z, training=False, beta=beta)[1])
