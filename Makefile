@@ -86,7 +86,7 @@ teacher: setup ## retrain the shipped mini teacher: three cosine cycles (≈2–
 	$(BIN)/minist train-teacher --init runs/teacher-mini-ft/teacher.pt --epochs 20 --epoch-offset 28 --lr 0.03 \
 		--warmup-epochs 0.25 --out runs/teacher-mini-ft2 --ship --half
 
-photos: setup ## the real-photo study on ../shared/data/imagenette (hours on a CPU; resumable) → data/results_imagenette.json
+photos: setup ## the real-photo study on ../shared/data/imagenette (hours on a CPU; resumable) → data/results_imagenette.json, docs/rd_photos.png
 	$(BIN)/minist photos all
 
 student: setup ## retrain the shipped default-β mini student (≈14 min on one CPU thread with bf16), fp16 → data/

@@ -14,7 +14,7 @@ Parts, each resumable (run it again after an interruption; finished work is kept
 * ``codecs``: JPEG (q 1 … 90) and WebP (q 0 … 90) + the teacher on the test photos, real bytes;
 * ``collect``: every finished point → ``data/results_imagenette.json`` (relative paths only, 95 % intervals);
 * ``all``: every part in order (the teacher shipped when trained, the students at ``BETAS``, the variable-rate
-  student), then ``collect``;
+  student), then ``collect`` and the figure (``docs/rd_photos.png``: :func:`minist.experiments.figures.photos_figure`);
 * ``fixres``: a diagnostic: the shipped teacher fine-tuned at its test resolution (:func:`run_fixres`;
   ``teacher --fixres-epochs N`` runs that fine-tune on the run's own teacher, as its last step).
 
@@ -465,7 +465,9 @@ def main(argv=None) -> int:
             for beta in BETAS:
                 run_student(beta, args.data_root, out)
             run_student(BETAS[0], args.data_root, out, method="variable-rate")     # one student, every β
-            print(f"wrote {collect(out, args.data_root)} ({(time.time() - t0) / 60:.0f} min wall)")
+            from .figures import photos_figure  # matplotlib: only here
+            print(f"wrote {collect(out, args.data_root)} and {photos_figure()} "
+                  f"({(time.time() - t0) / 60:.0f} min wall)")
         else:
             print(f"wrote {collect(out, args.data_root)}")
     except FileNotFoundError as e:
