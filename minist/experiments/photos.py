@@ -43,6 +43,7 @@ from ..evaluate import codec_point, decoded_accuracy, evaluate_accuracy, evaluat
 from ..models.store import load_student, load_teacher
 from ..recipes import STAGE2_FIELDS, ship_half, train_student, train_teacher
 from ..utils import data_dir
+from .figures import photos_figure
 
 OUT = Path("runs/photos")
 TEACHER_FILE = "teacher_imagenette.pt"
@@ -465,7 +466,6 @@ def main(argv=None) -> int:
             for beta in BETAS:
                 run_student(beta, args.data_root, out)
             run_student(BETAS[0], args.data_root, out, method="variable-rate")     # one student, every β
-            from .figures import photos_figure  # matplotlib: only here
             print(f"wrote {collect(out, args.data_root)} and {photos_figure()} "
                   f"({(time.time() - t0) / 60:.0f} min wall)")
         else:
