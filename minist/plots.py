@@ -23,6 +23,7 @@ METHOD_COLORS = {
     "ablation: 8 + 2 epochs": "#08519c", "ablation: 8 + 2 epochs, stage 1 only": "#9ecae1",
     "ablation: MixUp α = 1": "#54278f", "ablation: MixUp α = 1, stage 1 only": "#bcbddc",
     "ablation: 32 + 8 epochs": "#00441b", "ablation: 32 + 8 epochs, stage 1 only": "#74c476",
+    "ablation: 32 + 8 epochs, decoder ×2": "#3f007d", "ablation: 32 + 8 epochs, decoder ×2, stage 1 only": "#9e9ac8",
     "ablation: stage 2 trains the tail": "#7f2704", "ablation: stage 2 trains the tail, stage 1 only": "#fdae6b",
 }
 
@@ -39,6 +40,8 @@ METHOD_LABELS = {
     "entropic-short": "ablation: 8 + 2 epochs", "stage1-only-short": "ablation: 8 + 2 epochs, stage 1 only",
     "entropic-mixup": "ablation: MixUp α = 1", "stage1-only-mixup": "ablation: MixUp α = 1, stage 1 only",
     "entropic-long": "ablation: 32 + 8 epochs", "stage1-only-long": "ablation: 32 + 8 epochs, stage 1 only",
+    "entropic-long-dec2x": "ablation: 32 + 8 epochs, decoder ×2",
+    "stage1-only-long-dec2x": "ablation: 32 + 8 epochs, decoder ×2, stage 1 only",
     "entropic-tail": "ablation: stage 2 trains the tail",
     "stage1-only-tail": "ablation: stage 2 trains the tail, stage 1 only",
 }
@@ -46,7 +49,8 @@ METHOD_LABELS = {
 FEATURE_METHODS = ("entropic", "stage1-only", "paper-loss", "task-aware", "crbq", "end-to-end", "variable-rate",
                    "variable-rate-stage1-only", "paper-loss-stage1-only", "task-aware-stage1-only",
                    "entropic-short", "stage1-only-short", "entropic-mixup", "stage1-only-mixup", "entropic-long",
-                   "stage1-only-long", "entropic-tail", "stage1-only-tail")
+                   "stage1-only-long", "entropic-tail", "stage1-only-tail",
+                   "entropic-long-dec2x", "stage1-only-long-dec2x")
 KNOB_SYMBOLS = {"beta": "β", "quality": "q", "lambda": "λ", "channels": "C"}
 
 

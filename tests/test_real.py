@@ -322,3 +322,24 @@ def test_the_shipped_real_photo_results_name_the_shipped_teacher(tmp_path):
     assert test.digest() == res["test_sha256"]
     point = photos.teacher_test_point(out=tmp_path)
     assert (point["accuracy"], point["correct_bits"]) == (res["teacher_accuracy"], res["teacher_correct_bits"])
+
+
+def test_photo_student_cli_passes_the_decoder_widths(monkeypatch, capsys):
+    """``minist photos student --decoder-widths 128,64`` trains the arm with that decoder (the overrides that reach
+    :func:`run_student`); a malformed value is refused by name before anything trains."""
+    from minist.experiments import photos
+    seen = {}
+
+    def fake(beta, root, out, tag, stage1_from=None, **over):
+        seen.update(beta=beta, tag=tag, **over)
+        return {"points": []}
+    monkeypatch.setattr(photos, "run_student", fake)
+    assert photos.main(["student", "--beta", "0.01", "--decoder-widths", "128,64", "--tag", "dec2x"]) == 0
+    assert seen == {"beta": 0.01, "tag": "dec2x", "decoder_widths": (128, 64)}
+    for bad in ("128", "128,x", "128,0"):
+        with pytest.raises(SystemExit):
+            photos.main(["student", "--decoder-widths", bad])
+        assert "two positive widths" in capsys.readouterr().err
+    seen.clear()
+    assert photos.main(["student", "--beta", "0.02"]) == 0      # no flag: the preset's decoder (no override)
+    assert "decoder_widths" not in seen

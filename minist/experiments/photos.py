@@ -272,6 +272,7 @@ def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress
                              header_bytes=r["header_bytes"], correct_bits=r["correct_bits"],
                              recipe={k: v for k, v in cfg.__dict__.items() if k in ("stage1_epochs", "stage2_epochs",
                                                                                    "mixup", "channels",
+                                                                                   "decoder_widths",
                                                                                    "rate_warmup_steps",
                                                                                    "stage2_tail")},
                              train_seconds=meta["train_seconds"], image_size=list(hw), rate_free=free))
@@ -400,6 +401,17 @@ def collect(out: Path = OUT, root=None) -> Path:
     return dest
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """``"128,64"`` → (128, 64): the decoder's two hidden widths, positive integers."""
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 2 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not two positive widths: give them as 128,64")
+    return widths
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="minist photos", description=__doc__.split("\n\n")[0])
     p.add_argument("part", choices=("teacher", "student", "codecs", "collect", "all", "fixres"))
@@ -417,6 +429,8 @@ def main(argv=None) -> int:
     p.add_argument("--stage2-epochs", type=int, default=None)
     p.add_argument("--mixup", type=float, default=None, help="student stage 1: MixUp α (same view for both)")
     p.add_argument("--channels", type=int, default=None, help="student latent channels C")
+    p.add_argument("--decoder-widths", default=None, type=_widths,
+                   help="student: the server decoder's hidden widths, e.g. 128,64 (default: the preset's 64,32)")
     p.add_argument("--rate-warmup-steps", type=int, default=None,
                    help="student stage 1: the rate's price rises linearly from 0 over these steps")
     p.add_argument("--tag", default="", help="an ablation arm's name (its own folder and method name)")
@@ -444,6 +458,7 @@ def main(argv=None) -> int:
         elif args.part == "student":
             over = {k: v for k, v in (("stage1_epochs", args.stage1_epochs), ("stage2_epochs", args.stage2_epochs),
                                       ("mixup", args.mixup), ("channels", args.channels), ("method", args.method),
+                                      ("decoder_widths", args.decoder_widths),
                                       ("rate_warmup_steps", args.rate_warmup_steps),
                                       ("stage2_tail", args.stage2_tail or None))
                     if v is not None}
