@@ -343,3 +343,35 @@ def test_photo_student_cli_passes_the_decoder_widths(monkeypatch, capsys):
     seen.clear()
     assert photos.main(["student", "--beta", "0.02"]) == 0      # no flag: the preset's decoder (no override)
     assert "decoder_widths" not in seen
+
+
+def test_photo_ablation_pairs_each_arm_with_the_arm_one_factor_away():
+    """An arm is paired with the recipe (``versus``) and with every other arm at its β and stage whose recipe differs
+    in one setting alone (``one_factor``): 32 + 8 with the decoder ×2 against 32 + 8 gives the decoder's effect.
+    Arms two settings apart, the other stage and another β are not paired."""
+    from minist import rd
+    from minist.experiments import photos
+    rng = np.random.default_rng(0)
+    n = 400
+
+    def point(method, beta, correct, **recipe):
+        c = np.asarray(correct, dtype=bool)
+        return {"method": method, "knob": "beta", "value": beta, "n": n, "accuracy": 100 * c.mean(),
+                "ci95": [0, 100], "kb_mean": 1.0, "correct_bits": rd.pack_correct(c),
+                "recipe": {"stage1_epochs": 16, "stage2_epochs": 4, "rate_warmup_steps": 0, **recipe}}
+    base = rng.random(n) < 0.8
+    better = base | (rng.random(n) < 0.3)
+    long = dict(stage1_epochs=32, stage2_epochs=8, rate_warmup_steps=250)
+    pts = [point("entropic", 0.01, base), point("stage1-only", 0.01, base),
+           point("entropic-long", 0.01, base, **long),
+           point("entropic-long-dec2x", 0.01, better, **long, decoder_widths=[128, 64]),
+           point("stage1-only-long-dec2x", 0.01, better, **long, decoder_widths=[128, 64]),
+           point("entropic-long", 0.02, base, **long)]
+    rows = {(r["method"], r["beta"]): r for r in photos.ablation({"points": pts, "teacher_accuracy": 90.0})}
+    pair = rows[("entropic-long-dec2x", 0.01)]["one_factor"]
+    assert [(o["method"], o["factor"]) for o in pair] == [("entropic-long", {"decoder_widths": [None, [128, 64]]})]
+    assert pair[0]["versus"] == rd.mcnemar(better, base) and pair[0]["versus"]["difference_pt"] > 0
+    assert [o["method"] for o in rows[("entropic-long", 0.01)]["one_factor"]] == ["entropic-long-dec2x"]
+    assert rows[("entropic-long", 0.01)]["versus"] is not None          # against the recipe, three settings away
+    assert rows[("stage1-only-long-dec2x", 0.01)]["one_factor"] == []   # no stage-1 arm one factor away
+    assert rows[("entropic-long", 0.02)]["one_factor"] == []            # alone at its β

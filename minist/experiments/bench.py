@@ -500,7 +500,11 @@ def photos_main(quick: bool = False) -> int:
                          + f"test {te['accuracy']:.2f} % [{te['ci95'][0]:.2f}, {te['ci95'][1]:.2f}] at "
                            f"{te['kb_mean']:.3f} KB"
                          + ("" if vs is None else f"; vs the recipe {vs['difference_pt']:+.2f} pt, "
-                                                  f"p = {vs['p_value']:.2g}")))
+                                                  f"p = {vs['p_value']:.2g}")
+                         + "".join(f"; vs {METHOD_LABELS.get(o['method'], o['method'])} (one factor: "
+                                   + ", ".join(f"{k} {a} → {b}" for k, (a, b) in o["factor"].items())
+                                   + f") {o['versus']['difference_pt']:+.2f} pt, p = {o['versus']['p_value']:.2g}"
+                                   for o in a["one_factor"])))
         print()
         _print_table("the ablation: arms compared on the choice photos, reported on the test photos", rows)
     return 0

@@ -346,8 +346,33 @@ def ablation(res: dict, beta: float | None = None) -> list[dict]:
             rows.append({"method": p["method"], "beta": p["value"], "recipe": p.get("recipe", {}),
                          "choice": p.get("choice"), "test": {k: p[k] for k in ("accuracy", "ci95", "kb_mean", "n")},
                          "train_seconds": p.get("train_seconds"), "teacher": block["teacher_accuracy"],
-                         "versus": versus, "rate_free": (p.get("rate_free") or {}).get("accuracy")})
+                         "versus": versus, "rate_free": (p.get("rate_free") or {}).get("accuracy"),
+                         "one_factor": _one_factor(p, [q for q in per_beta if q["value"] == p["value"]])})
     return rows
+
+
+def _one_factor(p: dict, others: list[dict]) -> list[dict]:
+    """``p`` against each point of the same stage whose recipe differs from ``p``'s in exactly one setting (e.g. 32 + 8
+    epochs with the decoder ×2 against 32 + 8 epochs): that one factor's effect, paired on the same photos. The
+    recipe's own point is left out (``versus`` holds it).
+    Each: ``method`` (the other point), ``factor`` {setting: [its value, p's value]}, ``versus`` (McNemar,
+    > 0: ``p`` is right more often). A setting a point does not record is the preset's (None)."""
+    stage = p["method"].startswith("stage1-only")
+    mine = p.get("recipe") or {}
+    out = []
+    for q in others:
+        theirs = q.get("recipe") or {}
+        recipe_point = q["method"] in ("entropic", "stage1-only")
+        if q is p or recipe_point or q["method"].startswith("stage1-only") != stage or not mine or not theirs \
+                or "correct_bits" not in q or "correct_bits" not in p:
+            continue
+        diff = {k: [theirs.get(k), mine.get(k)] for k in sorted(set(mine) | set(theirs))
+                if theirs.get(k) != mine.get(k)}
+        if len(diff) == 1:
+            out.append({"method": q["method"], "factor": diff,
+                        "versus": rd.mcnemar(rd.unpack_correct(p["correct_bits"], p["n"]),
+                                             rd.unpack_correct(q["correct_bits"], q["n"]))})
+    return out
 
 
 def train_time(res: dict) -> dict:
