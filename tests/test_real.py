@@ -375,3 +375,7 @@ def test_photo_ablation_pairs_each_arm_with_the_arm_one_factor_away():
     assert rows[("entropic-long", 0.01)]["versus"] is not None          # against the recipe, three settings away
     assert rows[("stage1-only-long-dec2x", 0.01)]["one_factor"] == []   # no stage-1 arm one factor away
     assert rows[("entropic-long", 0.02)]["one_factor"] == []            # alone at its β
+    assert rows[("entropic", 0.01)]["one_factor"] == []                 # the recipe's own: its arms' ``versus``
+    shared = point("stage1-only-tail", 0.01, base, stage2_tail=True)      # the recipe's stage 1, shared
+    rows = {(r["method"], r["beta"]): r for r in photos.ablation({"points": pts + [shared], "teacher_accuracy": 90.0})}
+    assert ("stage1-only-tail", 0.01) not in rows                        # listed once, as the recipe's

@@ -354,17 +354,21 @@ def ablation(res: dict, beta: float | None = None) -> list[dict]:
 def _one_factor(p: dict, others: list[dict]) -> list[dict]:
     """``p`` against each point of the same stage whose recipe differs from ``p``'s in exactly one setting (e.g. 32 + 8
     epochs with the decoder ×2 against 32 + 8 epochs): that one factor's effect, paired on the same photos. The
-    recipe's own point is left out (``versus`` holds it).
+    recipe's own points are left out (each arm's ``versus`` holds them), and so is a point with ``p``'s very answers
+    and bytes (a stage 1 that two arms share).
     Each: ``method`` (the other point), ``factor`` {setting: [its value, p's value]}, ``versus`` (McNemar,
     > 0: ``p`` is right more often). A setting a point does not record is the preset's (None)."""
     stage = p["method"].startswith("stage1-only")
     mine = p.get("recipe") or {}
     out = []
+    if p["method"] in ("entropic", "stage1-only"):
+        return out          # the recipe's own point: each arm's ``versus`` pairs it already
     for q in others:
         theirs = q.get("recipe") or {}
         recipe_point = q["method"] in ("entropic", "stage1-only")
         if q is p or recipe_point or q["method"].startswith("stage1-only") != stage or not mine or not theirs \
-                or "correct_bits" not in q or "correct_bits" not in p:
+                or "correct_bits" not in q or "correct_bits" not in p \
+                or (q["correct_bits"], q["kb_mean"]) == (p["correct_bits"], p["kb_mean"]):   # a shared stage 1
             continue
         diff = {k: [theirs.get(k), mine.get(k)] for k in sorted(set(mine) | set(theirs))
                 if theirs.get(k) != mine.get(k)}
