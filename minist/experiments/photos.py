@@ -46,6 +46,7 @@ from ..utils import data_dir
 from .figures import photos_figure
 
 OUT = Path("runs/photos")
+RECIPE_METHODS = ("entropic", "stage1-only")     # the recipe's per-β points; an arm's method carries its --tag
 TEACHER_FILE = "teacher_imagenette.pt"
 RESULTS_FILE = pretrained.PHOTO_RESULTS_FILE      # read back with pretrained.photo_results()
 # the real-photo teacher's recipe (chosen on the ``choice`` photos; data/README.md)
@@ -330,14 +331,13 @@ def ablation(res: dict, beta: float | None = None) -> list[dict]:
         per_beta = [p for p in block["points"] if p.get("knob") == "beta"
                     and not p["method"].startswith("variable-rate")]
         betas = ({beta} if beta is not None else
-                 {p["value"] for p in per_beta if p["method"] not in ("entropic", "stage1-only")})
-        base = {(p["method"], p["value"]): p for p in per_beta if p["method"] in ("entropic", "stage1-only")}
+                 {p["value"] for p in per_beta if p["method"] not in RECIPE_METHODS})
+        base = {(p["method"], p["value"]): p for p in per_beta if p["method"] in RECIPE_METHODS}
         for p in sorted(per_beta, key=lambda p: (p["value"], p["method"])):
             if p["value"] not in betas:
                 continue
             ref = base.get(("stage1-only" if p["method"].startswith("stage1-only") else "entropic", p["value"]))
-            if (ref is not None and ref is not p and p["method"].startswith("stage1-only")
-                    and (p.get("correct_bits"), p["kb_mean"]) == (ref.get("correct_bits"), ref["kb_mean"])):
+            if ref is not None and ref is not p and p["method"].startswith("stage1-only") and _same_run(p, ref):
                 continue        # an arm that differs in stage 2 alone (``--stage1-from``): its stage 1 is the recipe's
             versus = None
             if ref is not None and ref is not p and "correct_bits" in p and "correct_bits" in ref:
@@ -351,6 +351,11 @@ def ablation(res: dict, beta: float | None = None) -> list[dict]:
     return rows
 
 
+def _same_run(p: dict, q: dict) -> bool:
+    """The same answers for the same bytes: one model listed under two arms (a stage 1 that they share)."""
+    return (p.get("correct_bits"), p["kb_mean"]) == (q.get("correct_bits"), q["kb_mean"])
+
+
 def _one_factor(p: dict, others: list[dict]) -> list[dict]:
     """``p`` against each point of the same stage whose recipe differs from ``p``'s in exactly one setting (e.g. 32 + 8
     epochs with the decoder ×2 against 32 + 8 epochs): that one factor's effect, paired on the same photos. The
@@ -358,17 +363,14 @@ def _one_factor(p: dict, others: list[dict]) -> list[dict]:
     and bytes (a stage 1 that two arms share).
     Each: ``method`` (the other point), ``factor`` {setting: [its value, p's value]}, ``versus`` (McNemar,
     > 0: ``p`` is right more often). A setting a point does not record is the preset's (None)."""
-    stage = p["method"].startswith("stage1-only")
-    mine = p.get("recipe") or {}
+    stage, mine = p["method"].startswith("stage1-only"), p.get("recipe") or {}
+    if p["method"] in RECIPE_METHODS or not mine or "correct_bits" not in p:
+        return []           # the recipe's own point: each arm's ``versus`` pairs it already
     out = []
-    if p["method"] in ("entropic", "stage1-only"):
-        return out          # the recipe's own point: each arm's ``versus`` pairs it already
     for q in others:
         theirs = q.get("recipe") or {}
-        recipe_point = q["method"] in ("entropic", "stage1-only")
-        if q is p or recipe_point or q["method"].startswith("stage1-only") != stage or not mine or not theirs \
-                or "correct_bits" not in q or "correct_bits" not in p \
-                or (q["correct_bits"], q["kb_mean"]) == (p["correct_bits"], p["kb_mean"]):   # a shared stage 1
+        if q is p or q["method"] in RECIPE_METHODS or q["method"].startswith("stage1-only") != stage or not theirs \
+                or "correct_bits" not in q or _same_run(p, q):
             continue
         diff = {k: [theirs.get(k), mine.get(k)] for k in sorted(set(mine) | set(theirs))
                 if theirs.get(k) != mine.get(k)}
