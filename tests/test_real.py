@@ -371,6 +371,12 @@ def test_photo_ablation_pairs_each_arm_with_the_arm_one_factor_away():
     pair = rows[("entropic-long-dec2x", 0.01)]["one_factor"]
     assert [(o["method"], o["factor"]) for o in pair] == [("entropic-long", {"decoder_widths": [None, [128, 64]]})]
     assert pair[0]["versus"] == rd.mcnemar(better, base) and pair[0]["versus"]["difference_pt"] > 0
+    assert pair[0]["versus_free"] is None                                # neither measured bytes free
+    free = {"correct_bits": rd.pack_correct(better), "accuracy": 100 * better.mean()}
+    both = [dict(q, rate_free=free) if q["method"] in ("entropic-long", "entropic-long-dec2x") else q for q in pts]
+    pair = {(r["method"], r["beta"]): r for r in photos.ablation({"points": both, "teacher_accuracy": 90.0})}[
+        ("entropic-long-dec2x", 0.01)]["one_factor"]
+    assert pair[0]["versus_free"]["difference_pt"] == 0                  # the same answers with bytes free
     assert [o["method"] for o in rows[("entropic-long", 0.01)]["one_factor"]] == ["entropic-long-dec2x"]
     assert rows[("entropic-long", 0.01)]["versus"] is not None          # against the recipe, three settings away
     assert rows[("stage1-only-long-dec2x", 0.01)]["one_factor"] == []   # no stage-1 arm one factor away

@@ -504,6 +504,9 @@ def photos_main(quick: bool = False) -> int:
                          + "".join(f"; vs {METHOD_LABELS.get(o['method'], o['method'])} (one factor: "
                                    + ", ".join(f"{k} {a} → {b}" for k, (a, b) in o["factor"].items())
                                    + f") {o['versus']['difference_pt']:+.2f} pt, p = {o['versus']['p_value']:.2g}"
+                                   + ("" if o["versus_free"] is None else
+                                      f" (bytes free {o['versus_free']['difference_pt']:+.2f} pt, "
+                                      f"p = {o['versus_free']['p_value']:.2g})")
                                    for o in a["one_factor"])))
         print()
         _print_table("the ablation: arms compared on the choice photos, reported on the test photos", rows)

@@ -362,7 +362,8 @@ def _one_factor(p: dict, others: list[dict]) -> list[dict]:
     recipe's own points are left out (each arm's ``versus`` holds them), and so is a point with ``p``'s very answers
     and bytes (a stage 1 that two arms share).
     Each: ``method`` (the other point), ``factor`` {setting: [its value, p's value]}, ``versus`` (McNemar,
-    > 0: ``p`` is right more often). A setting a point does not record is the preset's (None)."""
+    > 0: ``p`` is right more often), ``versus_free`` (the same with bytes free, where both measured ``rate_free``;
+    else None). A setting a point does not record is the preset's (None)."""
     stage, mine = p["method"].startswith("stage1-only"), p.get("recipe") or {}
     if p["method"] in RECIPE_METHODS or not mine or "correct_bits" not in p:
         return []           # the recipe's own point: each arm's ``versus`` pairs it already
@@ -375,9 +376,12 @@ def _one_factor(p: dict, others: list[dict]) -> list[dict]:
         diff = {k: [theirs.get(k), mine.get(k)] for k in sorted(set(mine) | set(theirs))
                 if theirs.get(k) != mine.get(k)}
         if len(diff) == 1:
+            free = [(x.get("rate_free") or {}).get("correct_bits") for x in (p, q)]
             out.append({"method": q["method"], "factor": diff,
                         "versus": rd.mcnemar(rd.unpack_correct(p["correct_bits"], p["n"]),
-                                             rd.unpack_correct(q["correct_bits"], q["n"]))})
+                                             rd.unpack_correct(q["correct_bits"], q["n"])),
+                        "versus_free": None if None in free else
+                        rd.mcnemar(rd.unpack_correct(free[0], p["n"]), rd.unpack_correct(free[1], q["n"]))})
     return out
 
 
