@@ -182,6 +182,8 @@ class StudentTrainConfig:
                                      # baselines "crbq" (CR+BQ) and "end-to-end" (Singh et al.)
     mixup: float = 0.0               # stage 1: > 0 mixes each batch, x = λ x + (1 − λ) x[perm], λ ~ Beta(mixup, mixup);
                                      # teacher and student see the same mixed view (Beyer et al.'s "consistent")
+    straight_through: bool = False   # stage 1: the decoder reads the rounded latent, its gradient straight through
+                                     # the rounding; the rate keeps the noise (Minnen & Singh 2020, "mixed")
     rate_warmup_steps: int = 0       # stage 1: the rate term's weight rises linearly from 0 over these steps
                                      # (0: none, the shipped recipes')
     rate_grid: tuple[float, ...] | None = None   # variable-rate: (β_min, doublings, steps per doubling) of its

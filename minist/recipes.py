@@ -369,7 +369,7 @@ def train_student(cfg: StudentTrainConfig, teacher: Teacher, resume: bool = Fals
         checkpoint.write_json(out / "config.json", asdict(cfg))
     teacher = teacher.to(ctx.device).eval().requires_grad_(False).to(memory_format=torch.channels_last)
     student = build_student(cfg, teacher)
-    student.tune_tail = cfg.stage2_tail
+    student.tune_tail, student.straight_through = cfg.stage2_tail, cfg.straight_through
     if cfg.init_from:
         warm_start(student, cfg.init_from)
     student = student.to(ctx.device).to(memory_format=torch.channels_last)    # faster convolutions on CPU and GPU

@@ -342,7 +342,9 @@ def test_photo_student_cli_passes_the_decoder_widths(monkeypatch, capsys):
         assert "two positive widths" in capsys.readouterr().err
     seen.clear()
     assert photos.main(["student", "--beta", "0.02"]) == 0      # no flag: the preset's decoder (no override)
-    assert "decoder_widths" not in seen
+    assert "decoder_widths" not in seen and "straight_through" not in seen
+    assert photos.main(["student", "--beta", "0.02", "--straight-through"]) == 0
+    assert seen["straight_through"] is True
 
 
 def test_photo_ablation_pairs_each_arm_with_the_arm_one_factor_away():
@@ -385,3 +387,13 @@ def test_photo_ablation_pairs_each_arm_with_the_arm_one_factor_away():
     shared = point("stage1-only-tail", 0.01, base, stage2_tail=True)      # the recipe's stage 1, shared
     rows = {(r["method"], r["beta"]): r for r in photos.ablation({"points": pts + [shared], "teacher_accuracy": 90.0})}
     assert ("stage1-only-tail", 0.01) not in rows                        # listed once, as the recipe's
+    # a setting added later: a point that predates it holds its default (here: stage 1 without straight-through)
+    wide = dict(long, decoder_widths=[128, 64])
+    ste = point("entropic-long-dec2x-ste", 0.01, better | (rng.random(n) < 0.3), **wide, straight_through=True)
+    plain = point("entropic-long-dec2x-new", 0.01, base, **wide, straight_through=False)
+    rows = {(r["method"], r["beta"]): r for r in photos.ablation({"points": [*pts, ste, plain], "teacher_accuracy": 9})}
+    assert [(o["method"], o["factor"]) for o in rows[("entropic-long-dec2x-ste", 0.01)]["one_factor"]] == [
+        ("entropic-long-dec2x", {"straight_through": [False, True]}),
+        ("entropic-long-dec2x-new", {"straight_through": [False, True]})]
+    same = [o["method"] for o in rows[("entropic-long-dec2x-new", 0.01)]["one_factor"]]
+    assert "entropic-long-dec2x" not in same            # False recorded = False by default: no factor apart

@@ -79,6 +79,27 @@ def test_forward_shapes_and_noise_in_training(student):
     assert not torch.equal(noisy, o["latent"])                                     # training: + U(−½, ½)
 
 
+@pytest.mark.parametrize("codec", ["factorized", "gained", "8bit"])
+def test_straight_through_decoder_reads_the_sent_latent_and_trains_the_encoder(codec):
+    """Stage 1 with ``straight_through``: the decoder reads the latent the bitstream would carry (for every codec),
+    the rate keeps the noisy likelihoods, and the encoder still gets a gradient through the rounding."""
+    s = EntropicStudent(build_teacher("mini"), codec=codec)
+    s.set_stage(1).train()
+    s.straight_through = True
+    x = torch.rand(2, 3, 64, 64)
+    torch.manual_seed(0)
+    o = s(x)
+    with torch.no_grad():
+        sent = s.codec(s.encode(x), training=False)[0]
+    assert torch.allclose(o["latent"], sent, atol=1e-5)
+    torch.manual_seed(0)
+    s.straight_through = False
+    plain = s(x)["likelihoods"]
+    assert plain is o["likelihoods"] is None or torch.equal(plain, o["likelihoods"])   # the same noise, the same rate
+    o["features"]["layer1"].square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in s.encoder.parameters())
+
+
 def test_stage_freezing():
     s = EntropicStudent(build_teacher("mini"))
     s.set_stage(1).train()

@@ -29,6 +29,7 @@ Every number reported is measured on the 3,925 official val photos (the ``test``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import time
@@ -275,7 +276,8 @@ def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress
                                                                                    "mixup", "channels",
                                                                                    "decoder_widths",
                                                                                    "rate_warmup_steps",
-                                                                                   "stage2_tail")},
+                                                                                   "stage2_tail",
+                                                                                   "straight_through")},
                              train_seconds=meta["train_seconds"], image_size=list(hw), rate_free=free))
     _write(folder / "points.json", points)
     return {"points": points, "meta": meta}
@@ -363,8 +365,9 @@ def _one_factor(p: dict, others: list[dict]) -> list[dict]:
     and bytes (a stage 1 that two arms share).
     Each: ``method`` (the other point), ``factor`` {setting: [its value, p's value]}, ``versus`` (McNemar,
     > 0: ``p`` is right more often), ``versus_free`` (the same with bytes free, where both measured ``rate_free``;
-    else None). A setting a point does not record is the preset's (None)."""
+    else None). A setting a point does not record (it predates the setting) is the recipe's default."""
     stage, mine = p["method"].startswith("stage1-only"), p.get("recipe") or {}
+    default = {f.name: f.default for f in dataclasses.fields(StudentTrainConfig)}
     if p["method"] in RECIPE_METHODS or not mine or "correct_bits" not in p:
         return []           # the recipe's own point: each arm's ``versus`` pairs it already
     out = []
@@ -373,8 +376,8 @@ def _one_factor(p: dict, others: list[dict]) -> list[dict]:
         if q is p or q["method"] in RECIPE_METHODS or q["method"].startswith("stage1-only") != stage or not theirs \
                 or "correct_bits" not in q or _same_run(p, q):
             continue
-        diff = {k: [theirs.get(k), mine.get(k)] for k in sorted(set(mine) | set(theirs))
-                if theirs.get(k) != mine.get(k)}
+        diff = {k: [theirs.get(k, default.get(k)), mine.get(k, default.get(k))] for k in sorted(set(mine) | set(theirs))
+                if theirs.get(k, default.get(k)) != mine.get(k, default.get(k))}
         if len(diff) == 1:
             free = [(x.get("rate_free") or {}).get("correct_bits") for x in (p, q)]
             out.append({"method": q["method"], "factor": diff,
@@ -471,6 +474,9 @@ def main(argv=None) -> int:
     p.add_argument("--tag", default="", help="an ablation arm's name (its own folder and method name)")
     p.add_argument("--stage2-tail", action="store_true",
                    help="student stage 2: fine-tune layer2 … head too (the paper's stage 2), not the decoder alone")
+    p.add_argument("--straight-through", action="store_true",
+                   help="student stage 1: the decoder reads the rounded latent (gradient straight through), not the "
+                        "noisy one; the rate keeps the noise")
     p.add_argument("--stage1-from", default=None,
                    help="student: an arm that differs in stage 2 alone: start from this run folder's finished stage 1")
     p.add_argument("--method", default=None, choices=("entropic", "variable-rate"),
@@ -495,7 +501,8 @@ def main(argv=None) -> int:
                                       ("mixup", args.mixup), ("channels", args.channels), ("method", args.method),
                                       ("decoder_widths", args.decoder_widths),
                                       ("rate_warmup_steps", args.rate_warmup_steps),
-                                      ("stage2_tail", args.stage2_tail or None))
+                                      ("stage2_tail", args.stage2_tail or None),
+                                      ("straight_through", args.straight_through or None))
                     if v is not None}
             r = run_student(args.beta, args.data_root, out, args.tag, stage1_from=args.stage1_from, **over)
             for q in r["points"]:

@@ -65,6 +65,7 @@ class EntropicStudent(CompressionModel):
         for name in TAIL:   # copies: training the student never changes the teacher
             setattr(self, name, copy.deepcopy(getattr(teacher, name)))
         self.tune_tail = True   # stage 2 fine-tunes layer2 … head (the paper); False: they stay the teacher's
+        self.straight_through = False   # stage 1: the decoder reads the sent (rounded) latent, gradient passed straight
         self.set_stage(1)
 
     @property
@@ -88,14 +89,22 @@ class EntropicStudent(CompressionModel):
         ``beta`` (a float on ``codec.grid``, or a tensor of grid indices, one per image; None: the lowest β).
 
         Training (stage 1): ẑ = z + U(−½, ½). Eval, and stage 2: ẑ = round(z − median) + median,
-        exactly what the bitstream carries.
+        exactly what the bitstream carries. Stage 1 with ``straight_through``: the rate still prices the noisy
+        latent, but the decoder reads the rounded one, its gradient passed through the rounding as if it were
+        the identity (Minnen & Singh 2020's "mixed" quantisation): the encoder learns what rounding keeps.
         """
         with torch.autocast(x.device.type, enabled=False):      # the device part and the prior stay fp32
             if self.stage == 2:
                 with torch.no_grad():
                     z_hat, lik = self.codec(self.encode(x), training=False, beta=beta)
             else:
-                z_hat, lik = self.codec(self.encode(x), beta=beta)
+                z = self.encode(x)
+                z_hat, lik = self.codec(z, beta=beta)
+                if self.straight_through and self.training:
+                    with torch.no_grad():
+                        z_sent = self.codec(z, training=False, beta=beta)[0]
+                    z_free = self.codec.unrounded(z, beta=beta)
+                    z_hat = z_free + (z_sent - z_free).detach()
         feats = {"layer1": self.decoder(z_hat)}                  # (B, T, H/4, W/4); bf16 under a recipe's autocast
         logits = self.tail(feats["layer1"], feats)
         return {"logits": logits, "likelihoods": lik, "features": feats, "latent": z_hat}
