@@ -42,6 +42,8 @@ METHOD_LABELS = {
     "entropic-long": "ablation: 32 + 8 epochs", "stage1-only-long": "ablation: 32 + 8 epochs, stage 1 only",
     "entropic-long-dec2x": "ablation: 32 + 8 epochs, decoder ×2",
     "stage1-only-long-dec2x": "ablation: 32 + 8 epochs, decoder ×2, stage 1 only",
+    "entropic-long-dec2x-ste": "ablation: 32 + 8 epochs, decoder ×2, straight-through rounding",
+    "stage1-only-long-dec2x-ste": "ablation: 32 + 8 epochs, decoder ×2, straight-through rounding, stage 1 only",
     "entropic-tail": "ablation: stage 2 trains the tail",
     "stage1-only-tail": "ablation: stage 2 trains the tail, stage 1 only",
 }
@@ -50,7 +52,8 @@ FEATURE_METHODS = ("entropic", "stage1-only", "paper-loss", "task-aware", "crbq"
                    "variable-rate-stage1-only", "paper-loss-stage1-only", "task-aware-stage1-only",
                    "entropic-short", "stage1-only-short", "entropic-mixup", "stage1-only-mixup", "entropic-long",
                    "stage1-only-long", "entropic-tail", "stage1-only-tail",
-                   "entropic-long-dec2x", "stage1-only-long-dec2x")
+                   "entropic-long-dec2x", "stage1-only-long-dec2x", "entropic-long-dec2x-ste",
+                   "stage1-only-long-dec2x-ste")
 KNOB_SYMBOLS = {"beta": "β", "quality": "q", "lambda": "λ", "channels": "C"}
 
 
