@@ -24,6 +24,8 @@ METHOD_COLORS = {
     "ablation: MixUp α = 1": "#54278f", "ablation: MixUp α = 1, stage 1 only": "#bcbddc",
     "ablation: 32 + 8 epochs": "#00441b", "ablation: 32 + 8 epochs, stage 1 only": "#74c476",
     "ablation: 32 + 8 epochs, decoder ×2": "#3f007d", "ablation: 32 + 8 epochs, decoder ×2, stage 1 only": "#9e9ac8",
+    "ablation: 32 + 8 epochs, decoder ×2, straight-through rounding": "#67001f",
+    "ablation: 32 + 8 epochs, decoder ×2, straight-through rounding, stage 1 only": "#f4a582",
     "ablation: stage 2 trains the tail": "#7f2704", "ablation: stage 2 trains the tail, stage 1 only": "#fdae6b",
 }
 
