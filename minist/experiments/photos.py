@@ -48,6 +48,10 @@ from .figures import photos_figure
 
 OUT = Path("runs/photos")
 RECIPE_METHODS = ("entropic", "stage1-only")     # the recipe's per-β points; an arm's method carries its --tag
+# the settings a student point records (its ``recipe``), and what one that predates a setting had: the default
+RECIPE_KEYS = ("stage1_epochs", "stage2_epochs", "mixup", "channels", "decoder_widths", "rate_warmup_steps",
+               "stage2_tail", "straight_through")
+RECIPE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StudentTrainConfig)}
 TEACHER_FILE = "teacher_imagenette.pt"
 RESULTS_FILE = pretrained.PHOTO_RESULTS_FILE      # read back with pretrained.photo_results()
 # the real-photo teacher's recipe (chosen on the ``choice`` photos; data/README.md)
@@ -272,12 +276,7 @@ def run_student(beta: float, root=None, out: Path = OUT, tag: str = "", progress
         points.append(_point(method if not tag else f"{method}-{tag}", "beta", rate, r["accuracy"], r["n"],
                              kb_mean=r["kb_mean"], bpp=r["bpp"], bytes_p95=r["bytes_p95"],
                              header_bytes=r["header_bytes"], correct_bits=r["correct_bits"],
-                             recipe={k: v for k, v in cfg.__dict__.items() if k in ("stage1_epochs", "stage2_epochs",
-                                                                                   "mixup", "channels",
-                                                                                   "decoder_widths",
-                                                                                   "rate_warmup_steps",
-                                                                                   "stage2_tail",
-                                                                                   "straight_through")},
+                             recipe={k: v for k, v in cfg.__dict__.items() if k in RECIPE_KEYS},
                              train_seconds=meta["train_seconds"], image_size=list(hw), rate_free=free))
     _write(folder / "points.json", points)
     return {"points": points, "meta": meta}
@@ -367,7 +366,6 @@ def _one_factor(p: dict, others: list[dict]) -> list[dict]:
     > 0: ``p`` is right more often), ``versus_free`` (the same with bytes free, where both measured ``rate_free``;
     else None). A setting a point does not record (it predates the setting) is the recipe's default."""
     stage, mine = p["method"].startswith("stage1-only"), p.get("recipe") or {}
-    default = {f.name: f.default for f in dataclasses.fields(StudentTrainConfig)}
     if p["method"] in RECIPE_METHODS or not mine or "correct_bits" not in p:
         return []           # the recipe's own point: each arm's ``versus`` pairs it already
     out = []
@@ -376,8 +374,9 @@ def _one_factor(p: dict, others: list[dict]) -> list[dict]:
         if q is p or q["method"] in RECIPE_METHODS or q["method"].startswith("stage1-only") != stage or not theirs \
                 or "correct_bits" not in q or _same_run(p, q):
             continue
-        diff = {k: [theirs.get(k, default.get(k)), mine.get(k, default.get(k))] for k in sorted(set(mine) | set(theirs))
-                if theirs.get(k, default.get(k)) != mine.get(k, default.get(k))}
+        pairs = {k: [theirs.get(k, RECIPE_DEFAULTS.get(k)), mine.get(k, RECIPE_DEFAULTS.get(k))]
+                 for k in sorted(set(mine) | set(theirs))}
+        diff = {k: v for k, v in pairs.items() if v[0] != v[1]}
         if len(diff) == 1:
             free = [(x.get("rate_free") or {}).get("correct_bits") for x in (p, q)]
             out.append({"method": q["method"], "factor": diff,
