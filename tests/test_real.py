@@ -344,7 +344,9 @@ def test_photo_student_cli_passes_the_decoder_widths(monkeypatch, capsys):
     assert photos.main(["student", "--beta", "0.02"]) == 0      # no flag: the preset's decoder (no override)
     assert "decoder_widths" not in seen and "straight_through" not in seen
     assert photos.main(["student", "--beta", "0.02", "--straight-through"]) == 0
-    assert seen["straight_through"] is True
+    assert seen["straight_through"] is True and "seed" not in seen
+    assert photos.main(["student", "--beta", "0.01", "--seed", "1", "--tag", "s1"]) == 0
+    assert seen["seed"] == 1 and seen["tag"] == "s1"
 
 
 def test_photo_ablation_pairs_each_arm_with_the_arm_one_factor_away():
@@ -397,3 +399,8 @@ def test_photo_ablation_pairs_each_arm_with_the_arm_one_factor_away():
         ("entropic-long-dec2x-new", {"straight_through": [False, True]})]
     same = [o["method"] for o in rows[("entropic-long-dec2x-new", 0.01)]["one_factor"]]
     assert "entropic-long-dec2x" not in same            # False recorded = False by default: no factor apart
+    # a second seed of an arm: the seed is the one factor apart (a point without one ran seed 0)
+    s1 = point("entropic-long-dec2x-ste-s1", 0.01, base, **wide, straight_through=True, seed=1)
+    rows = {(r["method"], r["beta"]): r for r in photos.ablation({"points": [*pts, ste, s1], "teacher_accuracy": 9})}
+    assert [(o["method"], o["factor"]) for o in rows[("entropic-long-dec2x-ste-s1", 0.01)]["one_factor"]] == [
+        ("entropic-long-dec2x-ste", {"seed": [0, 1]})]

@@ -50,7 +50,7 @@ OUT = Path("runs/photos")
 RECIPE_METHODS = ("entropic", "stage1-only")     # the recipe's per-β points; an arm's method carries its --tag
 # the settings a student point records (its ``recipe``), and what one that predates a setting had: the default
 RECIPE_KEYS = ("stage1_epochs", "stage2_epochs", "mixup", "channels", "decoder_widths", "rate_warmup_steps",
-               "stage2_tail", "straight_through")
+               "stage2_tail", "straight_through", "seed")
 RECIPE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(StudentTrainConfig)}
 TEACHER_FILE = "teacher_imagenette.pt"
 RESULTS_FILE = pretrained.PHOTO_RESULTS_FILE      # read back with pretrained.photo_results()
@@ -476,6 +476,9 @@ def main(argv=None) -> int:
     p.add_argument("--straight-through", action="store_true",
                    help="student stage 1: the decoder reads the rounded latent (gradient straight through), not the "
                         "noisy one; the rate keeps the noise")
+    p.add_argument("--seed", type=int, default=None,
+                   help="student: the training seed (weights, photo order, crops, noise; default 0); a second seed "
+                        "of an arm needs its own --tag, and pairs with the first as one factor")
     p.add_argument("--stage1-from", default=None,
                    help="student: an arm that differs in stage 2 alone: start from this run folder's finished stage 1")
     p.add_argument("--method", default=None, choices=("entropic", "variable-rate"),
@@ -501,7 +504,8 @@ def main(argv=None) -> int:
                                       ("decoder_widths", args.decoder_widths),
                                       ("rate_warmup_steps", args.rate_warmup_steps),
                                       ("stage2_tail", args.stage2_tail or None),
-                                      ("straight_through", args.straight_through or None))
+                                      ("straight_through", args.straight_through or None),
+                                      ("seed", args.seed))
                     if v is not None}
             r = run_student(args.beta, args.data_root, out, args.tag, stage1_from=args.stage1_from, **over)
             for q in r["points"]:
