@@ -92,6 +92,25 @@ def test_rd_benchmark_reports_the_shipped_study(capsys):
         assert shown.startswith("never" if r["kb"] is None else f"{r['kb']:.3f} KB"), (r["method"], shown)
 
 
+def test_photo_benchmark_gives_each_crossing_its_bootstrap(capsys):
+    """`minist bench photos`: every student that reaches teacher − 1 pt on the shipped real-photo study gets a line
+    that resamples the photos (:func:`minist.rd.bootstrap_reach`), with its share of draws or its interval."""
+    from minist import pretrained, rd
+    from minist.plots import METHOD_LABELS
+    assert main(["bench", "photos"]) == 0
+    rows = _table(capsys.readouterr().out)
+    res = pretrained.photo_results()
+    students = [r["method"] for r in rd.bytes_to_reach(res, 1.0) if r["kb"] is not None
+                and r["method"] not in ("jpeg", "webp")]
+    shown = [k for k in rows if k.startswith("the same, resampling the photos: ")]
+    assert len(shown) == len(students)
+    for method in students:
+        r = rd.bootstrap_reach(res, method)
+        line = rows[f"the same, resampling the photos: {METHOD_LABELS.get(method, method)}"]
+        assert line.startswith(f"{r['kb']:.3f} KB") and f"ratio {r['ratio']:.3f}×" in line, line
+        assert ("reached in" in line) == (r["kb_ci95"] is None)
+
+
 def test_against_codecs_gives_the_codec_twice_the_bytes():
     from minist import rd
     res = {"points": [{"method": "entropic", "value": 0.16, "kb_mean": 0.30, "accuracy": 85.0},
