@@ -26,6 +26,8 @@ METHOD_COLORS = {
     "ablation: 32 + 8 epochs, decoder ×2": "#3f007d", "ablation: 32 + 8 epochs, decoder ×2, stage 1 only": "#9e9ac8",
     "ablation: 32 + 8 epochs, decoder ×2, straight-through rounding": "#67001f",
     "ablation: 32 + 8 epochs, decoder ×2, straight-through rounding, stage 1 only": "#f4a582",
+    "ablation: 32 + 8 epochs, decoder ×2, straight-through rounding, seed 1": "#d6604d",
+    "ablation: 32 + 8 epochs, decoder ×2, straight-through rounding, seed 1, stage 1 only": "#fddbc7",
     "ablation: stage 2 trains the tail": "#7f2704", "ablation: stage 2 trains the tail, stage 1 only": "#fdae6b",
 }
 
@@ -46,6 +48,9 @@ METHOD_LABELS = {
     "stage1-only-long-dec2x": "ablation: 32 + 8 epochs, decoder ×2, stage 1 only",
     "entropic-long-dec2x-ste": "ablation: 32 + 8 epochs, decoder ×2, straight-through rounding",
     "stage1-only-long-dec2x-ste": "ablation: 32 + 8 epochs, decoder ×2, straight-through rounding, stage 1 only",
+    "entropic-long-dec2x-ste-s1": "ablation: 32 + 8 epochs, decoder ×2, straight-through rounding, seed 1",
+    "stage1-only-long-dec2x-ste-s1":
+        "ablation: 32 + 8 epochs, decoder ×2, straight-through rounding, seed 1, stage 1 only",
     "entropic-tail": "ablation: stage 2 trains the tail",
     "stage1-only-tail": "ablation: stage 2 trains the tail, stage 1 only",
 }
@@ -55,7 +60,7 @@ FEATURE_METHODS = ("entropic", "stage1-only", "paper-loss", "task-aware", "crbq"
                    "entropic-short", "stage1-only-short", "entropic-mixup", "stage1-only-mixup", "entropic-long",
                    "stage1-only-long", "entropic-tail", "stage1-only-tail",
                    "entropic-long-dec2x", "stage1-only-long-dec2x", "entropic-long-dec2x-ste",
-                   "stage1-only-long-dec2x-ste")
+                   "stage1-only-long-dec2x-ste", "entropic-long-dec2x-ste-s1", "stage1-only-long-dec2x-ste-s1")
 KNOB_SYMBOLS = {"beta": "β", "quality": "q", "lambda": "λ", "channels": "C"}
 
 

@@ -66,6 +66,31 @@ def bytes_to_reach(res: dict, drop: float = 1.0, methods=None) -> list[dict]:
     return rows
 
 
+def ratio_by_target(res: dict, methods, drops=(1, 1.5, 2, 3, 4, 6, 8), rivals=("jpeg", "webp")) -> list[dict]:
+    """How the bytes ratio (the better of ``rivals`` ÷ the student) depends on the target: for each (teacher −
+    ``drop``), the rivals' fewest KB and each of ``methods``' KB and ratio (None where a side never reaches it).
+
+    ``below_range``: the method's cheapest measured point already reaches the target, so its KB is an upper bound
+    (the curve was not measured at fewer bytes) and its ratio a lower bound. The rivals' KB is exact even there when
+    their points include each codec's smallest setting (JPEG q1, WebP q0), as the shipped studies' do: no setting
+    makes a smaller file."""
+    held = {p["method"] for p in res["points"]}
+    if missing := [m for m in (*methods, *rivals) if m not in held]:
+        raise ValueError(f"no points for {missing} in the result file; it holds {sorted(held)}")
+    rows = []
+    for drop in drops:
+        reach = {r["method"]: r for r in bytes_to_reach(res, drop, [*methods, *rivals])}
+        best = min((reach[r]["kb"] for r in rivals if reach[r]["kb"] is not None), default=None)
+        students = {}
+        for m in methods:
+            kb = reach[m]["kb"]
+            students[m] = {"kb": kb, "ratio": best / kb if kb and best else None,
+                           "below_range": kb is not None and kb <= reach[m]["kb_range"][0]}
+        rows.append({"drop": drop, "target_accuracy": res["teacher_accuracy"] - drop, "kb_rival": best,
+                     "students": students})
+    return rows
+
+
 def head_to_head(res: dict, method: str = "entropic", baselines=None) -> list[dict]:
     """At every measured rate of ``method``: its accuracy and each baseline's there (None = out of range)."""
     ours = [p for p in res["points"] if p["method"] == method]

@@ -109,6 +109,14 @@ def test_photo_benchmark_gives_each_crossing_its_bootstrap(capsys):
         line = rows[f"the same, resampling the photos: {METHOD_LABELS.get(method, method)}"]
         assert line.startswith(f"{r['kb']:.3f} KB") and f"ratio {r['ratio']:.3f}×" in line, line
         assert ("reached in" in line) == (r["kb_ci95"] is None)
+    # the ratio by target: one row per target, the better codec's KB and each headline student's ratio
+    from minist.experiments.photos import HEADLINE_STUDENTS
+    for r in rd.ratio_by_target(res, HEADLINE_STUDENTS):
+        line = rows[f"teacher − {r['drop']:g} pt = {r['target_accuracy']:.2f} %"]
+        assert line.startswith(f"JPEG/WebP {r['kb_rival']:.3f} KB"), line
+        for m, v in r["students"].items():
+            name = METHOD_LABELS.get(m, m)
+            assert (f"{name} never" in line) if v["kb"] is None else (f"{v['ratio']:.2f}×)" in line), (name, line)
 
 
 def test_against_codecs_gives_the_codec_twice_the_bytes():

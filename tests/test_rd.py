@@ -1,6 +1,7 @@
 """The rate–distortion study: baselines' bitstreams, the sweep's bookkeeping, the shipped results, the explorer."""
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -432,3 +433,23 @@ def test_recalibrating_the_tails_batchnorm_changes_its_statistics_and_nothing_el
     assert s.split()[0](x) == student.split()[0](x)                # the same bytes
     hits = ceiling.correct_on(s, images)
     assert hits.shape == (8,) and hits.dtype == bool
+
+
+def test_the_bytes_ratio_by_target_interpolates_each_side_and_marks_a_student_curve_that_starts_above_it():
+    """Teacher 90 %: a codec climbing 80 → 89 % over 1 → 4 KB, a student 86 → 88 % over 0.5 → 1 KB."""
+    pt = lambda m, kb, acc: {"method": m, "knob": "q", "value": kb, "kb_mean": kb, "accuracy": acc}  # noqa: E731
+    res = {"teacher_accuracy": 90.0, "points": [pt("jpeg", 1.0, 80.0), pt("jpeg", 4.0, 89.0),
+                                                 pt("entropic", 0.5, 86.0), pt("entropic", 1.0, 88.0)]}
+    rows = {r["drop"]: r for r in rd.ratio_by_target(res, ["entropic"], drops=(1, 3, 6), rivals=("jpeg",))}
+    assert rows[1]["kb_rival"] == pytest.approx(4.0) and rows[1]["students"]["entropic"] == {
+        "kb": None, "ratio": None, "below_range": False}                 # 89 % is past the student's best
+    kb = math.exp(math.log(0.5) + 0.5 * math.log(2.0))                   # 87 % halfway between its points, log KB
+    rival = math.exp(7 / 9 * math.log(4.0))
+    assert rows[3]["students"]["entropic"]["kb"] == pytest.approx(kb)
+    assert rows[3]["students"]["entropic"]["ratio"] == pytest.approx(rival / kb)
+    assert not rows[3]["students"]["entropic"]["below_range"]
+    low = rows[6]["students"]["entropic"]                                # 84 %: its cheapest point already has it
+    assert low["kb"] == 0.5 and low["below_range"]
+    assert low["ratio"] == pytest.approx(math.exp(4 / 9 * math.log(4)) / 0.5)
+    with pytest.raises(ValueError, match="no points for \\['webp'\\]"):
+        rd.ratio_by_target(res, ["entropic"], rivals=("jpeg", "webp"))

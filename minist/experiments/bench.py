@@ -298,6 +298,25 @@ def _pt(d: dict) -> str:
     return test_study.paired_text(d, " pt")
 
 
+def _print_ratio_by_target(res: dict, methods) -> None:
+    """:func:`minist.rd.ratio_by_target` as a table: the bytes ratio to the better of JPEG and WebP at looser
+    targets than teacher − 1 pt ("≤ KB, ≥ ratio" where a student's cheapest point already reaches the target; the
+    codecs' KB is exact there too, their smallest settings being measured)."""
+    rows = []
+    for r in rd.ratio_by_target(res, methods):
+        cells = [f"JPEG/WebP {_fmt_kb(r['kb_rival'])}"]
+        for m, v in r["students"].items():
+            name = METHOD_LABELS.get(m, m)
+            if v["kb"] is None:
+                cells.append(f"{name} never")
+            else:
+                le, ge = ("≤ ", "≥ ") if v["below_range"] else ("", "")
+                cells.append(f"{name} {le}{v['kb']:.3f} KB"
+                             + ("" if v["ratio"] is None else f" ({ge}{v['ratio']:.2f}×)"))
+        rows.append((f"teacher − {r['drop']:g} pt = {r['target_accuracy']:.2f} %", "; ".join(cells)))
+    _print_table("the bytes ratio by target: KB per image to reach it, (the better codec ÷ the student)", rows)
+
+
 def print_test_split(quick: bool = False) -> None:
     """The headline numbers: every shipped student, the teacher and the codecs on the test split (no choice saw
     it), with 95 % intervals and paired tests (:func:`minist.experiments.test_study.summary`)."""
@@ -329,6 +348,7 @@ def print_test_split(quick: bool = False) -> None:
                  (f"ratio: best codec ÷ {name} (goal ≥ 4×)", test_study.reach_text(r, "ratio"))]
     _print_table(f"bytes to reach teacher − 1 pt = {t['accuracy'] - 1:.2f} % (bootstrap over images, "
                  f"{s['reach'][0]['draws']} draws)", rows)
+    _print_ratio_by_target(pretrained.test_results(), [r["method"] for r in s["reach"]])
     if s["top"]:
         a, b = s["top"]["entropic"], s["top"]["variable-rate"]
         _print_table("do more bytes buy accuracy? each student's best point", [
@@ -493,6 +513,7 @@ def photos_main(quick: bool = False) -> int:
                  f"{t['total'] / 3600:.2f} h: teacher {t['teacher'] / 3600:.2f} h + {t['runs']} students "
                  f"{t['students'] / 3600:.2f} h"))
     _print_table(f"real photos: {res['dataset']}; {res['n']} test photos, 128 px, real bytes", rows)
+    _print_ratio_by_target(res, photos.HEADLINE_STUDENTS)
     arms = photos.ablation(res)
     if arms:
         rows = []
