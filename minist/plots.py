@@ -210,9 +210,11 @@ def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixel
     return ax
 
 
-# the last: the real-photo ablation's best arm (32 + 8 epochs, decoder ×2, straight-through rounding), drawn where a
-# study has it, so the figure shows the one student curve that crosses the teacher − 1 pt on photos
-STUDY_METHODS = ("entropic", "variable-rate", "stage1-only", "jpeg", "webp", "entropic-long-dec2x-ste")
+# the last two: the real-photo ablation's best arm (32 + 8 epochs, decoder ×2, straight-through rounding) and its
+# second seed, drawn where a study has them, so the figure shows the student curves that cross the teacher − 1 pt on
+# photos, and how far two seeds of one recipe lie apart
+STUDY_METHODS = ("entropic", "variable-rate", "stage1-only", "jpeg", "webp", "entropic-long-dec2x-ste",
+                 "entropic-long-dec2x-ste-s1")
 
 
 def plot_rd_studies(methods=STUDY_METHODS):

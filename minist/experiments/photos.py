@@ -49,8 +49,8 @@ from .figures import photos_figure
 OUT = Path("runs/photos")
 RECIPE_METHODS = ("entropic", "stage1-only")     # the recipe's per-β points; an arm's method carries its --tag
 # the students whose bytes the study reads against the codecs' (`minist bench photos`' ratio by target): the recipe's,
-# the variable-rate one, and the ablation arm that reaches the teacher − 1 pt
-HEADLINE_STUDENTS = ("entropic", "variable-rate", "entropic-long-dec2x-ste")
+# the variable-rate one, and the ablation arm that reaches the teacher − 1 pt, with its second seed
+HEADLINE_STUDENTS = ("entropic", "variable-rate", "entropic-long-dec2x-ste", "entropic-long-dec2x-ste-s1")
 # the settings a student point records (its ``recipe``), and what one that predates a setting had: the default
 RECIPE_KEYS = ("stage1_epochs", "stage2_epochs", "mixup", "channels", "decoder_widths", "rate_warmup_steps",
                "stage2_tail", "straight_through", "seed")
