@@ -142,3 +142,18 @@ def test_training_speed_benchmark_measures_every_step_through_the_engine():
         rates = _train_rates(tiny, threads=1, amp=amp, channels_last=amp, batch=2, steps=1)
         assert set(rates) == {"teacher training step", "teacher forward", "stage 1 step", "stage 2 step"}
         assert all(v > 0 for v in rates.values())
+
+
+def test_photo_benchmark_reads_a_study_without_the_ablation_arms(capsys, monkeypatch):
+    """A new user's `minist photos all` trains no ablation arm: `minist bench photos` still prints its study, the
+    ratio by target over the students it has."""
+    from minist import pretrained
+    res = pretrained.photo_results()
+    plain = {**res, "points": [p for p in res["points"] if p["method"] in
+                               ("entropic", "stage1-only", "variable-rate", "variable-rate-stage1-only", "jpeg",
+                                "webp")]}
+    monkeypatch.setattr(pretrained, "photo_results", lambda: plain)
+    assert main(["bench", "photos"]) == 0
+    rows = _table(capsys.readouterr().out)
+    line = rows[f"teacher − 1 pt = {res['teacher_accuracy'] - 1:.2f} %"]
+    assert "Entropic Student never" in line and "straight-through" not in line

@@ -303,6 +303,7 @@ def _print_ratio_by_target(res: dict, methods) -> None:
     targets than teacher − 1 pt ("≤ KB, ≥ ratio" where a student's cheapest point already reaches the target; the
     codecs' KB is exact there too, their smallest settings being measured)."""
     rows = []
+    methods = [m for m in methods if any(p["method"] == m for p in res["points"])]    # a study without some arms
     for r in rd.ratio_by_target(res, methods):
         cells = [f"JPEG/WebP {_fmt_kb(r['kb_rival'])}"]
         for m, v in r["students"].items():
