@@ -12,6 +12,7 @@ from minist.config import TaskTrainConfig
 from minist.experiments import task_study
 from minist.models import tasks as T
 from minist.models.codec import PayloadError
+from minist.models.halves import analysis
 from minist.models.store import load_task_student, load_task_teacher, save_task
 from minist.recipes import train_task_student, train_task_teacher
 from minist.utils import data_dir
@@ -609,7 +610,7 @@ def test_diagnosis_arms_are_the_models_and_their_hybrids(tmp_path, monkeypatch):
     assert torch.allclose(task_study._half_resolution(board[None, None]), torch.full((1, 1, 8, 8), 0.5))
     path = task_study.diagnose("detection", n=4, out=tmp_path)
     doc = json.loads(path.read_text())
-    assert doc["val_scenes"] == 4 and len(doc["arms"]) == 5
+    assert doc["val_scenes"] == 4 and len(doc["arms"]) == 6
     assert all({"map", "map_50", "map_75", "map_small"} <= set(a) for a in doc["arms"].values())
     val = TaskTrainConfig().val_scenes()
     direct = evaluate.evaluate_task("detection", evaluate.teacher_predictor(pretrained.task_teacher("detection")),
@@ -647,3 +648,18 @@ def test_the_shipped_task_models_train_what_their_teachers_train_and_serve_the_s
                           T.build_task_teacher(task, teacher), pretrained.student("mini", beta=0.08))
     res = evaluate.evaluate_task(task, evaluate.student_predictor(snet, beta=0.005), scenes, limit=8)
     assert 0.3 < sum(res["sizes"]) / 8 / 1024 < 0.6          # 0.42 KB a scene at the grid's top
+
+
+def test_a_task_students_rate_free_front_decodes_the_unrounded_latent():
+    """``StudentFront.rate_free`` (the diagnosis's "bytes free" arm): the decoder on the latent as the codec would
+    hand it over unrounded, not on ẑ; a β outside the bitstream's range is refused as the bitstream refuses it."""
+    front = pretrained.variable_task_student("detection").backbone.front.eval()
+    x = torch.rand(2, 3, 128, 128)
+    z = analysis(front.encoder, front.mean, front.std, x)
+    free = front.rate_free(x, beta=0.02)
+    assert torch.allclose(free, front.decode(front.codec.unrounded(z, beta=0.02)))
+    with torch.no_grad():
+        sent = front(x, beta=0.02)
+    assert sent.shape == free.shape and not torch.allclose(sent, free)
+    with pytest.raises(ValueError, match="outside this model's range"):
+        front.rate_free(x, beta=10.0)

@@ -330,14 +330,17 @@ def diagnosis_arms(tnet, snet, beta: float = 0.005) -> dict:
     * ``teacher tail, student's layer1``: the teacher's network on the student's decoded ``layer1`` at ``beta``:
       what stage 2 had to adapt to;
     * ``teacher, layer1 at half resolution``: the teacher on its own ``layer1`` without its finest detail
-      (:func:`_half_resolution`): how much the task needs what a stride-4 map holds at stride 4."""
+      (:func:`_half_resolution`): how much the task needs what a stride-4 map holds at stride 4;
+    * ``student, bytes free``: the student on its latent unrounded (:meth:`StudentFront.rate_free`): what rounding
+      to the bytes costs it, and so whether more bytes could buy the rest."""
     def arm(net, front):
         return lambda x: (net.from_layer1(front(x[None]), tuple(x.shape[-2:]))[0], None)
     teacher_l1, student_l1 = tnet.backbone.front, (lambda x: snet.backbone.front(x, beta=beta))
     return {"teacher": arm(tnet, teacher_l1), f"student, β {beta:g}": arm(snet, student_l1),
             "student tail, teacher's layer1": arm(snet, teacher_l1),
             "teacher tail, student's layer1": arm(tnet, student_l1),
-            "teacher, layer1 at half resolution": arm(tnet, lambda x: _half_resolution(teacher_l1(x)))}
+            "teacher, layer1 at half resolution": arm(tnet, lambda x: _half_resolution(teacher_l1(x))),
+            f"student, β {beta:g}, bytes free": arm(snet, lambda x: snet.backbone.front.rate_free(x, beta=beta))}
 
 
 @torch.no_grad()

@@ -138,6 +138,14 @@ class StudentFront(nn.Module):
         with torch.no_grad():
             return self.codec(analysis(self.encoder, self.mean, self.std, x), training=False, beta=beta)[0]
 
+    @torch.no_grad()
+    def rate_free(self, x: torch.Tensor, beta=None) -> torch.Tensor:
+        """The same weights with bytes free: the decoder (+ ``refine``) on the latent as the codec would hand it over
+        if it were sent exactly (``codec.unrounded``), as :func:`minist.evaluate.rate_free_accuracy` does for the
+        classifier. A diagnosis, not a bitstream: what rounding to the rate's bytes costs this task."""
+        check_images(x)
+        return self.decode(self.codec.unrounded(analysis(self.encoder, self.mean, self.std, x), beta=beta))
+
     def forward(self, x: torch.Tensor, beta=None) -> torch.Tensor:
         """In training each image draws its rate from the codec's grid (a one-rate student's grid has one), so a
         variable-rate student's task decoder learns every β the bitstream can carry."""
