@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from . import pretrained
+from . import pretrained, rd
 
 # one colour per method, the same in every notebook
 # one colour per name, never shared (tests/test_rd.py checks it): the same method looks the same in every figure
@@ -170,7 +170,7 @@ def plot_rd(res: dict, ax=None, methods=None, annotate: bool = True, image_pixel
         raise ValueError(f"a comparison on different images: the teacher was scored on {n} images, points on "
                          f"{sorted(counts)}; score every method on the same set (or pass `methods=` to draw fewer)")
     floor = t - clip if clip is not None else -1.0
-    present = [m for m in METHOD_LABELS if any(p["method"] == m for p in res["points"])]
+    present = rd.held(res, METHOD_LABELS)
     shown, below = [], []
     for m in (methods or present):
         pts = sorted((p for p in res["points"] if p["method"] == m), key=lambda p: p["kb_mean"])
@@ -230,7 +230,7 @@ def plot_rd_studies(methods=STUDY_METHODS):
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     for ax, res, name in ((axes[0], mini, "Fashion-on-Photos"), (axes[1], photos, "Imagenette (real photos)")):
         n = res["n"]
-        plot_rd(res, ax=ax, methods=[m for m in methods if any(p["method"] == m for p in res["points"])],
+        plot_rd(res, ax=ax, methods=rd.held(res, methods),
                 title=f"{name}: {n:,} test images, 128×128, real bytes")
     fig.tight_layout()
     return fig

@@ -66,6 +66,13 @@ def bytes_to_reach(res: dict, drop: float = 1.0, methods=None) -> list[dict]:
     return rows
 
 
+def held(res: dict, methods) -> list[str]:
+    """The ``methods``, in their order, that have points in ``res``: a study need not hold every method (a new
+    user's photo study has no ablation arms)."""
+    have = {p["method"] for p in res["points"]}
+    return [m for m in methods if m in have]
+
+
 def ratio_by_target(res: dict, methods, drops=(1, 1.5, 2, 3, 4, 6, 8), rivals=("jpeg", "webp")) -> list[dict]:
     """How the bytes ratio (the better of ``rivals`` ÷ the student) depends on the target: for each (teacher −
     ``drop``), the rivals' fewest KB and each of ``methods``' KB and ratio (None where a side never reaches it).

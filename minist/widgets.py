@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from . import image_formats, pretrained
+from . import image_formats, pretrained, rd
 from .config import mini_val_set
 from .data.fashion import CLASSES
 from .plots import METHOD_COLORS, METHOD_LABELS, plot_rd
@@ -142,8 +142,7 @@ class Explorer:
         line says it); accuracy from just below the variable-rate curve's lowest point to above the teacher (a
         collapsed per-β point further down is left out of view, and said so)."""
         plot_rd(self.res, ax=ax, annotate=False, title="", clip=None,
-                methods=[m for m in ("entropic", "stage1-only", "crbq", "jpeg", "webp")
-                         if any(p["method"] == m for p in self.res["points"])])
+                methods=rd.held(self.res, ("entropic", "stage1-only", "crbq", "jpeg", "webp")))
         ax.plot([p["kb_mean"] for p in self.curve], [p["accuracy"] for p in self.curve], "-", lw=1.4,
                 color=VARIABLE_COLOR, label=VARIABLE_LABEL, zorder=4)
         ax.set_xlabel("KB per image (log)", fontsize=9)
@@ -260,14 +259,15 @@ class Explorer:
         kbps = W.FloatLogSlider(value=250, base=10, min=0, max=5, step=0.1, description="kbit/s",
                                 readout_format=".3g", continuous_update=True)
         image, bits = W.Image(format="png", width=256), W.Image(format="png", width=294)
-        rd, caption, times, status = W.Image(format="png", width=461), W.HTML(), W.HTML(), W.HTML()
+        rd_image, caption, times, status = W.Image(format="png", width=461), W.HTML(), W.HTML(), W.HTML()
         self.controls = {"beta": beta, "image": index, "kbps": kbps}
-        self.outputs = {"image": image, "bits": bits, "rd": rd, "caption": caption, "times": times, "status": status}
+        self.outputs = {"image": image, "bits": bits, "rd": rd_image, "caption": caption, "times": times,
+                        "status": status}
 
         def update(_=None):
             r = self.compute(beta.value, index.value, kbps.value)
             p = self.panels(r)
-            image.value, bits.value, rd.value = p["image"], p["bits"], p["rd"]
+            image.value, bits.value, rd_image.value = p["image"], p["bits"], p["rd"]
             caption.value, times.value = p["caption"], p["times"]
             status.value = self.status(r)
             self.last = r
@@ -276,7 +276,7 @@ class Explorer:
         for w in (beta, index, kbps):
             w.observe(update, names="value")
         update()
-        ui = W.VBox([W.HBox([beta, index, kbps]), status, caption, W.HBox([image, bits, rd]), times])
+        ui = W.VBox([W.HBox([beta, index, kbps]), status, caption, W.HBox([image, bits, rd_image]), times])
         if display:
             show_ui(ui)
         return ui

@@ -303,8 +303,7 @@ def _print_ratio_by_target(res: dict, methods) -> None:
     targets than teacher − 1 pt ("≤ KB, ≥ ratio" where a student's cheapest point already reaches the target; the
     codecs' KB is exact there too, their smallest settings being measured)."""
     rows = []
-    methods = [m for m in methods if any(p["method"] == m for p in res["points"])]    # a study without some arms
-    for r in rd.ratio_by_target(res, methods):
+    for r in rd.ratio_by_target(res, rd.held(res, methods)):
         cells = [f"JPEG/WebP {_fmt_kb(r['kb_rival'])}"]
         for m, v in r["students"].items():
             name = METHOD_LABELS.get(m, m)
@@ -321,7 +320,8 @@ def _print_ratio_by_target(res: dict, methods) -> None:
 def print_test_split(quick: bool = False) -> None:
     """The headline numbers: every shipped student, the teacher and the codecs on the test split (no choice saw
     it), with 95 % intervals and paired tests (:func:`minist.experiments.test_study.summary`)."""
-    s = test_study.summary(draws=200 if quick else 1000)
+    res = pretrained.test_results()
+    s = test_study.summary(res, draws=200 if quick else 1000)
     t = s["teacher"]
     print(f"THE TEST SPLIT: {s['n']:,} Fashion-on-Photos images that no choice saw (data/results_test_mini.json); "
           f"teacher {t['accuracy']:.2f} % [{t['ci95'][0]:.2f}, {t['ci95'][1]:.2f}]; intervals 95 %, "
@@ -349,7 +349,7 @@ def print_test_split(quick: bool = False) -> None:
                  (f"ratio: best codec ÷ {name} (goal ≥ 4×)", test_study.reach_text(r, "ratio"))]
     _print_table(f"bytes to reach teacher − 1 pt = {t['accuracy'] - 1:.2f} % (bootstrap over images, "
                  f"{s['reach'][0]['draws']} draws)", rows)
-    _print_ratio_by_target(pretrained.test_results(), [r["method"] for r in s["reach"]])
+    _print_ratio_by_target(res, [r["method"] for r in s["reach"]])
     if s["top"]:
         a, b = s["top"]["entropic"], s["top"]["variable-rate"]
         _print_table("do more bytes buy accuracy? each student's best point", [

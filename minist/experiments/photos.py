@@ -42,15 +42,17 @@ from ..config import StudentTrainConfig, TeacherConfig, TeacherTrainConfig
 from ..data import imagenette
 from ..evaluate import codec_point, decoded_accuracy, evaluate_accuracy, evaluate_student, rate_free_accuracy
 from ..models.store import load_student, load_teacher
+from ..plots import STUDY_METHODS
 from ..recipes import STAGE2_FIELDS, ship_half, train_student, train_teacher
 from ..utils import data_dir
 from .figures import photos_figure
 
 OUT = Path("runs/photos")
 RECIPE_METHODS = ("entropic", "stage1-only")     # the recipe's per-β points; an arm's method carries its --tag
-# the students whose bytes the study reads against the codecs' (`minist bench photos`' ratio by target): the recipe's,
-# the variable-rate one, and the ablation arm that reaches the teacher − 1 pt, with its second seed
-HEADLINE_STUDENTS = ("entropic", "variable-rate", "entropic-long-dec2x-ste", "entropic-long-dec2x-ste-s1")
+# the students whose bytes the study reads against the codecs' (`minist bench photos`' ratio by target): the full
+# students the figure draws (the recipe's, the variable-rate one, the ablation arm that reaches the teacher − 1 pt
+# and its second seed)
+HEADLINE_STUDENTS = tuple(m for m in STUDY_METHODS if m not in ("jpeg", "webp", "stage1-only"))
 # the settings a student point records (its ``recipe``), and what one that predates a setting had: the default
 RECIPE_KEYS = ("stage1_epochs", "stage2_epochs", "mixup", "channels", "decoder_widths", "rate_warmup_steps",
                "stage2_tail", "straight_through", "seed")

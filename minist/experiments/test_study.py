@@ -152,7 +152,7 @@ def summary(res: dict | None = None, draws: int = 1000) -> dict:
                              "rival": None if r["rival"] is None else {k: r["rival"][k] for k in
                                                                        ("method", "value", "accuracy", "kb_mean")},
                              "vs_rival": r["paired"]})
-    reach = [rd.bootstrap_reach(res, m, draws=draws) for m in STUDENTS if any(p["method"] == m for p in res["points"])]
+    reach = [rd.bootstrap_reach(res, m, draws=draws) for m in rd.held(res, STUDENTS)]
     best = {m: max((p for p in res["points"] if p["method"] == m), key=lambda p: p["accuracy"], default=None)
             for m in STUDENTS}
     top = None
